@@ -1,0 +1,615 @@
+//! The config file as written: serde structs that mirror the YAML, and the walk
+//! that gets a document into them. This module owns the *shape* of the file —
+//! which keys exist where, what is a mapping and what is a list — and reports
+//! every unknown key, wrongly-shaped section and syntax error with its path.
+//!
+//! It must never interpret a value: durations, addresses, names and numbers stay
+//! `serde_yaml::Value`s here so `validate` can report a bad one with its path
+//! instead of serde giving up at the first surprise.
+
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+
+use super::error::{Collector, YamlPath};
+
+/// The whole file. Every field is optional here; `validate` decides what is
+/// required and what the defaults are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub workers: Option<Value>,
+    pub shutdown_timeout: Option<Value>,
+    pub admin: Option<RawAdmin>,
+    /// `None` items are list entries already reported as malformed; they stay
+    /// in place so the indices in later error paths still match the file.
+    pub listeners: Option<Vec<Option<RawListener>>>,
+    /// As `listeners`: `None` marks an entry already reported.
+    pub pools: Option<Vec<Option<RawPool>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<Value>,
+    pub token_file: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub name: Option<Value>,
+    pub listen: Option<Value>,
+    pub pool: Option<Value>,
+    pub connect_timeout: Option<Value>,
+    pub idle_timeout: Option<Value>,
+    pub retries: Option<Value>,
+    pub max_connections: Option<Value>,
+    pub backlog: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    pub name: Option<Value>,
+    pub algorithm: Option<Value>,
+    /// As `RawConfig::listeners`: `None` marks an entry already reported.
+    pub backends: Option<Vec<Option<RawBackend>>>,
+}
+
+/// A backend, either `- 127.0.0.1:9001` or `- { address: 127.0.0.1:9001 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub(super) enum RawBackend {
+    Short(String),
+    Full(RawBackendEntry),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackendEntry {
+    pub address: Option<Value>,
+}
+
+// Keys from the contract in DESIGN.md §3 that this version does not implement
+// yet. Naming them "not implemented yet" instead of "unknown" tells someone
+// copying from the design or a newer README that the key is right, just early.
+const PLANNED_LISTENER_KEYS: &[&str] = &["sni", "proxy_protocol", "accept_proxy_protocol"];
+const PLANNED_POOL_KEYS: &[&str] = &["health_check"];
+const PLANNED_BACKEND_KEYS: &[&str] = &["weight", "backup"];
+
+/// Parses a YAML document into [`RawConfig`], recording every syntax and shape
+/// problem in `errors`. Returns `None` only when there is nothing to validate
+/// (a syntax error, an empty file, a document that is not a mapping); otherwise
+/// returns what could be salvaged, with the bad parts removed and reported.
+pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
+    let mut document: Value = match serde_yaml::from_str(yaml) {
+        Ok(document) => document,
+        Err(e) => {
+            report_yaml_error(&e, errors);
+            return None;
+        }
+    };
+    // Merge keys (`<<: *defaults`) let several listeners share settings; apply
+    // them first so a merged-in key is checked like one written in place.
+    if let Err(e) = document.apply_merge() {
+        report_yaml_error(&e, errors);
+        return None;
+    }
+
+    let root = YamlPath::root();
+    let document = match document {
+        Value::Mapping(mapping) => mapping,
+        Value::Null => {
+            errors.push(
+                &root,
+                None,
+                "the config is empty",
+                "it needs at least listeners: and pools:, see conf/minimal.yaml",
+            );
+            return None;
+        }
+        other => {
+            errors.push(
+                &root,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a mapping of keys", kind(&other)),
+                "the config must be a YAML mapping with keys such as listeners: and pools:, see conf/minimal.yaml",
+            );
+            return None;
+        }
+    };
+
+    // Errors are printed in the order of the file's sections, whichever
+    // stage found them.
+    errors.set_section_order(document.keys().filter_map(Value::as_str));
+
+    let mut cleaned = Mapping::new();
+    for (key, value) in checked_keys(document, &root, keys_of::<RawConfig>(), &[], errors) {
+        let path = root.key(&key);
+        let value = match key.as_str() {
+            "admin" => match value {
+                Value::Null => Value::Null,
+                value => mapping_at(value, &path, keys_of::<RawAdmin>(), &[], errors)
+                    .map_or(Value::Null, Value::Mapping),
+            },
+            "listeners" => list_at(value, &path, "listener", errors, |item, path, errors| {
+                mapping_item(item, path, "listener", errors).and_then(|item| {
+                    mapping_at(
+                        item,
+                        path,
+                        keys_of::<RawListener>(),
+                        PLANNED_LISTENER_KEYS,
+                        errors,
+                    )
+                })
+            }),
+            "pools" => list_at(value, &path, "pool", errors, pool_at),
+            _ => value,
+        };
+        // A section that was reported as malformed is dropped; `validate` then
+        // finds it missing, and the collector keeps only the first report.
+        if !value.is_null() {
+            cleaned.insert(Value::String(key), value);
+        }
+    }
+
+    match serde_yaml::from_value(Value::Mapping(cleaned)) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            // The walk above removes everything serde could object to, so this
+            // means the walk and the structs have drifted apart.
+            errors.push(
+                &root,
+                None,
+                format!("could not be read ({e})"),
+                "this is a bug in spliced's config reader; please report it with the file",
+            );
+            None
+        }
+    }
+}
+
+fn pool_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+    let mut pool = mapping_item(item, path, "pool", errors)
+        .and_then(|item| mapping_at(item, path, keys_of::<RawPool>(), PLANNED_POOL_KEYS, errors))?;
+    if let Some(backends) = pool.remove("backends") {
+        let backends_path = path.key("backends");
+        let backends = list_at(backends, &backends_path, "backend", errors, backend_at);
+        if !backends.is_null() {
+            pool.insert(Value::from("backends"), backends);
+        }
+    }
+    Some(pool)
+}
+
+/// A backend item is kept as it is when it is an address string or a mapping
+/// with only known keys; anything else is reported and replaced by null.
+fn backend_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Value> {
+    match item {
+        Value::String(address) => Some(Value::String(address)),
+        Value::Mapping(entry) => mapping_at(
+            Value::Mapping(entry),
+            path,
+            keys_of::<RawBackendEntry>(),
+            PLANNED_BACKEND_KEYS,
+            errors,
+        )
+        .map(Value::Mapping),
+        Value::Null => {
+            errors.push(
+                path,
+                None,
+                "is an empty list entry",
+                "write the backend's address after the dash, e.g. - 127.0.0.1:9001",
+            );
+            None
+        }
+        other => {
+            errors.push(
+                path,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a backend", kind(&other)),
+                "write host:port, e.g. - 127.0.0.1:9001 or - { address: backend.internal:9001 }",
+            );
+            None
+        }
+    }
+}
+
+/// A list entry that must be a mapping (a listener, a pool).
+fn mapping_item(item: Value, path: &YamlPath, what: &str, errors: &mut Collector) -> Option<Value> {
+    match item {
+        Value::Mapping(_) => Some(item),
+        Value::Null => {
+            errors.push(
+                path,
+                None,
+                "is an empty list entry",
+                format!("give the {what}'s keys after the dash, e.g. - name: web"),
+            );
+            None
+        }
+        other => {
+            errors.push(
+                path,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a {what}", kind(&other)),
+                format!("each {what} is a mapping of keys, e.g. - name: web"),
+            );
+            None
+        }
+    }
+}
+
+/// Checks that the value at `path` is a list and runs `item` over each entry.
+/// Returns the list with bad entries replaced by null (so indices keep
+/// matching the file), or null when the value is absent or not a list.
+fn list_at<T: Into<Value>>(
+    value: Value,
+    path: &YamlPath,
+    what: &str,
+    errors: &mut Collector,
+    mut item: impl FnMut(Value, &YamlPath, &mut Collector) -> Option<T>,
+) -> Value {
+    match value {
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| {
+                    item(value, &path.index(i), errors).map_or(Value::Null, Into::into)
+                })
+                .collect(),
+        ),
+        Value::Null => Value::Null,
+        other => {
+            errors.push(
+                path,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a list", kind(&other)),
+                format!("start each {what} with \"- \" on its own line under the key"),
+            );
+            Value::Null
+        }
+    }
+}
+
+/// Checks that the value at `path` is a mapping with only `allowed` keys, and
+/// returns it without the keys it reported.
+fn mapping_at(
+    value: Value,
+    path: &YamlPath,
+    allowed: &[&str],
+    planned: &[&str],
+    errors: &mut Collector,
+) -> Option<Mapping> {
+    match value {
+        Value::Mapping(mapping) => Some(
+            checked_keys(mapping, path, allowed, planned, errors)
+                .into_iter()
+                .map(|(key, value)| (Value::String(key), value))
+                .collect(),
+        ),
+        other => {
+            errors.push(
+                path,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a mapping", kind(&other)),
+                format!(
+                    "give its keys indented below it; allowed keys: {}",
+                    allowed.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The entries of `mapping` whose keys are known, in file order. Every other
+/// key is reported (all of them, not just the first) and left out.
+fn checked_keys(
+    mapping: Mapping,
+    path: &YamlPath,
+    allowed: &[&str],
+    planned: &[&str],
+    errors: &mut Collector,
+) -> Vec<(String, Value)> {
+    let mut known = Vec::with_capacity(mapping.len());
+    for (key, value) in mapping {
+        let key = match key {
+            Value::String(key) => key,
+            other => {
+                let shown = scalar_text(&other);
+                errors.push(
+                    &path.key(shown.as_deref().unwrap_or("?")),
+                    shown.as_deref(),
+                    format!("is {}, not a key name", kind(&other)),
+                    format!("allowed keys here: {}", allowed.join(", ")),
+                );
+                continue;
+            }
+        };
+        if allowed.contains(&key.as_str()) {
+            known.push((key, value));
+            continue;
+        }
+        let key_path = path.key(&key);
+        if planned.contains(&key.as_str()) {
+            errors.push(
+                &key_path,
+                None,
+                "is not implemented yet in this version",
+                format!("remove it; allowed keys here: {}", allowed.join(", ")),
+            );
+        } else {
+            let hint = match closest(&key, allowed) {
+                Some(near) => format!("did you mean {near}? "),
+                None => String::new(),
+            };
+            errors.push(
+                &key_path,
+                None,
+                "is not a known key",
+                format!("{hint}allowed keys here: {}", allowed.join(", ")),
+            );
+        }
+    }
+    known
+}
+
+fn report_yaml_error(error: &serde_yaml::Error, errors: &mut Collector) {
+    let message = error.to_string();
+    match error.location() {
+        Some(at) => {
+            // libyaml repeats the position in its message; say it once, as the path.
+            let message = message.replacen(
+                &format!(" at line {} column {}", at.line(), at.column()),
+                "",
+                1,
+            );
+            errors.push_at(
+                format!("line {}, column {}", at.line(), at.column()),
+                None,
+                format!("is not valid YAML ({message})"),
+                "check the indentation, colons and quotes on or just before that line",
+            );
+        }
+        None => errors.push(
+            &YamlPath::root(),
+            None,
+            format!("is not valid YAML ({message})"),
+            "the config is a single YAML document of keys such as listeners: and pools:",
+        ),
+    }
+}
+
+/// The text of a scalar as it would be quoted back to the user; `None` for
+/// null, mappings and lists, which the problem text describes instead.
+pub(super) fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Tagged(tagged) => Some(format!("{} ...", tagged.tag)),
+        Value::Null | Value::Sequence(_) | Value::Mapping(_) => None,
+    }
+}
+
+/// "a string", "a list", ... for "is X, not Y" problems.
+pub(super) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "empty",
+        Value::Bool(_) => "true/false",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// The allowed word nearest to a misspelt one, if it is near enough to be a
+/// typo (at most two edits, and fewer than half the letters).
+pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, _)| *d <= 2 && *d * 2 < word.chars().count().max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance counting a swap of two neighbouring letters as one edit
+/// (optimal string alignment), since `wbe` for `web` is the commonest typo.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j]: distance between the first i letters of a and the first j of b.
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The keys a raw struct accepts, read from its serde derive so the list used
+/// for "unknown key" errors can never drift from the struct.
+///
+/// WHY: serde offers no public field list, so this feeds the type a deserializer
+/// that only records the `fields` argument of `deserialize_struct` (the same
+/// trick as `serde_aux::serde_introspect`).
+fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct FieldProbe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for FieldProbe<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("field probe only reads struct fields"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("field probe only reads struct fields"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // The probe always errors; the only result we want is what it recorded.
+    let _ = T::deserialize(FieldProbe(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        let mut errors = Collector::default();
+        parse(yaml, &mut errors);
+        errors.finish().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn key_lists_come_from_the_structs() {
+        assert_eq!(
+            keys_of::<RawConfig>(),
+            ["workers", "shutdown_timeout", "admin", "listeners", "pools"]
+        );
+        assert_eq!(keys_of::<RawAdmin>(), ["listen", "token_file"]);
+        assert_eq!(keys_of::<RawBackendEntry>(), ["address"]);
+        assert!(keys_of::<RawListener>().contains(&"connect_timeout"));
+        assert!(keys_of::<RawPool>().contains(&"backends"));
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_path() {
+        let errors = errors_of(
+            "wrkers: 2\n\
+             listeners:\n  - name: a\n    conect_timeout: 2s\n    colour: red\n\
+             pools:\n  - name: p\n    backends:\n      - { adress: 127.0.0.1:1 }\n",
+        );
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].starts_with("wrkers: is not a known key: did you mean workers?"));
+        assert!(errors[1].starts_with(
+            "listeners[0].conect_timeout: is not a known key: did you mean connect_timeout?"
+        ));
+        assert!(errors[2].starts_with(
+            "listeners[0].colour: is not a known key: allowed keys here: name, listen"
+        ));
+        assert!(errors[3]
+            .starts_with("pools[0].backends[0].adress: is not a known key: did you mean address?"));
+    }
+
+    #[test]
+    fn planned_keys_say_not_implemented_yet() {
+        let errors = errors_of(
+            "pools:\n  - name: p\n    health_check: { kind: tcp }\n    backends:\n      - { address: 127.0.0.1:1, weight: 3 }\n",
+        );
+        assert!(
+            errors[0].starts_with("pools[0].health_check: is not implemented yet in this version")
+        );
+        assert!(errors[1]
+            .starts_with("pools[0].backends[0].weight: is not implemented yet in this version"));
+    }
+
+    #[test]
+    fn wrong_shapes_keep_later_indices_right() {
+        let mut errors = Collector::default();
+        let raw = parse(
+            "listeners:\n  - just-a-string\n  -\n  - name: ok\npools: {name: p}\n",
+            &mut errors,
+        )
+        .expect("salvageable");
+        let listeners = raw.listeners.expect("listeners kept");
+        assert_eq!(listeners.len(), 3);
+        assert!(listeners[0].is_none() && listeners[1].is_none() && listeners[2].is_some());
+        assert!(raw.pools.is_none());
+        let shown = errors.finish().to_string();
+        assert!(
+            shown.contains(r#"listeners[0]: "just-a-string" is a string, not a listener"#),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("listeners[1]: is an empty list entry"),
+            "{shown}"
+        );
+        assert!(shown.contains("pools: is a mapping, not a list"), "{shown}");
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let errors = errors_of("listeners:\n  - name: a\n   listen: x\n");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("line 3, column 4: is not valid YAML"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn odd_documents_are_explained() {
+        assert!(errors_of("")[0].contains("the config is empty"));
+        assert!(errors_of("# only a comment\n")[0].contains("the config is empty"));
+        assert!(errors_of("- a\n- b\n")[0].contains("(top level): is a list, not a mapping"));
+        assert!(errors_of("42")[0].contains(r#"(top level): "42" is a number"#));
+        assert!(errors_of("a: 1\n---\nb: 2\n")[0].contains("more than one document"));
+        assert!(errors_of("1: x\n")[0].contains(r#""1" is a number, not a key name"#));
+        assert!(errors_of("admin: 5\n")[0].contains(r#"admin: "5" is a number, not a mapping"#));
+    }
+
+    #[test]
+    fn merge_keys_are_applied_before_checking() {
+        let mut errors = Collector::default();
+        let raw = parse(
+            "x-defaults: &d { connect_timeout: 1s }\nlisteners:\n  - <<: *d\n    name: a\n",
+            &mut errors,
+        )
+        .unwrap();
+        // The anchor's home key is unknown, but the merged listener is fine.
+        let shown = errors.finish().to_string();
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(shown.starts_with("x-defaults: is not a known key"));
+        let listener = raw.listeners.unwrap().remove(0).unwrap();
+        assert_eq!(listener.connect_timeout, Some(Value::from("1s")));
+    }
+
+    #[test]
+    fn typo_suggestions_are_conservative() {
+        assert_eq!(closest("wbe", &["web", "api"]), Some("web"));
+        assert_eq!(
+            closest("conect_timeout", &["connect_timeout", "idle_timeout"]),
+            Some("connect_timeout")
+        );
+        assert_eq!(closest("pool", &["pools"]), Some("pools"));
+        assert_eq!(closest("xyz", &["workers", "pools"]), None);
+        assert_eq!(closest("ab", &["a", "pools"]), None);
+    }
+}

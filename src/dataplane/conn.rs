@@ -1,0 +1,144 @@
+//! The state of one proxied connection: its two sockets, the backend it was
+//! sent to, and the two relay directions. Plain data: the worker drives it.
+//! A connection owns its fds; dropping it closes them, which the worker does
+//! only once no operation naming them is in flight.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use socket2::Socket;
+
+use super::token::{Dir, B2C, C2B};
+use crate::control::snapshot::Snapshot;
+use crate::uring::{BufId, Pipe};
+
+/// Most backends one client may try: the first plus `retries` (validated ≤ 16).
+pub const MAX_ATTEMPTS: usize = 17;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connecting,
+    Relaying,
+    /// Waiting for in-flight operations to finish before the slot is freed.
+    Closing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Receive into the provided-buffer ring, then send.
+    Copy,
+    /// Readiness poll, then `splice(2)` through a pooled pipe.
+    Splice,
+}
+
+/// A received buffer being sent on.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub buf: BufId,
+    pub len: u32,
+    pub sent: u32,
+}
+
+/// One relay direction (half-duplex: read, write all of it, read again).
+pub struct Direction {
+    pub mode: Mode,
+    /// Bytes received and not yet fully sent (copy mode).
+    pub held: Option<Held>,
+    /// The pipe, while it holds bytes (splice mode).
+    pub pipe: Option<Pipe>,
+    pub pipe_bytes: usize,
+    /// Consecutive receives that filled a whole buffer: the bulk signal.
+    pub full_reads: u8,
+    /// Bytes spliced in since the source last became readable.
+    pub burst: usize,
+    /// The source sent FIN; the destination gets SHUT_WR once drained.
+    pub src_eof: bool,
+    /// FIN forwarded: this direction is finished.
+    pub done: bool,
+    /// Bytes delivered to the destination.
+    pub bytes: u64,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            mode: Mode::Copy,
+            held: None,
+            pipe: None,
+            pipe_bytes: 0,
+            full_reads: 0,
+            burst: 0,
+            src_eof: false,
+            done: false,
+            bytes: 0,
+        }
+    }
+}
+
+pub struct Conn {
+    pub gen: u32,
+    pub phase: Phase,
+    /// Operations submitted and not yet completed; the slot is freed at zero.
+    pub inflight: u32,
+    pub client: OwnedFd,
+    pub backend: Option<Socket>,
+    /// The routing view this connection started with.
+    pub snapshot: Arc<Snapshot>,
+    pub listener: usize,
+    /// Index in the pool of the backend being connected to or relayed to.
+    pub backend_index: Option<usize>,
+    pub tried: [u32; MAX_ATTEMPTS],
+    pub attempts: usize,
+    pub dirs: [Direction; 2],
+    pub last_active: Instant,
+}
+
+impl Conn {
+    pub fn new(
+        gen: u32,
+        client: OwnedFd,
+        snapshot: Arc<Snapshot>,
+        listener: usize,
+        now: Instant,
+    ) -> Conn {
+        Conn {
+            gen,
+            phase: Phase::Connecting,
+            inflight: 0,
+            client,
+            backend: None,
+            snapshot,
+            listener,
+            backend_index: None,
+            tried: [0; MAX_ATTEMPTS],
+            attempts: 0,
+            dirs: [Direction::new(), Direction::new()],
+            last_active: now,
+        }
+    }
+
+    pub fn client_fd(&self) -> RawFd {
+        self.client.as_raw_fd()
+    }
+
+    pub fn backend_fd(&self) -> RawFd {
+        self.backend.as_ref().map_or(-1, |s| s.as_raw_fd())
+    }
+
+    /// (source, destination) fds of a direction.
+    pub fn ends(&self, d: Dir) -> (RawFd, RawFd) {
+        match d {
+            C2B => (self.client_fd(), self.backend_fd()),
+            _ => (self.backend_fd(), self.client_fd()),
+        }
+    }
+
+    pub fn has_tried(&self, index: usize) -> bool {
+        self.tried[..self.attempts].contains(&(index as u32))
+    }
+
+    pub fn both_done(&self) -> bool {
+        self.dirs[C2B].done && self.dirs[B2C].done
+    }
+}

@@ -1,0 +1,182 @@
+//! The data plane: worker threads, each with its own io_uring and its own
+//! SO_REUSEPORT socket per listener (thread-per-core, nothing shared but the
+//! snapshot pointer and atomic counters). This module binds the sockets (so
+//! every bind error surfaces before any worker starts), spawns and pins the
+//! workers, and holds the state they share with the control thread.
+
+mod conn;
+mod relay;
+mod token;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::ListenerConfig;
+use crate::control::snapshot::Snapshot;
+use crate::log;
+use crate::metrics::Stats;
+use crate::uring::sys;
+
+pub use worker::{BUF_COUNT, BUF_SIZE, PIPE_POOL_MAX, PIPE_SIZE};
+
+/// What the control thread and the workers share.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub stats: Stats,
+    /// Stop accepting; let open connections finish.
+    pub draining: AtomicBool,
+    /// Shutdown deadline passed: close every connection now.
+    pub abort: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, workers: usize) -> Shared {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            stats: Stats::new(workers),
+            draining: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Why a listener could not be bound, in one line naming the listener.
+#[derive(Debug, thiserror::Error)]
+#[error("listener {name:?}: cannot listen on {addr}: {reason}")]
+pub struct BindError {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub reason: String,
+}
+
+fn bind_error(l: &ListenerConfig, addr: SocketAddr, e: io::Error) -> BindError {
+    let reason = match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => format!(
+            "the address is already in use (another process listens there): stop it or change the listener's `listen` ({e})"
+        ),
+        Some(libc::EACCES) | Some(libc::EPERM) => format!(
+            "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (`setcap cap_net_bind_service=+ep spliced`) ({e})"
+        ),
+        Some(libc::EADDRNOTAVAIL) => {
+            format!("the address is not assigned to any interface of this machine ({e})")
+        }
+        _ => e.to_string(),
+    };
+    BindError {
+        name: l.name.clone(),
+        addr,
+        reason,
+    }
+}
+
+fn listen_socket(l: &ListenerConfig, addr: SocketAddr) -> Result<Socket, BindError> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| bind_error(l, addr, e))?;
+    let setup = || -> io::Result<()> {
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            // [::]:port listens on IPv6 only; an IPv4 listener is a separate entry.
+            s.set_only_v6(true)?;
+        }
+        s.bind(&addr.into())?;
+        s.listen(l.backlog as i32)
+    };
+    setup().map_err(|e| bind_error(l, addr, e))?;
+    Ok(s)
+}
+
+/// Binds every listener once per worker (`[worker][listener]`), all on the
+/// same port; a port of 0 is resolved by the first bind. Returns the sockets
+/// and the addresses actually bound.
+pub fn bind_listeners(
+    listeners: &[ListenerConfig],
+    workers: usize,
+) -> Result<(Vec<Vec<Socket>>, Vec<SocketAddr>), BindError> {
+    let mut per_worker: Vec<Vec<Socket>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for l in listeners {
+        let first = listen_socket(l, l.listen)?;
+        let addr = first
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(l.listen);
+        per_worker[0].push(first);
+        for sockets in per_worker.iter_mut().skip(1) {
+            sockets.push(listen_socket(l, addr)?);
+        }
+        bound.push(addr);
+    }
+    Ok((per_worker, bound))
+}
+
+/// A running worker as the control thread sees it.
+pub struct WorkerHandle {
+    pub thread: JoinHandle<()>,
+    pub wake: OwnedFd,
+}
+
+impl WorkerHandle {
+    /// Makes the worker look at the shared flags now.
+    pub fn wake(&self) {
+        let _ = sys::eventfd_signal(&self.wake);
+    }
+}
+
+/// Starts one worker per entry of `sockets`, pinned to the allowed CPUs in
+/// turn. `on_exit` runs on each worker thread as it ends.
+pub fn spawn_workers(
+    shared: &Arc<Shared>,
+    sockets: Vec<Vec<Socket>>,
+    on_exit: impl Fn() + Send + Sync + 'static,
+) -> io::Result<Vec<WorkerHandle>> {
+    let cpus = sys::allowed_cpus();
+    let on_exit = Arc::new(on_exit);
+    let mut handles = Vec::new();
+    for (id, socks) in sockets.into_iter().enumerate() {
+        let wake = sys::eventfd()?;
+        let worker_wake = wake.try_clone()?;
+        let shared = shared.clone();
+        let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+        let on_exit = on_exit.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("spliced-w{id}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = sys::pin_current_thread(cpu) {
+                        log::warn(
+                            "cannot pin worker to its CPU; running unpinned",
+                            &[("worker", &id), ("cpu", &cpu), ("error", &e)],
+                        );
+                    }
+                }
+                let result = worker::Worker::new(id, shared.clone(), socks, worker_wake)
+                    .and_then(|w| w.run());
+                if let Err(e) = result {
+                    log::error(
+                        "worker stopped with an error",
+                        &[("worker", &id), ("error", &e)],
+                    );
+                    // A dead worker would leave its listener sockets unserved:
+                    // stop the whole process cleanly instead.
+                    shared.draining.store(true, Ordering::Release);
+                }
+                on_exit();
+            })?;
+        handles.push(WorkerHandle { thread, wake });
+    }
+    Ok(handles)
+}

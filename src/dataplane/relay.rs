@@ -1,0 +1,283 @@
+//! Moving bytes both ways (DESIGN.md §2). Every direction starts on the copy
+//! path: receive into a provided buffer, send it on, receive again. After two
+//! receives in a row fill a whole buffer the direction is bulk and switches to
+//! splice: a readiness poll, then inline `splice(2)` socket → pipe → socket with
+//! a pooled pipe, given back whenever it is empty. A FIN becomes SHUT_WR on the
+//! other socket only after every byte read before it is delivered.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use super::conn::{Held, Mode, Phase};
+use super::token::{Dir, Op};
+use super::worker::{Worker, BUF_SIZE};
+use crate::metrics::{bump, WorkerStats};
+use crate::uring::{sys, Completion};
+
+/// Consecutive full-buffer receives that mark a direction as bulk
+/// (research/uring-datapath.md: "about 2", as HAProxy's splice-auto).
+const BULK_FULL_READS: u8 = 2;
+/// Splice steps before a pump yields to other connections.
+const PUMP_STEPS: usize = 16;
+
+impl Worker {
+    pub(super) fn arm_recv(&mut self, slot: u32, d: Dir) {
+        let t = self.token(Op::Recv(d), slot);
+        let conn = self.conn(slot);
+        let (src, _) = conn.ends(d);
+        conn.inflight += 1;
+        self.ring.recv_provided(src, &self.bufs, t);
+    }
+
+    fn send_held(&mut self, slot: u32, d: Dir) {
+        let t = self.token(Op::Send(d), slot);
+        let conn = self.conn(slot);
+        let (_, dst) = conn.ends(d);
+        let h = conn.dirs[d].held.expect("held buffer to send");
+        conn.inflight += 1;
+        self.ring
+            .send_buf(dst, &self.bufs, h.buf, h.sent, h.len - h.sent, t);
+    }
+
+    pub(super) fn on_recv(&mut self, slot: u32, d: Dir, c: Completion) {
+        let now = self.now;
+        if c.result > 0 {
+            let buf = c.buffer().expect("receive completion names its buffer");
+            let conn = self.conn(slot);
+            conn.last_active = now;
+            let dir = &mut conn.dirs[d];
+            let len = c.result as u32;
+            dir.full_reads = if len == BUF_SIZE {
+                dir.full_reads.saturating_add(1)
+            } else {
+                0
+            };
+            dir.held = Some(Held { buf, len, sent: 0 });
+            self.send_held(slot, d);
+        } else if c.result == 0 {
+            self.source_eof(slot, d);
+        } else if c.result == -libc::ENOBUFS {
+            // Every buffer is in use: wait for one to be recycled.
+            bump(&self.stats().buffer_exhausted, 1);
+            let gen = self.conn(slot).gen;
+            self.starved.push((slot, gen, d));
+        } else {
+            self.abort(slot);
+        }
+    }
+
+    pub(super) fn on_send(&mut self, slot: u32, d: Dir, result: i32) {
+        if result < 0 {
+            self.abort(slot);
+            return;
+        }
+        let now = self.now;
+        let conn = self.conn(slot);
+        conn.last_active = now;
+        let dir = &mut conn.dirs[d];
+        let h = dir.held.as_mut().expect("held buffer being sent");
+        h.sent += result as u32;
+        if h.sent < h.len {
+            self.send_held(slot, d);
+            return;
+        }
+        let h = dir.held.take().expect("held buffer being sent");
+        dir.bytes += h.len as u64;
+        let bulk = dir.full_reads >= BULK_FULL_READS;
+        self.bufs.recycle(h.buf);
+        self.recycled = true;
+        self.count_bytes(slot, d, h.len as u64, Mode::Copy);
+        if bulk {
+            self.conn(slot).dirs[d].full_reads = 0;
+            if let Some(pipe) = self.pipes.take() {
+                self.stats()
+                    .pipes_in_use
+                    .store(self.pipes.in_use() as u64, Ordering::Relaxed);
+                bump(&self.stats().splice_switches, 1);
+                let dir = &mut self.conn(slot).dirs[d];
+                dir.mode = Mode::Splice;
+                dir.pipe = Some(pipe);
+                dir.burst = 0;
+                self.pump(slot, d);
+                return;
+            }
+            bump(&self.stats().pipe_exhausted, 1);
+        }
+        self.arm_recv(slot, d);
+    }
+
+    fn count_bytes(&mut self, slot: u32, d: Dir, n: u64, mode: Mode) {
+        let id = self.id;
+        let conn = self.slots[slot as usize]
+            .as_ref()
+            .expect("live connection slot");
+        let listener = &conn.snapshot.listeners[conn.listener];
+        if let Some(i) = conn.backend_index {
+            bump(
+                &conn.snapshot.pools[listener.pool].backends[i]
+                    .stats
+                    .worker(id)
+                    .bytes[d],
+                n,
+            );
+        }
+        let w: &WorkerStats = self.shared.stats.worker(id);
+        match mode {
+            Mode::Copy => bump(&w.bytes_copied[d], n),
+            Mode::Splice => bump(&w.bytes_spliced[d], n),
+        }
+    }
+
+    /// The source of `d` sent FIN and nothing of it is buffered: pass the FIN on.
+    fn source_eof(&mut self, slot: u32, d: Dir) {
+        let conn = self.conn(slot);
+        let (_, dst) = conn.ends(d);
+        // ENOTCONN (peer already gone) is fine: the FIN has nowhere to go.
+        let _ = sys::shutdown(dst, sys::Shut::Write);
+        let dir = &mut conn.dirs[d];
+        dir.src_eof = true;
+        dir.done = true;
+        if let Some(p) = dir.pipe.take() {
+            self.pipes.give(p);
+            self.stats()
+                .pipes_in_use
+                .store(self.pipes.in_use() as u64, Ordering::Relaxed);
+        }
+        if self.conn(slot).both_done() {
+            self.finish(slot);
+        }
+    }
+
+    /// Splice mode: moves bytes until the source or destination would block,
+    /// the source ends, or the step budget is spent.
+    pub(super) fn pump(&mut self, slot: u32, d: Dir) {
+        let now = self.now;
+        let mut moved_out = 0u64;
+        for _ in 0..PUMP_STEPS {
+            let conn = self.conn(slot);
+            conn.last_active = now;
+            let (src, dst) = conn.ends(d);
+            let dir = &mut conn.dirs[d];
+            if dir.pipe_bytes > 0 {
+                let pipe = dir.pipe.as_ref().expect("pipe holding bytes");
+                match sys::splice(pipe.read_fd(), dst, dir.pipe_bytes) {
+                    Ok(n) => {
+                        dir.pipe_bytes -= n;
+                        dir.bytes += n as u64;
+                        moved_out += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let t = self.token(Op::PollOut(d), slot);
+                        self.conn(slot).inflight += 1;
+                        self.ring.poll(dst, libc::POLLOUT as u32, false, t);
+                        self.count_bytes(slot, d, moved_out, Mode::Splice);
+                        return;
+                    }
+                    Err(_) => {
+                        self.count_bytes(slot, d, moved_out, Mode::Splice);
+                        self.abort(slot);
+                        return;
+                    }
+                }
+                continue;
+            }
+            if dir.src_eof {
+                break;
+            }
+            if dir.pipe.is_none() {
+                match self.pipes.take() {
+                    Some(p) => {
+                        self.stats()
+                            .pipes_in_use
+                            .store(self.pipes.in_use() as u64, Ordering::Relaxed);
+                        self.conn(slot).dirs[d].pipe = Some(p);
+                    }
+                    None => {
+                        // No pipe free: carry on by copying.
+                        bump(&self.stats().pipe_exhausted, 1);
+                        self.conn(slot).dirs[d].mode = Mode::Copy;
+                        self.count_bytes(slot, d, moved_out, Mode::Splice);
+                        self.arm_recv(slot, d);
+                        return;
+                    }
+                }
+            }
+            let dir = &mut self.conn(slot).dirs[d];
+            let pipe = dir.pipe.as_ref().expect("pipe taken above");
+            match sys::splice(src, pipe.write_fd(), pipe.capacity()) {
+                Ok(0) => dir.src_eof = true,
+                Ok(n) => {
+                    dir.pipe_bytes += n;
+                    dir.burst += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Drained and the source is quiet: give the pipe back so an
+                    // idle connection holds none. A short burst means the bulk
+                    // phase is over; go back to copying.
+                    let pipe = dir.pipe.take().expect("pipe taken above");
+                    let burst = std::mem::take(&mut dir.burst);
+                    if burst > 0 && burst < BUF_SIZE as usize {
+                        dir.mode = Mode::Copy;
+                    }
+                    let mode = dir.mode;
+                    self.pipes.give(pipe);
+                    self.stats()
+                        .pipes_in_use
+                        .store(self.pipes.in_use() as u64, Ordering::Relaxed);
+                    self.count_bytes(slot, d, moved_out, Mode::Splice);
+                    if mode == Mode::Copy {
+                        self.arm_recv(slot, d);
+                    } else {
+                        let t = self.token(Op::PollIn(d), slot);
+                        self.conn(slot).inflight += 1;
+                        self.ring.poll(src, libc::POLLIN as u32, false, t);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    self.count_bytes(slot, d, moved_out, Mode::Splice);
+                    self.abort(slot);
+                    return;
+                }
+            }
+        }
+        self.count_bytes(slot, d, moved_out, Mode::Splice);
+        let conn = self.conn(slot);
+        let dir = &conn.dirs[d];
+        if dir.src_eof && dir.pipe_bytes == 0 {
+            self.source_eof(slot, d);
+        } else {
+            // Budget spent with work left: continue after other connections.
+            let gen = conn.gen;
+            self.ready.push((slot, gen, d));
+        }
+    }
+
+    fn still_relaying(&self, slot: u32, gen: u32) -> bool {
+        self.live_conn(slot, gen)
+            .is_some_and(|c| c.phase == Phase::Relaying)
+    }
+
+    pub(super) fn run_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for (slot, gen, d) in ready {
+            if self.still_relaying(slot, gen) {
+                self.pump(slot, d);
+            }
+        }
+    }
+
+    pub(super) fn retry_starved(&mut self) {
+        if !self.recycled || self.starved.is_empty() {
+            self.recycled = false;
+            return;
+        }
+        self.recycled = false;
+        let starved = std::mem::take(&mut self.starved);
+        for (slot, gen, d) in starved {
+            if self.still_relaying(slot, gen) {
+                self.arm_recv(slot, d);
+            }
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! One data-plane worker: its own io_uring, its own SO_REUSEPORT socket per
+//! listener, a slab of connections, a provided-buffer ring and a pipe pool. It
+//! accepts, picks a backend from the current snapshot, connects (bounded by a
+//! linked timeout, retrying other backends), hands the connection to the relay,
+//! and closes it once nothing is in flight. It never blocks, never takes a lock
+//! and never touches the filesystem.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+use super::conn::{Conn, Phase};
+use super::token::{Op, Token, B2C, C2B};
+use super::Shared;
+use crate::balance::PickContext;
+use crate::log;
+use crate::metrics::{bump, WorkerStats};
+use crate::uring::{sys, timespec, BufRing, Completion, PipePool, Ring, Timespec};
+
+/// Provided buffers per worker and their size. WHY 256 × 32 KiB (8 MiB of
+/// address space, touched lazily): research/uring-datapath.md found 64 KiB+
+/// buffers best for bulk copy, but bulk moves to splice after two full reads, so
+/// copy mostly carries request/response traffic; 32 KiB keeps the resident set
+/// small while still letting the two-full-reads signal fire early.
+pub const BUF_COUNT: u16 = 256;
+pub const BUF_SIZE: u32 = 32 * 1024;
+/// Pipe size for splice: 256 KiB was the sweet spot measured (64 KiB was 40%
+/// slower, 1 MiB added little).
+pub const PIPE_SIZE: usize = 256 * 1024;
+/// Pipes per worker. WHY 64: an unprivileged process gets only ~256 pipes of
+/// 256 KiB in total (fs.pipe-user-pages-soft), shared by all workers.
+pub const PIPE_POOL_MAX: usize = 64;
+/// How long accept pauses after running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_secs(1);
+/// Buffer group id of the worker's provided-buffer ring.
+const BUF_GROUP: u16 = 0;
+
+struct ListenSocket {
+    socket: Option<Socket>,
+    /// A multishot accept is in flight.
+    armed: bool,
+    /// Waiting for the back-off timer after an fd-exhaustion error.
+    backing_off: bool,
+}
+
+pub struct Worker {
+    pub(super) id: usize,
+    // Field order matters: the ring must be dropped before the buffer memory it
+    // was told about.
+    pub(super) ring: Ring,
+    pub(super) bufs: BufRing,
+    pub(super) pipes: PipePool,
+    pub(super) shared: Arc<Shared>,
+    pub(super) slots: Vec<Option<Conn>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    live: usize,
+    listeners: Vec<ListenSocket>,
+    wake: OwnedFd,
+    tick: Timespec,
+    backoff: Timespec,
+    pub(super) now: Instant,
+    completions: Vec<Completion>,
+    /// Splice pumps that stopped after their step budget and must continue.
+    pub(super) ready: Vec<(u32, u32, usize)>,
+    /// Receives that found no free buffer, to retry once buffers come back.
+    pub(super) starved: Vec<(u32, u32, usize)>,
+    pub(super) recycled: bool,
+    draining: bool,
+    aborted: bool,
+    last_fd_warning: Option<Instant>,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        sockets: Vec<Socket>,
+        wake: OwnedFd,
+    ) -> io::Result<Worker> {
+        let ring = Ring::new().map_err(io::Error::other)?;
+        let bufs = BufRing::new(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
+        shared
+            .stats
+            .worker(id)
+            .pipes_max
+            .store(PIPE_POOL_MAX as u64, Ordering::Relaxed);
+        Ok(Worker {
+            id,
+            ring,
+            bufs,
+            pipes: PipePool::new(PIPE_POOL_MAX, PIPE_SIZE),
+            shared,
+            slots: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            listeners: sockets
+                .into_iter()
+                .map(|s| ListenSocket {
+                    socket: Some(s),
+                    armed: false,
+                    backing_off: false,
+                })
+                .collect(),
+            wake,
+            tick: timespec(TICK),
+            backoff: timespec(ACCEPT_BACKOFF),
+            now: Instant::now(),
+            completions: Vec::with_capacity(1024),
+            ready: Vec::new(),
+            starved: Vec::new(),
+            recycled: false,
+            draining: false,
+            aborted: false,
+            last_fd_warning: None,
+        })
+    }
+
+    pub(super) fn stats(&self) -> &WorkerStats {
+        self.shared.stats.worker(self.id)
+    }
+
+    /// Runs until shutdown has drained every connection.
+    pub fn run(mut self) -> io::Result<()> {
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i);
+        }
+        self.ring
+            .timeout(&self.tick, Token::new(Op::Tick, 0, 0).encode());
+        self.ring.poll(
+            self.wake.as_raw_fd(),
+            libc::POLLIN as u32,
+            true,
+            Token::new(Op::Wake, 0, 0).encode(),
+        );
+        self.check_shutdown();
+        let mut completions = std::mem::take(&mut self.completions);
+        loop {
+            let busy = !self.ready.is_empty() || (self.recycled && !self.starved.is_empty());
+            self.ring.submit_and_wait(busy.then_some(Duration::ZERO))?;
+            self.ring.drain_completions(&mut completions);
+            self.now = Instant::now();
+            for c in &completions {
+                self.dispatch(*c);
+            }
+            self.run_ready();
+            self.retry_starved();
+            if self.draining && self.live == 0 && self.listeners.iter().all(|l| l.socket.is_none())
+            {
+                break;
+            }
+        }
+        // Flush the closes and cancels queued by the last iteration.
+        self.ring.submit_and_wait(Some(Duration::ZERO))?;
+        Ok(())
+    }
+
+    fn dispatch(&mut self, c: Completion) {
+        let Some(t) = Token::decode(c.user_data) else {
+            return;
+        };
+        match t.op {
+            Op::Accept => self.on_accept(t.slot as usize, c),
+            Op::AcceptBackoff => {
+                let i = t.slot as usize;
+                self.listeners[i].backing_off = false;
+                self.arm_accept(i);
+            }
+            Op::Tick => {
+                self.on_tick();
+                self.ring
+                    .timeout(&self.tick, Token::new(Op::Tick, 0, 0).encode());
+            }
+            Op::Wake => {
+                sys::eventfd_clear(&self.wake);
+                if !c.more() {
+                    self.ring.poll(
+                        self.wake.as_raw_fd(),
+                        libc::POLLIN as u32,
+                        true,
+                        Token::new(Op::Wake, 0, 0).encode(),
+                    );
+                }
+                self.check_shutdown();
+            }
+            _ => {
+                let slot = t.slot as usize;
+                let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
+                    return;
+                };
+                if conn.gen & 0xff_ffff != t.gen {
+                    return;
+                }
+                conn.inflight -= 1;
+                if conn.phase == Phase::Closing {
+                    if let Some(b) = c.buffer() {
+                        self.bufs.recycle(b);
+                        self.recycled = true;
+                    }
+                    self.maybe_free(t.slot);
+                    return;
+                }
+                match t.op {
+                    Op::Connect => self.on_connect(t.slot, c.result),
+                    Op::ConnectTimeout | Op::Cancel => {}
+                    Op::Recv(d) => self.on_recv(t.slot, d, c),
+                    Op::Send(d) => self.on_send(t.slot, d, c.result),
+                    Op::PollIn(d) | Op::PollOut(d) => {
+                        if c.result < 0 {
+                            self.abort(t.slot);
+                        } else {
+                            self.pump(t.slot, d);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub(super) fn conn(&mut self, slot: u32) -> &mut Conn {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("live connection slot")
+    }
+
+    pub(super) fn live_conn(&self, slot: u32, gen: u32) -> Option<&Conn> {
+        self.slots
+            .get(slot as usize)?
+            .as_ref()
+            .filter(|c| c.gen == gen)
+    }
+
+    pub(super) fn token(&self, op: Op, slot: u32) -> u64 {
+        let gen = self.slots[slot as usize].as_ref().map_or(0, |c| c.gen);
+        Token::new(op, slot, gen).encode()
+    }
+
+    // ---- accept ------------------------------------------------------------
+
+    fn arm_accept(&mut self, i: usize) {
+        let l = &mut self.listeners[i];
+        if self.draining || l.armed || l.backing_off {
+            return;
+        }
+        if let Some(s) = &l.socket {
+            l.armed = true;
+            let fd = s.as_raw_fd();
+            self.ring
+                .accept_multi(fd, Token::new(Op::Accept, i as u32, 0).encode());
+        }
+    }
+
+    fn on_accept(&mut self, i: usize, c: Completion) {
+        if !c.more() {
+            self.listeners[i].armed = false;
+        }
+        if c.result >= 0 {
+            let fd = sys::owned_fd(c.result);
+            self.accept_conn(i, fd);
+        } else {
+            match -c.result {
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                    bump(&self.stats().accept_resource_errors, 1);
+                    let now = self.now;
+                    if self
+                        .last_fd_warning
+                        .is_none_or(|t| now - t >= Duration::from_secs(1))
+                    {
+                        self.last_fd_warning = Some(now);
+                        log::warn(
+                            "accept failed: out of file descriptors or memory; backing off (raise `ulimit -n` / LimitNOFILE)",
+                            &[("worker", &self.id), ("error", &io::Error::from_raw_os_error(-c.result))],
+                        );
+                    }
+                    if !self.listeners[i].armed && !self.listeners[i].backing_off {
+                        self.listeners[i].backing_off = true;
+                        self.ring.timeout(
+                            &self.backoff,
+                            Token::new(Op::AcceptBackoff, i as u32, 0).encode(),
+                        );
+                    }
+                }
+                libc::ECANCELED if self.draining => {
+                    // The accept was cancelled for shutdown: stop listening now,
+                    // so the kernel refuses new connections.
+                    self.listeners[i].socket = None;
+                }
+                _ => {}
+            }
+        }
+        if !self.listeners[i].armed {
+            if self.draining {
+                self.listeners[i].socket = None;
+            } else {
+                self.arm_accept(i);
+            }
+        }
+    }
+
+    fn accept_conn(&mut self, li: usize, fd: OwnedFd) {
+        let snapshot = self.shared.snapshot.load_full();
+        let Some(listener) = snapshot.listeners.get(li) else {
+            return;
+        };
+        let ls = listener.stats.worker(self.id);
+        bump(&ls.accepted, 1);
+        bump(&self.stats().accepted, 1);
+        if listener.stats.active.fetch_add(1, Ordering::Relaxed) >= listener.max_connections as u64
+        {
+            listener.stats.active.fetch_sub(1, Ordering::Relaxed);
+            bump(&ls.rejected_max_connections, 1);
+            return;
+        }
+        let _ = SockRef::from(&fd).set_tcp_nodelay(true);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.gens.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.gens[slot as usize] = self.gens[slot as usize].wrapping_add(1);
+        let conn = Conn::new(self.gens[slot as usize], fd, snapshot, li, self.now);
+        self.slots[slot as usize] = Some(conn);
+        self.live += 1;
+        let active = &self.stats().active;
+        bump(active, 1);
+        self.connect_next(slot);
+    }
+
+    // ---- connect -----------------------------------------------------------
+
+    /// Picks a backend not tried yet and starts connecting to it; closes the
+    /// client when none is left.
+    fn connect_next(&mut self, slot: u32) {
+        let conn = self.conn(slot);
+        let snapshot = conn.snapshot.clone();
+        let listener = &snapshot.listeners[conn.listener];
+        let pool = &snapshot.pools[listener.pool];
+        let ctx = PickContext { client: None };
+        let picked = {
+            let conn = &*conn;
+            pool.balancer
+                .pick(&pool.backends, &ctx, &|i| !conn.has_tried(i))
+        };
+        let first = conn.attempts == 0;
+        let Some(index) = picked.filter(|_| conn.attempts <= listener.retries as usize) else {
+            if first {
+                bump(&listener.stats.worker(self.id).rejected_no_backend, 1);
+            }
+            self.abort(slot);
+            return;
+        };
+        let backend = &pool.backends[index];
+        let domain = Domain::for_address(backend.addr);
+        let socket = match Socket::new(
+            domain,
+            Type::STREAM.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn(
+                    "cannot create backend socket",
+                    &[("backend", &backend.name), ("error", &e)],
+                );
+                self.abort(slot);
+                return;
+            }
+        };
+        let _ = socket.set_tcp_nodelay(true);
+        backend.stats.active.fetch_add(1, Ordering::Relaxed);
+        bump(&backend.stats.worker(self.id).connections, 1);
+        let fd = socket.as_raw_fd();
+        let conn = self.conn(slot);
+        conn.tried[conn.attempts] = index as u32;
+        conn.attempts += 1;
+        conn.backend_index = Some(index);
+        conn.backend = Some(socket);
+        conn.inflight += 2;
+        let (t_connect, t_timeout) = (
+            self.token(Op::Connect, slot),
+            self.token(Op::ConnectTimeout, slot),
+        );
+        self.ring.connect(
+            fd,
+            &backend.sockaddr,
+            &listener.connect_timespec,
+            t_connect,
+            t_timeout,
+        );
+    }
+
+    fn on_connect(&mut self, slot: u32, result: i32) {
+        let id = self.id;
+        let now = self.now;
+        let conn = self.conn(slot);
+        if result == 0 {
+            conn.phase = Phase::Relaying;
+            conn.last_active = now;
+            self.arm_recv(slot, C2B);
+            self.arm_recv(slot, B2C);
+            return;
+        }
+        // Failed: count it against the backend, release it, try the next one.
+        let snapshot = conn.snapshot.clone();
+        let pool = &snapshot.pools[snapshot.listeners[conn.listener].pool];
+        if let Some(i) = conn.backend_index.take() {
+            let b = &pool.backends[i];
+            b.stats.active.fetch_sub(1, Ordering::Relaxed);
+            let w = b.stats.worker(id);
+            match -result {
+                libc::ECONNREFUSED => bump(&w.connect_errors_refused, 1),
+                libc::ECANCELED | libc::ETIMEDOUT => bump(&w.connect_errors_timeout, 1),
+                _ => bump(&w.connect_errors_other, 1),
+            }
+        }
+        conn.backend = None;
+        self.connect_next(slot);
+    }
+
+    // ---- close -------------------------------------------------------------
+
+    /// Closes a connection at once (error, timeout, shutdown deadline): cancels
+    /// what is in flight and frees the slot when the last completion is in.
+    pub(super) fn abort(&mut self, slot: u32) {
+        let conn = self.conn(slot);
+        if conn.phase == Phase::Closing {
+            return;
+        }
+        conn.phase = Phase::Closing;
+        if conn.inflight > 0 {
+            let fds = [conn.client_fd(), conn.backend_fd()];
+            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+                self.conn(slot).inflight += 1;
+                let t = self.token(Op::Cancel, slot);
+                self.ring.cancel_fd(fd, t);
+            }
+        }
+        self.maybe_free(slot);
+    }
+
+    /// Closes a connection whose both directions finished cleanly.
+    pub(super) fn finish(&mut self, slot: u32) {
+        self.abort(slot);
+    }
+
+    fn maybe_free(&mut self, slot: u32) {
+        let conn = self.conn(slot);
+        if conn.phase != Phase::Closing || conn.inflight > 0 {
+            return;
+        }
+        let conn = self.slots[slot as usize]
+            .take()
+            .expect("live connection slot");
+        self.free.push(slot);
+        self.live -= 1;
+        for dir in conn.dirs {
+            if let Some(h) = dir.held {
+                self.bufs.recycle(h.buf);
+                self.recycled = true;
+            }
+            if let Some(p) = dir.pipe {
+                if dir.pipe_bytes > 0 {
+                    self.pipes.discard(p);
+                } else {
+                    self.pipes.give(p);
+                }
+            }
+        }
+        let stats = self.shared.stats.worker(self.id);
+        stats
+            .pipes_in_use
+            .store(self.pipes.in_use() as u64, Ordering::Relaxed);
+        stats
+            .active
+            .store(stats.active.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        let listener = &conn.snapshot.listeners[conn.listener];
+        listener.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(i) = conn.backend_index {
+            conn.snapshot.pools[listener.pool].backends[i]
+                .stats
+                .active
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        // Dropping `conn` closes both sockets.
+    }
+
+    // ---- housekeeping ------------------------------------------------------
+
+    fn on_tick(&mut self) {
+        self.check_shutdown();
+        let now = self.now;
+        let expired: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| {
+                c.phase == Phase::Relaying
+                    && now.duration_since(c.last_active)
+                        >= c.snapshot.listeners[c.listener].idle_timeout
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for slot in expired {
+            bump(&self.stats().idle_timeouts, 1);
+            self.abort(slot);
+        }
+    }
+
+    fn check_shutdown(&mut self) {
+        if self.shared.draining.load(Ordering::Acquire) && !self.draining {
+            self.draining = true;
+            for i in 0..self.listeners.len() {
+                let l = &mut self.listeners[i];
+                match (&l.socket, l.armed) {
+                    (Some(s), true) => {
+                        let fd = s.as_raw_fd();
+                        self.ring
+                            .cancel_fd(fd, Token::new(Op::Cancel, u32::MAX, 0).encode());
+                    }
+                    _ => l.socket = None,
+                }
+            }
+        }
+        if self.shared.abort.load(Ordering::Acquire) && !self.aborted {
+            self.aborted = true;
+            let open: Vec<u32> = (0..self.slots.len() as u32)
+                .filter(|&s| {
+                    self.slots[s as usize]
+                        .as_ref()
+                        .is_some_and(|c| c.phase != Phase::Closing)
+                })
+                .collect();
+            bump(&self.stats().shutdown_closed, open.len() as u64);
+            for slot in open {
+                self.abort(slot);
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! `spliced demo`: the embedded default. Three tiny HTTP backends on loopback
+//! that say which of them answered, and the balancer in front of them with the
+//! config in `conf/demo.yaml` (compiled in, so no files are needed).
+//! Demo backends are plain blocking threads: they exist to be looked at, not
+//! measured.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{self, Config};
+
+/// The demo's config, as shipped in `conf/demo.yaml`.
+pub const DEMO_YAML: &str = include_str!("../conf/demo.yaml");
+
+pub fn config() -> anyhow::Result<Config> {
+    config::parse_str(DEMO_YAML)
+        .map_err(|e| anyhow::anyhow!("the built-in demo config is invalid:\n{e}"))
+}
+
+/// Starts one demo backend per backend address in `config`; each answers every
+/// HTTP request with which backend it is.
+pub fn start_backends(config: &Config) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut started = Vec::new();
+    for (i, b) in config.pools.iter().flat_map(|p| &p.backends).enumerate() {
+        let listener = TcpListener::bind(b.addr).with_context(|| {
+            format!(
+                "demo backend {} cannot listen on {} (is something else using that port?)",
+                i + 1,
+                b.addr
+            )
+        })?;
+        let name = format!("demo backend {} ({})", i + 1, b.addr);
+        std::thread::Builder::new()
+            .name(format!("demo-backend-{}", i + 1))
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let name = name.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("demo-conn".into())
+                        .spawn(move || serve(stream, &name));
+                }
+            })?;
+        started.push(b.addr);
+    }
+    Ok(started)
+}
+
+/// Answers HTTP/1.1 requests on one connection until the client closes it.
+fn serve(stream: TcpStream, name: &str) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut close = request_line.contains("HTTP/1.0");
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("connection:") {
+                close = lower.contains("close");
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+        }
+        let body = format!("Hello from {name}\n");
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        )?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// The banner `spliced demo` prints once everything listens.
+pub fn banner(bound: &crate::control::Bound) -> String {
+    let lb = bound
+        .listeners
+        .first()
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
+    let mut s = String::new();
+    s.push_str("\nspliced demo is running: three demo backends behind a round-robin pool.\n\n");
+    s.push_str("Try it:\n");
+    s.push_str(&format!(
+        "  curl http://{lb}/          # run it a few times: the backend changes\n"
+    ));
+    if let Some(admin) = bound.admin {
+        s.push_str(&format!(
+            "  curl http://{admin}/metrics   # Prometheus metrics\n"
+        ));
+        s.push_str(&format!("  dashboard / admin: http://{admin}/\n"));
+    }
+    s.push_str("\nNext: run it in front of your own service with a config file:\n");
+    s.push_str("  spliced check -c conf/example.yaml\n  spliced run -c conf/example.yaml\n\nCtrl-C stops it gracefully.\n");
+    s
+}

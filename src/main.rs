@@ -1,0 +1,90 @@
+//! The `spliced` command line: parse arguments, set up logging, hand over to the
+//! library. No logic lives here beyond mapping errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spliced::{config, control, demo, log};
+
+#[derive(Parser)]
+#[command(
+    name = "spliced",
+    version,
+    about = "A Layer-4 TCP load balancer on io_uring, with splice for bulk"
+)]
+struct Cli {
+    /// Config file to run (same as `spliced run -c FILE`).
+    #[arg(short = 'c', long = "config", global = false)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "info", global = true)]
+    log_level: log::Level,
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: log::Format,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the balancer with a config file.
+    Run {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Validate a config file: print every error with its YAML path; exit 1 if invalid.
+    Check {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Run the built-in demo: three demo backends and a balancer on 127.0.0.1:8080.
+    Demo,
+}
+
+fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    config::load_file(path).map_err(|errors| {
+        eprintln!("{}: invalid configuration:\n{errors}", path.display());
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    log::init(cli.log_level, cli.log_format);
+    let result = match (cli.command, cli.config) {
+        (Some(Command::Check { config }), _) => {
+            return match load(&config) {
+                Ok(c) => {
+                    println!(
+                        "{}: configuration is valid ({} listener(s), {} pool(s), {} worker(s))",
+                        config.display(),
+                        c.listeners.len(),
+                        c.pools.len(),
+                        c.workers
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        (Some(Command::Run { config }), _) | (None, Some(config)) => match load(&config) {
+            Ok(c) => control::run(c, |_| {}),
+            Err(code) => return code,
+        },
+        (Some(Command::Demo), _) => demo::config().and_then(|c| {
+            demo::start_backends(&c)?;
+            control::run(c, |bound| println!("{}", demo::banner(bound)))
+        }),
+        (None, None) => {
+            eprintln!("spliced: nothing to do. Try `spliced demo`, `spliced run -c FILE` or `spliced --help`.");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error(&format!("{e:#}"), &[]);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Every metric name and help text spliced exports, in one place (DESIGN.md §3).
+//! Label values come from the config (listener, pool, backend names) or from
+//! fixed enums, never from traffic.
+
+/// A metric's name, type and help text.
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub help: &'static str,
+}
+
+macro_rules! metric {
+    ($id:ident, $name:literal, $kind:literal, $help:literal) => {
+        pub const $id: Metric = Metric {
+            name: $name,
+            kind: $kind,
+            help: $help,
+        };
+    };
+}
+
+metric!(CONNECTIONS_TOTAL, "spliced_connections_total", "counter",
+    "Connections sent to a backend (connect attempts that were made), by listener, pool and backend.");
+metric!(
+    ACTIVE_CONNECTIONS,
+    "spliced_active_connections",
+    "gauge",
+    "Connections open right now to a backend, including ones still connecting."
+);
+metric!(
+    BYTES_TOTAL,
+    "spliced_bytes_total",
+    "counter",
+    "Bytes relayed, by backend and direction (client_to_backend, backend_to_client)."
+);
+metric!(
+    CONNECT_ERRORS_TOTAL,
+    "spliced_connect_errors_total",
+    "counter",
+    "Failed connects to a backend, by reason (refused, timeout, other)."
+);
+metric!(
+    BACKEND_UP,
+    "spliced_backend_up",
+    "gauge",
+    "1 when the backend is eligible for new connections, 0 when it is not."
+);
+metric!(
+    LISTENER_ACCEPTED_TOTAL,
+    "spliced_listener_accepted_total",
+    "counter",
+    "Client connections accepted, by listener."
+);
+metric!(
+    LISTENER_ACTIVE,
+    "spliced_listener_active_connections",
+    "gauge",
+    "Client connections open right now, by listener."
+);
+metric!(
+    REJECTED_TOTAL,
+    "spliced_rejected_connections_total",
+    "counter",
+    "Client connections closed before reaching a backend, by listener and reason."
+);
+metric!(RELAY_BYTES_TOTAL, "spliced_relay_bytes_total", "counter",
+    "Bytes relayed by data path (copy through the buffer ring, or splice through a pipe) and direction.");
+metric!(
+    SPLICE_SWITCHES_TOTAL,
+    "spliced_splice_switches_total",
+    "counter",
+    "Times a connection direction switched from copying to splice because it carried bulk data."
+);
+metric!(
+    PIPE_EXHAUSTED_TOTAL,
+    "spliced_pipe_pool_exhausted_total",
+    "counter",
+    "Times a bulk direction stayed on copy because no pipe was free."
+);
+metric!(
+    PIPES_IN_USE,
+    "spliced_pipes_in_use",
+    "gauge",
+    "Pipes lent out to splicing directions right now, summed over workers."
+);
+metric!(
+    PIPES_MAX,
+    "spliced_pipes_max",
+    "gauge",
+    "Upper bound of the pipe pools, summed over workers."
+);
+metric!(
+    WORKER_ACCEPTED_TOTAL,
+    "spliced_worker_accepted_total",
+    "counter",
+    "Client connections accepted, by worker."
+);
+metric!(
+    WORKER_ACTIVE,
+    "spliced_worker_active_connections",
+    "gauge",
+    "Client connections open right now, by worker."
+);
+metric!(
+    IDLE_TIMEOUTS_TOTAL,
+    "spliced_idle_timeouts_total",
+    "counter",
+    "Connections closed because no byte moved for idle_timeout."
+);
+metric!(
+    ACCEPT_RESOURCE_ERRORS_TOTAL,
+    "spliced_accept_resource_errors_total",
+    "counter",
+    "Accepts that failed for lack of file descriptors or memory (accept backs off)."
+);
+metric!(
+    BUFFER_EXHAUSTED_TOTAL,
+    "spliced_buffer_ring_exhausted_total",
+    "counter",
+    "Receives that found every provided buffer in use and waited for one."
+);
+metric!(
+    SHUTDOWN_CLOSED_TOTAL,
+    "spliced_shutdown_closed_connections_total",
+    "counter",
+    "Connections still open when the shutdown deadline passed, closed by spliced."
+);
+metric!(
+    CONFIG_RELOADS_TOTAL,
+    "spliced_config_reloads_total",
+    "counter",
+    "Configuration loads, by result (ok, error)."
+);
+metric!(
+    WORKERS,
+    "spliced_workers",
+    "gauge",
+    "Number of data-plane worker threads."
+);

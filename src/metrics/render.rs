@@ -1,0 +1,243 @@
+//! Renders the Prometheus text exposition format from the snapshot and the
+//! per-worker counters. Runs on the control thread at scrape time only.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::names::{self, Metric};
+use super::stats::{Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
+use crate::control::snapshot::Snapshot;
+
+const DIRECTIONS: [(usize, &str); 2] = [
+    (CLIENT_TO_BACKEND, "client_to_backend"),
+    (BACKEND_TO_CLIENT, "backend_to_client"),
+];
+
+fn header(out: &mut String, m: &Metric) {
+    let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
+}
+
+/// Escapes a label value per the exposition format.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Renders every metric; `reloads` is (ok, error) counts from the control thread.
+pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String {
+    let mut out = String::with_capacity(8192);
+    let worker_count = stats.workers().count();
+
+    header(&mut out, &names::WORKERS);
+    let _ = writeln!(out, "{} {}", names::WORKERS.name, worker_count);
+
+    // Per-backend series, labelled with every listener that routes to the pool.
+    let routes = |pool: usize| {
+        snapshot
+            .listeners
+            .iter()
+            .filter(move |l| l.pool == pool)
+            .map(|l| l.name.as_str())
+    };
+    header(&mut out, &names::CONNECTIONS_TOTAL);
+    for (pi, p) in snapshot.pools.iter().enumerate() {
+        for b in &p.backends {
+            let v = b.stats.sum(|s| &s.connections);
+            for l in routes(pi).take(1) {
+                let _ = writeln!(
+                    out,
+                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\"}} {}",
+                    names::CONNECTIONS_TOTAL.name,
+                    esc(l),
+                    esc(&p.name),
+                    esc(&b.name),
+                    v
+                );
+            }
+        }
+    }
+    header(&mut out, &names::ACTIVE_CONNECTIONS);
+    for (pi, p) in snapshot.pools.iter().enumerate() {
+        for b in &p.backends {
+            for l in routes(pi).take(1) {
+                let _ = writeln!(
+                    out,
+                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\"}} {}",
+                    names::ACTIVE_CONNECTIONS.name,
+                    esc(l),
+                    esc(&p.name),
+                    esc(&b.name),
+                    load(&b.stats.active)
+                );
+            }
+        }
+    }
+    header(&mut out, &names::BYTES_TOTAL);
+    for (pi, p) in snapshot.pools.iter().enumerate() {
+        for b in &p.backends {
+            for (d, dname) in DIRECTIONS {
+                let v = b.stats.sum(|s| &s.bytes[d]);
+                for l in routes(pi).take(1) {
+                    let _ = writeln!(
+                        out,
+                        "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\",direction=\"{}\"}} {}",
+                        names::BYTES_TOTAL.name,
+                        esc(l),
+                        esc(&p.name),
+                        esc(&b.name),
+                        dname,
+                        v
+                    );
+                }
+            }
+        }
+    }
+    header(&mut out, &names::CONNECT_ERRORS_TOTAL);
+    for p in &snapshot.pools {
+        for b in &p.backends {
+            for (reason, v) in [
+                ("refused", b.stats.sum(|s| &s.connect_errors_refused)),
+                ("timeout", b.stats.sum(|s| &s.connect_errors_timeout)),
+                ("other", b.stats.sum(|s| &s.connect_errors_other)),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{}{{pool=\"{}\",backend=\"{}\",reason=\"{}\"}} {}",
+                    names::CONNECT_ERRORS_TOTAL.name,
+                    esc(&p.name),
+                    esc(&b.name),
+                    reason,
+                    v
+                );
+            }
+        }
+    }
+    header(&mut out, &names::BACKEND_UP);
+    for p in &snapshot.pools {
+        for b in &p.backends {
+            // Health checks arrive with the balancing issue; until then every
+            // configured backend is eligible.
+            let _ = writeln!(
+                out,
+                "{}{{pool=\"{}\",backend=\"{}\"}} 1",
+                names::BACKEND_UP.name,
+                esc(&p.name),
+                esc(&b.name)
+            );
+        }
+    }
+
+    header(&mut out, &names::LISTENER_ACCEPTED_TOTAL);
+    for l in &snapshot.listeners {
+        let _ = writeln!(
+            out,
+            "{}{{listener=\"{}\"}} {}",
+            names::LISTENER_ACCEPTED_TOTAL.name,
+            esc(&l.name),
+            l.stats.sum(|s| &s.accepted)
+        );
+    }
+    header(&mut out, &names::LISTENER_ACTIVE);
+    for l in &snapshot.listeners {
+        let _ = writeln!(
+            out,
+            "{}{{listener=\"{}\"}} {}",
+            names::LISTENER_ACTIVE.name,
+            esc(&l.name),
+            load(&l.stats.active)
+        );
+    }
+    header(&mut out, &names::REJECTED_TOTAL);
+    for l in &snapshot.listeners {
+        for (reason, v) in [
+            (
+                "max_connections",
+                l.stats.sum(|s| &s.rejected_max_connections),
+            ),
+            ("no_backend", l.stats.sum(|s| &s.rejected_no_backend)),
+        ] {
+            let _ = writeln!(
+                out,
+                "{}{{listener=\"{}\",reason=\"{}\"}} {}",
+                names::REJECTED_TOTAL.name,
+                esc(&l.name),
+                reason,
+                v
+            );
+        }
+    }
+
+    header(&mut out, &names::RELAY_BYTES_TOTAL);
+    for (d, dname) in DIRECTIONS {
+        let _ = writeln!(
+            out,
+            "{}{{mode=\"copy\",direction=\"{}\"}} {}",
+            names::RELAY_BYTES_TOTAL.name,
+            dname,
+            stats.sum(|w| &w.bytes_copied[d])
+        );
+        let _ = writeln!(
+            out,
+            "{}{{mode=\"splice\",direction=\"{}\"}} {}",
+            names::RELAY_BYTES_TOTAL.name,
+            dname,
+            stats.sum(|w| &w.bytes_spliced[d])
+        );
+    }
+    let totals: [(&Metric, fn(&super::WorkerStats) -> &AtomicU64); 8] = [
+        (&names::SPLICE_SWITCHES_TOTAL, |w| &w.splice_switches),
+        (&names::PIPE_EXHAUSTED_TOTAL, |w| &w.pipe_exhausted),
+        (&names::PIPES_IN_USE, |w| &w.pipes_in_use),
+        (&names::PIPES_MAX, |w| &w.pipes_max),
+        (&names::IDLE_TIMEOUTS_TOTAL, |w| &w.idle_timeouts),
+        (&names::ACCEPT_RESOURCE_ERRORS_TOTAL, |w| {
+            &w.accept_resource_errors
+        }),
+        (&names::BUFFER_EXHAUSTED_TOTAL, |w| &w.buffer_exhausted),
+        (&names::SHUTDOWN_CLOSED_TOTAL, |w| &w.shutdown_closed),
+    ];
+    for (m, field) in totals {
+        header(&mut out, m);
+        let _ = writeln!(out, "{} {}", m.name, stats.sum(field));
+    }
+    header(&mut out, &names::WORKER_ACCEPTED_TOTAL);
+    for (i, w) in stats.workers().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}{{worker=\"{}\"}} {}",
+            names::WORKER_ACCEPTED_TOTAL.name,
+            i,
+            load(&w.accepted)
+        );
+    }
+    header(&mut out, &names::WORKER_ACTIVE);
+    for (i, w) in stats.workers().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}{{worker=\"{}\"}} {}",
+            names::WORKER_ACTIVE.name,
+            i,
+            load(&w.active)
+        );
+    }
+    header(&mut out, &names::CONFIG_RELOADS_TOTAL);
+    let _ = writeln!(
+        out,
+        "{}{{result=\"ok\"}} {}",
+        names::CONFIG_RELOADS_TOTAL.name,
+        reloads.0
+    );
+    let _ = writeln!(
+        out,
+        "{}{{result=\"error\"}} {}",
+        names::CONFIG_RELOADS_TOTAL.name,
+        reloads.1
+    );
+    out
+}

@@ -1,0 +1,158 @@
+//! The provided-buffer ring: one registered group of equal buffers per worker
+//! that receives land in. The kernel picks a buffer when data arrives, so an idle
+//! connection holds none; the data plane gives each buffer back once its bytes
+//! have been sent on. Never hands out the same buffer twice.
+
+use std::io;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+
+use super::ring::Ring;
+
+/// A buffer's id within its ring, as reported in a receive completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufId(pub u16);
+
+/// Anonymous memory from mmap, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> io::Result<Mapping> {
+        // SAFETY: an anonymous private mapping with no address hint; the result
+        // is checked for MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned; nothing borrows the
+        // memory any more (the ring that used it is drained and dropped first).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+pub struct BufRing {
+    entries: Mapping,
+    buffers: Mapping,
+    count: u16,
+    mask: u16,
+    buf_size: u32,
+    group: u16,
+    /// Our copy of the tail; published to the kernel with a release store.
+    tail: u16,
+}
+
+impl BufRing {
+    /// Maps `count` (a power of two) buffers of `buf_size` bytes, registers them
+    /// with `ring` as buffer group `group`, and hands them all to the kernel.
+    /// Buffer pages are only touched, and so only resident, once used.
+    pub fn new(ring: &Ring, group: u16, count: u16, buf_size: u32) -> io::Result<BufRing> {
+        assert!(
+            count.is_power_of_two(),
+            "buffer count must be a power of two"
+        );
+        let entries = Mapping::new(count as usize * std::mem::size_of::<BufRingEntry>())?;
+        let buffers = Mapping::new(count as usize * buf_size as usize)?;
+        // SAFETY: `entries` is page-aligned (mmap) and sized for `count` entries;
+        // it stays mapped until this BufRing is dropped, after the ring's last use.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries.ptr as u64, count, group, 0)?;
+        }
+        let mut ring = BufRing {
+            entries,
+            buffers,
+            count,
+            mask: count - 1,
+            buf_size,
+            group,
+            tail: 0,
+        };
+        for id in 0..count {
+            ring.push(BufId(id));
+        }
+        ring.publish();
+        Ok(ring)
+    }
+
+    pub fn group(&self) -> u16 {
+        self.group
+    }
+
+    pub fn buf_size(&self) -> u32 {
+        self.buf_size
+    }
+
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    fn push(&mut self, id: BufId) {
+        assert!(id.0 < self.count, "buffer id out of range");
+        let slot = (self.tail & self.mask) as usize;
+        // SAFETY: slot < count, so the entry lies inside the mapping; the kernel
+        // only reads entries between its head and our published tail, and this
+        // one is past the tail until `publish`.
+        unsafe {
+            let entry = &mut *(self.entries.ptr as *mut BufRingEntry).add(slot);
+            entry.set_addr(self.buffers.ptr.add(id.0 as usize * self.buf_size as usize) as u64);
+            entry.set_len(self.buf_size);
+            entry.set_bid(id.0);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field lives in the first entry's reserved bytes of a
+        // valid, initialised, page-aligned ring; the kernel reads it with acquire
+        // semantics, so a release store orders the entry writes before it.
+        unsafe {
+            let tail =
+                BufRingEntry::tail(self.entries.ptr as *const BufRingEntry) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// Gives a buffer back to the kernel once its bytes have been sent on.
+    pub fn recycle(&mut self, id: BufId) {
+        self.push(id);
+        self.publish();
+    }
+
+    /// The bytes `offset..offset+len` of buffer `id`.
+    pub fn slice(&self, id: BufId, offset: u32, len: u32) -> &[u8] {
+        assert!(id.0 < self.count && offset as u64 + len as u64 <= self.buf_size as u64);
+        // SAFETY: bounds checked above; the buffer is inside the mapping, and a
+        // buffer we were handed by a completion is not written by the kernel
+        // again until we recycle it.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.buffers
+                    .ptr
+                    .add(id.0 as usize * self.buf_size as usize + offset as usize),
+                len as usize,
+            )
+        }
+    }
+}

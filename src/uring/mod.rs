@@ -1,0 +1,26 @@
+//! The only module allowed to use `unsafe`: the io_uring ring, the provided-buffer
+//! ring, the pipe pool and the handful of raw syscalls the data plane needs
+//! (splice, shutdown, eventfd, CPU pinning).
+//!
+//! Everything exported here is safe to call. The invariants that make it so are
+//! written next to each `unsafe` block as `// SAFETY:` notes; the one the callers
+//! must keep is DESIGN.md §2's lifetime rule: memory and fds named by an in-flight
+//! operation stay alive until its completion arrives, which the worker guarantees
+//! by counting in-flight operations per connection and draining the ring before
+//! it is dropped.
+#![allow(unsafe_code)]
+
+mod bufring;
+mod pipe;
+mod ring;
+pub mod sys;
+
+pub use bufring::{BufId, BufRing};
+pub use io_uring::types::Timespec;
+pub use pipe::{Pipe, PipePool};
+pub use ring::{Completion, Ring, RingError};
+
+/// Converts a `Duration` into the kernel's timespec for timeout operations.
+pub fn timespec(d: std::time::Duration) -> Timespec {
+    Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos())
+}

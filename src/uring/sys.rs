@@ -1,0 +1,163 @@
+//! Thin, safe wrappers over the few raw syscalls the data plane makes inline
+//! (splice, shutdown, eventfd, CPU affinity, SIGPIPE). Each returns `io::Result`
+//! with the OS error; none of them blocks, because every fd they touch is
+//! non-blocking.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Takes ownership of an fd handed to us by a completion (accept).
+pub fn owned_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller passes an fd that a successful accept completion just
+    // returned; nothing else owns it yet, so wrapping it transfers ownership once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `splice(2)` with `SPLICE_F_NONBLOCK | SPLICE_F_MOVE` between two fds, one of
+/// which must be a pipe. Returns the bytes moved; `Ok(0)` from a socket is EOF.
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice takes no user memory; null offsets mean "current position",
+    // which is required for sockets and pipes.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// How to shut a socket down.
+#[derive(Debug, Clone, Copy)]
+pub enum Shut {
+    Write,
+    Both,
+}
+
+/// `shutdown(2)`; errors such as ENOTCONN are returned for the caller to ignore.
+pub fn shutdown(fd: RawFd, how: Shut) -> io::Result<()> {
+    let how = match how {
+        Shut::Write => libc::SHUT_WR,
+        Shut::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: plain syscall on an fd we own; no memory is passed.
+    cvt(unsafe { libc::shutdown(fd, how) }).map(drop)
+}
+
+/// A non-blocking eventfd, used by the control thread to wake a worker.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd returns a new fd or -1; on success we own it.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    Ok(owned_fd(fd))
+}
+
+/// Adds one to an eventfd counter, waking whoever polls it.
+pub fn eventfd_signal(fd: &impl AsRawFd) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live local u64, as eventfd requires.
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        // A full counter already guarantees a wakeup.
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Resets an eventfd counter after a wakeup.
+pub fn eventfd_clear(fd: &impl AsRawFd) {
+    let mut v: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a live local u64. EAGAIN (already
+    // cleared) is fine to ignore.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+}
+
+/// Pins the calling thread to one CPU. Failure (e.g. a restricted cpuset) is
+/// returned for the caller to log; the worker runs unpinned then.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size;
+    // sched_setaffinity(0, ...) acts on the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        cvt(libc::sched_setaffinity(
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ))
+        .map(drop)
+    }
+}
+
+/// CPUs this process may run on, in order (honours taskset/cgroup cpusets).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a zeroed plain-data cpu_set_t of the size we pass.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Ignores SIGPIPE for the whole process: a write to a closed peer must be an
+/// EPIPE error on that one connection (splice has no MSG_NOSIGNAL), not the end
+/// of the balancer.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// The soft and hard RLIMIT_NOFILE, after trying to raise the soft limit to the hard one.
+pub fn raise_nofile_limit() -> (u64, u64) {
+    // SAFETY: getrlimit/setrlimit read and write a local plain-data struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (0, 0);
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        (lim.rlim_cur, lim.rlim_max)
+    }
+}
+
+/// The number of threads of this process, from /proc/self/status.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
