@@ -136,7 +136,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    /// Resolves only `localhost`-style names the tests use, without DNS.
+    /// Resolves the two made-up names the tests use (any other fails), without DNS.
     fn fake_resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
         match host {
             "backend-a.internal" => Ok(SocketAddr::from(([10, 0, 0, 1], port))),

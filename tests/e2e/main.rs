@@ -1,1 +1,5 @@
-//! End-to-end tests: placeholder replaced below.
+//! End-to-end tests: the real `spliced` binary, real backends, real clients,
+//! all on loopback. One test binary (STYLE.md rule 15).
+
+mod harness;
+mod relay;

@@ -1,0 +1,438 @@
+//! Test harness: starts the real `spliced` binary with a YAML config on
+//! 127.0.0.1:0, learns the bound addresses from its log, and provides real
+//! loopback backends (echo, sink, source, named HTTP-ish responders) plus a
+//! deterministic byte stream to check integrity. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_spliced");
+/// Upper bound for any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running spliced process.
+pub struct Spliced {
+    pub child: Child,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub dir: PathBuf,
+}
+
+static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "spliced-e2e-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Spliced {
+    /// Starts spliced with `yaml` and waits until every listener (and the admin
+    /// listener, if configured) has been logged as bound.
+    pub fn start(yaml: &str) -> Spliced {
+        let dir = temp_dir();
+        let path = dir.join("spliced.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn spliced");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut listeners = HashMap::new();
+        let mut admin = None;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "spliced did not start; log:\n{}",
+                        log.lock().unwrap().join("\n")
+                    );
+                }
+            };
+            if line.contains(" listening listener=") {
+                let name = field(&line, "listener").unwrap();
+                let addr = field(&line, "addr").unwrap().parse().unwrap();
+                listeners.insert(name, addr);
+            } else if line.contains("admin listening") {
+                admin = Some(field(&line, "addr").unwrap().parse().unwrap());
+            } else if line.contains("spliced started") {
+                break;
+            }
+        }
+        Spliced {
+            child,
+            listeners,
+            admin,
+            log,
+            dir,
+        }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners[listener]
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit (bounded) and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// GET on the admin listener; returns (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin.expect("admin configured"), path)
+    }
+
+    /// Every sample of /metrics as `name{labels}` → value.
+    pub fn metrics(&self) -> HashMap<String, f64> {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200);
+        parse_metrics(&body)
+    }
+
+    /// Sum of every sample of `name` whose labels contain all of `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        sum_metric(&self.metrics(), name, labels)
+    }
+
+    /// Number of threads of the spliced process.
+    pub fn threads(&self) -> usize {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Spliced {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `key=value` (or `key="value"`) from a text log line.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    if let Some(stripped) = rest.strip_prefix('"') {
+        return stripped.split('"').next().map(str::to_string);
+    }
+    rest.split_whitespace().next().map(str::to_string)
+}
+
+pub fn parse_metrics(body: &str) -> HashMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn sum_metric(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| {
+            let (n, rest) = k.split_once('{').unwrap_or((k.as_str(), ""));
+            n == name
+                && labels
+                    .iter()
+                    .all(|(lk, lv)| rest.contains(&format!("{lk}=\"{lv}\"")))
+        })
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect through spliced");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+// ---- deterministic data ------------------------------------------------------
+
+/// A reproducible pseudo-random byte stream (xorshift64*), so a receiver can
+/// check every byte without the sender keeping a copy.
+pub struct Stream {
+    state: u64,
+}
+
+impl Stream {
+    pub fn new(seed: u64) -> Stream {
+        Stream {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            let v = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: a cheap fingerprint of a byte stream.
+#[derive(Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Fnv {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// Writes `len` bytes of stream `seed` to `w`; returns their fingerprint.
+pub fn send_stream(w: &mut impl Write, seed: u64, len: usize) -> u64 {
+    let mut s = Stream::new(seed);
+    let mut h = Fnv::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        s.fill(&mut buf[..n]);
+        h.update(&buf[..n]);
+        w.write_all(&buf[..n]).expect("write through spliced");
+        left -= n;
+    }
+    h.0
+}
+
+/// Reads until EOF; returns (bytes, fingerprint).
+pub fn read_all(r: &mut impl Read) -> (usize, u64) {
+    let mut h = Fnv::new();
+    let mut total = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (total, h.0),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                total += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read failed after {total} bytes: {e}"),
+        }
+    }
+}
+
+/// Fingerprint of `len` bytes of stream `seed`.
+pub fn stream_hash(seed: u64, len: usize) -> u64 {
+    send_stream(&mut std::io::sink(), seed, len)
+}
+
+// ---- backends ----------------------------------------------------------------
+
+/// A backend on 127.0.0.1:0 that runs `handler` on a thread per connection.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn spawn(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
+        Self::spawn_on("127.0.0.1:0", handler)
+    }
+
+    pub fn spawn_on(addr: &str, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        {
+            let accepted = accepted.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for s in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(s) = s else { continue };
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    let h = handler.clone();
+                    std::thread::spawn(move || h(s));
+                }
+            });
+        }
+        Backend {
+            addr,
+            accepted,
+            stop,
+        }
+    }
+
+    /// Echoes everything back; on EOF from the client, finishes and closes.
+    pub fn echo() -> Backend {
+        Backend::spawn(|mut s| {
+            let mut r = s.try_clone().unwrap();
+            let _ = std::io::copy(&mut r, &mut s);
+            let _ = s.shutdown(Shutdown::Write);
+        })
+    }
+
+    /// Reads everything; on EOF answers "<bytes> <fnv hex>\n" and closes.
+    pub fn sink() -> Backend {
+        Backend::spawn(|mut s| {
+            let (n, h) = read_all(&mut s);
+            let _ = writeln!(s, "{n} {h:016x}");
+            let _ = s.shutdown(Shutdown::Write);
+        })
+    }
+
+    /// Reads a line "<seed> <len>\n", sends that stream, closes.
+    pub fn source() -> Backend {
+        Backend::spawn(|mut s| {
+            let mut line = String::new();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            if r.read_line(&mut line).is_err() {
+                return;
+            }
+            let mut it = line.split_whitespace().map(|v| v.parse::<u64>().unwrap());
+            let (seed, len) = (it.next().unwrap(), it.next().unwrap());
+            send_stream(&mut s, seed, len as usize);
+            let _ = s.shutdown(Shutdown::Write);
+        })
+    }
+
+    /// Answers each line it reads with "<name> <line>\n" (request/response).
+    pub fn named(name: &'static str) -> Backend {
+        Backend::spawn(move |s| {
+            let mut w = s.try_clone().unwrap();
+            for line in BufReader::new(s).lines().map_while(Result::ok) {
+                if writeln!(w, "{name} {line}").is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (connects are refused).
+pub fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A minimal config: one listener `lb` on 127.0.0.1:0 → pool `p` over `backends`.
+pub fn simple_config(backends: &[SocketAddr], extra_listener: &str) -> String {
+    let mut s = String::from("workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: lb\n    listen: 127.0.0.1:0\n    pool: p\n");
+    for line in extra_listener.lines().filter(|l| !l.trim().is_empty()) {
+        s.push_str("    ");
+        s.push_str(line.trim());
+        s.push('\n');
+    }
+    s.push_str("pools:\n  - name: p\n    backends:\n");
+    for b in backends {
+        s.push_str(&format!("      - address: {b}\n"));
+    }
+    s
+}
+
+/// Waits until `cond` holds, polling (bounded by `WAIT`); panics with `what`.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
