@@ -13,6 +13,9 @@ const DIRECTIONS: [(usize, &str); 2] = [
     (BACKEND_TO_CLIENT, "backend_to_client"),
 ];
 
+/// Selects one counter of a worker's stats.
+type WorkerField = fn(&super::WorkerStats) -> &AtomicU64;
+
 fn header(out: &mut String, m: &Metric) {
     let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
     let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
@@ -190,7 +193,7 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
             stats.sum(|w| &w.bytes_spliced[d])
         );
     }
-    let totals: [(&Metric, fn(&super::WorkerStats) -> &AtomicU64); 8] = [
+    let totals: [(&Metric, WorkerField); 8] = [
         (&names::SPLICE_SWITCHES_TOTAL, |w| &w.splice_switches),
         (&names::PIPE_EXHAUSTED_TOTAL, |w| &w.pipe_exhausted),
         (&names::PIPES_IN_USE, |w| &w.pipes_in_use),
