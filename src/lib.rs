@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 pub mod balance;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod dataplane;

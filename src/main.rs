@@ -68,12 +68,12 @@ fn main() -> ExitCode {
             };
         }
         (Some(Command::Run { config }), _) | (None, Some(config)) => match load(&config) {
-            Ok(c) => control::run(c, |_| {}),
+            Ok(c) => control::run(c, Some(config), |_| {}),
             Err(code) => return code,
         },
         (Some(Command::Demo), _) => demo::config().and_then(|c| {
             demo::start_backends(&c)?;
-            control::run(c, |bound| println!("{}", demo::banner(bound)))
+            control::run(c, None, |bound| println!("{}", demo::banner(bound)))
         }),
         (None, None) => {
             eprintln!("spliced: nothing to do. Try `spliced demo`, `spliced run -c FILE` or `spliced --help`.");

@@ -31,13 +31,19 @@ impl Balancer for RoundRobin {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| (start + i) % n).find(|&i| eligible(i))
+        // A weight of 0 means "never pick", here as in the weighted algorithms.
+        (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| backends[i].weight > 0 && eligible(i))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::balance::test_support::{case, check_contract, ctx};
     use crate::control::snapshot::Backend;
 
     fn backends(n: usize) -> Vec<Arc<Backend>> {
@@ -50,7 +56,7 @@ mod tests {
     fn rotates_evenly() {
         let b = backends(3);
         let rr = RoundRobin::new();
-        let ctx = PickContext { client: None };
+        let ctx = ctx(0, 0);
         let mut counts = [0; 3];
         for _ in 0..300 {
             counts[rr.pick(&b, &ctx, &|_| true).unwrap()] += 1;
@@ -62,11 +68,19 @@ mod tests {
     fn skips_ineligible_and_gives_up_when_none_qualify() {
         let b = backends(3);
         let rr = RoundRobin::new();
-        let ctx = PickContext { client: None };
+        let ctx = ctx(0, 0);
         for _ in 0..10 {
             assert_ne!(rr.pick(&b, &ctx, &|i| i != 1), Some(1));
         }
         assert_eq!(rr.pick(&b, &ctx, &|_| false), None);
         assert_eq!(rr.pick(&[], &ctx, &|_| true), None);
+    }
+
+    proptest! {
+        #[test]
+        fn picks_only_eligible_weighted_backends(case in case()) {
+            let b = crate::balance::test_support::backends(&case.weights);
+            check_contract(&RoundRobin::new(), &b, &case)?;
+        }
     }
 }

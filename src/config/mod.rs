@@ -197,13 +197,34 @@ pools:
         assert_eq!(listener.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(listener.backlog, DEFAULT_BACKLOG);
         let pool = config.pool(listener.pool);
-        assert_eq!(pool.algorithm, Algorithm::RoundRobin);
         assert_eq!(
-            pool.backends,
-            [BackendConfig {
-                name: "127.0.0.1:9001".into(),
-                addr: "127.0.0.1:9001".parse().unwrap()
-            }]
+            *pool,
+            PoolConfig {
+                name: "web".into(),
+                algorithm: Algorithm::RoundRobin,
+                backends: vec![BackendConfig {
+                    name: "127.0.0.1:9001".into(),
+                    addr: "127.0.0.1:9001".parse().unwrap(),
+                    weight: DEFAULT_WEIGHT,
+                    backup: false,
+                    max_connections: 0,
+                    drain: false,
+                    disabled: false,
+                }],
+                health_check: None,
+                eject_after: DEFAULT_EJECT_AFTER,
+                ejection_time: DEFAULT_EJECTION_TIME,
+                max_ejection_time: DEFAULT_MAX_EJECTION_TIME,
+                max_ejection_percent: DEFAULT_MAX_EJECTION_PERCENT,
+                on_all_down: OnAllDown::FailOpen,
+                slow_start: Duration::ZERO,
+                hash_balance_factor: None,
+                hash_table_size: DEFAULT_HASH_TABLE_SIZE,
+            }
+        );
+        assert_eq!(
+            pool.backends[0],
+            BackendConfig::new("127.0.0.1:9001", "127.0.0.1:9001".parse().unwrap())
         );
     }
 
@@ -378,6 +399,435 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
         assert!(backend.addr.ip().is_loopback() && backend.addr.port() == 9001);
     }
 
+    /// A pool named `web` with `body` as its further keys, behind a listener.
+    fn pool(body: &str) -> String {
+        format!(
+            "listeners:\n  - {{ name: web, listen: 127.0.0.1:8080, pool: web }}\npools:\n  - name: web\n{body}"
+        )
+    }
+
+    #[test]
+    fn every_selection_and_health_key_is_read() {
+        let config = check(&pool(
+            r#"    algorithm: ip_hash
+    backends:
+      - 127.0.0.1:9001
+      - { address: 127.0.0.1:9002, weight: 3 }
+      - { address: 127.0.0.1:9003, backup: true }
+      - { address: 127.0.0.1:9004, max_connections: 100 }
+      - { address: 127.0.0.1:9005, drain: true, weight: 0 }
+      - { address: 127.0.0.1:9006, disabled: "true" }
+    health_check:
+      kind: tcp
+      interval: 5s
+      timeout: 5s
+      rise: 1
+      fall: 100
+      send: "PING\r\n\x00"
+      expect: "+PONG"
+    eject_after: 0
+    ejection_time: 1s
+    max_ejection_time: 1s
+    max_ejection_percent: 100
+    on_all_down: refuse
+    slow_start: 30s
+    hash_balance_factor: 1.25
+    hash_table_size: 1021
+"#,
+        ))
+        .unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(pool.algorithm, Algorithm::IpHash);
+        let b = &pool.backends;
+        assert_eq!(b.len(), 6);
+        assert_eq!(
+            b[0],
+            BackendConfig::new("127.0.0.1:9001", "127.0.0.1:9001".parse().unwrap())
+        );
+        assert_eq!((b[1].weight, b[1].backup), (3, false));
+        assert!(b[2].backup && b[2].weight == DEFAULT_WEIGHT);
+        assert_eq!(b[3].max_connections, 100);
+        assert!(b[4].drain && b[4].weight == 0 && !b[4].disabled);
+        assert!(b[5].disabled && !b[5].drain);
+        assert_eq!(
+            pool.health_check,
+            Some(HealthCheck {
+                kind: HealthKind::Tcp {
+                    send: Some(b"PING\r\n\0".to_vec()),
+                    expect: Some(b"+PONG".to_vec()),
+                },
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(5),
+                rise: 1,
+                fall: 100,
+            })
+        );
+        assert_eq!(pool.eject_after, 0);
+        assert_eq!(pool.ejection_time, Duration::from_secs(1));
+        assert_eq!(pool.max_ejection_time, Duration::from_secs(1));
+        assert_eq!(pool.max_ejection_percent, 100);
+        assert_eq!(pool.on_all_down, OnAllDown::Refuse);
+        assert_eq!(pool.slow_start, Duration::from_secs(30));
+        assert_eq!(pool.hash_balance_factor, Some(1.25));
+        assert_eq!(pool.hash_table_size, 1021);
+    }
+
+    #[test]
+    fn every_algorithm_is_accepted() {
+        for algorithm in Algorithm::ALL {
+            let config = check(&pool(&format!(
+                "    algorithm: {algorithm}\n    backends: [127.0.0.1:9001]\n"
+            )))
+            .unwrap();
+            assert_eq!(config.pools[0].algorithm, algorithm);
+        }
+    }
+
+    #[test]
+    fn foreign_algorithm_names_are_translated() {
+        for (written, meant) in [
+            ("leastconn", "least_connections"),
+            ("source", "ip_hash"),
+            ("maglev", "ip_hash"),
+            ("roundrobin", "round_robin"),
+            ("least_connection", "least_connections"),
+        ] {
+            let shown = errors(&pool(&format!(
+                "    algorithm: {written}\n    backends: [127.0.0.1:9001]\n"
+            )));
+            assert_eq!(
+                shown,
+                format!(
+                    "pools[0].algorithm: \"{written}\" is not a known algorithm: did you mean {meant}? use one of round_robin, weighted_round_robin, least_connections, ip_hash, random, p2c"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn http_health_check_defaults_and_status_forms() {
+        let http = |extra: &str| {
+            let config = check(&pool(&format!(
+                "    backends: [127.0.0.1:9001]\n    health_check:\n      kind: http\n{extra}"
+            )))
+            .unwrap();
+            config.pools[0].health_check.clone().unwrap()
+        };
+        let check = http("");
+        assert_eq!(check.interval, DEFAULT_HEALTH_INTERVAL);
+        assert_eq!(check.timeout, DEFAULT_HEALTH_TIMEOUT);
+        assert_eq!(
+            (check.rise, check.fall),
+            (DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_FALL)
+        );
+        assert_eq!(
+            check.kind,
+            HealthKind::Http {
+                path: "/".into(),
+                host: None,
+                expect_status: vec![200..=399],
+            }
+        );
+        assert_eq!(check.kind.as_str(), "http");
+        let statuses = |form: &str| match http(&format!("      expect_status: {form}\n")).kind {
+            HealthKind::Http { expect_status, .. } => expect_status,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(statuses("200"), [200..=200]);
+        assert_eq!(statuses("'204'"), [204..=204]);
+        assert_eq!(statuses("200-399"), [200..=399]);
+        assert_eq!(statuses("\"200 - 299\""), [200..=299]);
+        assert_eq!(
+            statuses("[200, 204, \"300-302\"]"),
+            [200..=200, 204..=204, 300..=302]
+        );
+        assert_eq!(statuses("[100, 599]"), [100..=100, 599..=599]);
+        let with_host = http("      path: /healthz?full=1\n      host: app.internal:8080\n");
+        assert_eq!(
+            with_host.kind,
+            HealthKind::Http {
+                path: "/healthz?full=1".into(),
+                host: Some("app.internal:8080".into()),
+                expect_status: vec![200..=399],
+            }
+        );
+        // A short interval brings the default timeout down with it.
+        assert_eq!(
+            http("      interval: 500ms\n").timeout,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn tcp_health_check_may_only_connect() {
+        let config = check(&pool(
+            "    backends: [127.0.0.1:9001]\n    health_check: { kind: tcp, send: '' }\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            config.pools[0].health_check.as_ref().unwrap().kind,
+            HealthKind::Tcp {
+                send: None,
+                expect: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_health_checks_name_the_key_and_the_kind() {
+        let lines = |body: &str| -> Vec<String> {
+            errors(&pool(&format!(
+                "    backends: [127.0.0.1:9001]\n    health_check:\n{body}"
+            )))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+        };
+        assert_eq!(
+            lines("      kind: tcp\n      path: /healthz\n      expect_status: 200\n"),
+            [
+                "pools[0].health_check.path: is only for kind: http, and this check is kind: tcp: remove path, or change kind to http",
+                "pools[0].health_check.expect_status: is only for kind: http, and this check is kind: tcp: remove expect_status, or change kind to http",
+            ]
+        );
+        assert_eq!(
+            lines("      kind: http\n      send: x\n      expect: y\n"),
+            [
+                "pools[0].health_check.send: is only for kind: tcp, and this check is kind: http: remove send, or change kind to tcp",
+                "pools[0].health_check.expect: is only for kind: tcp, and this check is kind: http: remove expect, or change kind to tcp",
+            ]
+        );
+        assert_eq!(
+            lines("      interval: 1s\n"),
+            ["pools[0].health_check.kind: is missing: add kind: tcp (connect, optionally send and expect bytes) or kind: http (GET a path)"]
+        );
+        assert_eq!(
+            lines("      kind: htp\n      path: healthz\n"),
+            [
+                r#"pools[0].health_check.kind: "htp" is not a known health check kind: did you mean http? use tcp or http"#,
+                r#"pools[0].health_check.path: "healthz" does not start with '/': write the path from its leading slash, e.g. /healthz (the host goes in host:)"#,
+            ]
+        );
+        let shown = lines(
+            "      kind: http\n      interval: 0s\n      timeout: 2\n      rise: 0\n      fall: 101\n      path: /a b\n      host: ''\n      expect_status: [2xx, 600, \"399-200\", true]\n",
+        );
+        assert_eq!(
+            shown,
+            [
+                r#"pools[0].health_check.interval: "0s" must be longer than zero: use e.g. 2s"#,
+                r#"pools[0].health_check.timeout: "2" is a number without a unit: add a unit, e.g. 1s (units: ms, s, m, h)"#,
+                r#"pools[0].health_check.rise: "0" is out of range: use a whole number from 1 to 100"#,
+                r#"pools[0].health_check.fall: "101" is out of range: use a whole number from 1 to 100"#,
+                r#"pools[0].health_check.path: "/a b" contains a space, which cannot go in a request line: percent-encode it, e.g. %20 for a space"#,
+                r#"pools[0].health_check.host: "" is empty: write the Host header value, e.g. app.internal or app.internal:8080, or remove host to send the backend's address"#,
+                r#"pools[0].health_check.expect_status[0]: "2xx" is not a status code: write the range as "200-299""#,
+                r#"pools[0].health_check.expect_status[1]: "600" is out of range (status codes are 100 to 599): use a status code from 100 to 599, a range such as 200-399, or a list of them, e.g. [200, 204, "300-302"]"#,
+                r#"pools[0].health_check.expect_status[2]: "399-200" is a backwards range: write the lower code first: "200-399""#,
+                r#"pools[0].health_check.expect_status[3]: "true" is true/false, not a status code: use a status code from 100 to 599, a range such as 200-399, or a list of them, e.g. [200, 204, "300-302"]"#,
+            ]
+        );
+        assert_eq!(
+            lines("      kind: tcp\n      interval: 1s\n      timeout: 1.5s\n      expect: ''\n      send: 7\n"),
+            [
+                r#"pools[0].health_check.timeout: "1.5s" is longer than interval (1s): a probe must end before the next one starts: use at most 1s, or raise interval"#,
+                r#"pools[0].health_check.send: "7" is a number, not text: write the bytes to send, e.g. "PING\r\n"; quote it if it looks like a number or true/false"#,
+                r#"pools[0].health_check.expect: "" is empty, so every reply would match: give the bytes the reply must contain, or remove expect to only check the connect"#,
+            ]
+        );
+        assert_eq!(
+            lines("      kind: http\n      expect_status: []\n      colour: red\n"),
+            [
+                "pools[0].health_check.colour: is not a known key: allowed keys here: kind, interval, timeout, rise, fall, send, expect, path, host, expect_status",
+                r#"pools[0].health_check.expect_status: is an empty list: use a status code from 100 to 599, a range such as 200-399, or a list of them, e.g. [200, 204, "300-302"]"#,
+            ]
+        );
+        let empty = errors(&pool("    backends: [127.0.0.1:9001]\n    health_check:\n"));
+        assert!(
+            empty.starts_with("pools[0].health_check: is empty, not a mapping"),
+            "{empty}"
+        );
+    }
+
+    #[test]
+    fn bad_backend_settings_are_all_reported() {
+        let shown = errors(&pool(
+            "    backends:\n      - { address: 127.0.0.1:9001, weight: 1001, backup: yes, max_connections: -1, drain: 1, disabled: off }\n      - { weight: 2 }\n",
+        ));
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                r#"pools[0].backends[0].weight: "1001" is out of range: use a whole number from 0 to 1000"#,
+                r#"pools[0].backends[0].backup: "yes" is a string, not true or false: write true or false (the default is false)"#,
+                r#"pools[0].backends[0].max_connections: "-1" is out of range: use a whole number, 0 or more"#,
+                r#"pools[0].backends[0].drain: "1" is a number, not true or false: write true or false (the default is false)"#,
+                r#"pools[0].backends[0].disabled: "off" is a string, not true or false: write true or false (the default is false)"#,
+                "pools[0].backends[1].address: is missing: add address: host:port, e.g. address: 127.0.0.1:9001",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pool_needs_a_primary_backend() {
+        let only_backups = errors(&pool(
+            "    backends:\n      - { address: 127.0.0.1:9001, backup: true }\n      - { address: 127.0.0.1:9002, backup: true }\n",
+        ));
+        assert_eq!(
+            only_backups,
+            "pools[0].backends: has only backup backends: make at least one a primary (leave out backup: true): backups only take traffic when no primary is up"
+        );
+        // A primary that is drained, disabled or at weight 0 still counts: that
+        // is operator state, which can change at run time.
+        assert!(check(&pool(
+            "    backends:\n      - { address: 127.0.0.1:9001, backup: true }\n      - { address: 127.0.0.1:9002, disabled: true, drain: true, weight: 0 }\n",
+        ))
+        .is_ok());
+        // An unreadable entry might have been the primary: no guessing.
+        let shown = errors(&pool(
+            "    backends:\n      - { address: 127.0.0.1:9001, backup: true }\n      - 9002\n      - { address: 127.0.0.1:9003, backup: maybe }\n",
+        ));
+        assert!(!shown.contains("only backup"), "{shown}");
+        // A bad address does not hide that the entry is a backup.
+        let shown = errors(&pool(
+            "    backends:\n      - { address: 127.0.0.1, backup: true }\n",
+        ));
+        assert!(shown.contains("has only backup backends"), "{shown}");
+    }
+
+    #[test]
+    fn ejection_and_slow_start_limits() {
+        let with = |body: &str| check(&pool(&format!("    backends: [127.0.0.1:9001]\n{body}")));
+        // A long ejection_time raises the default cap with it.
+        let pool0 = |body: &str| with(body).unwrap().pools[0].clone();
+        assert_eq!(
+            pool0("    ejection_time: 10m\n").max_ejection_time,
+            Duration::from_secs(600)
+        );
+        assert_eq!(pool0("    slow_start: 0s\n").slow_start, Duration::ZERO);
+        assert_eq!(
+            pool0("    max_ejection_percent: 0\n").max_ejection_percent,
+            0
+        );
+        let shown = with(
+            "    eject_after: 1001\n    ejection_time: 0s\n    max_ejection_percent: 101\n    on_all_down: fail-open\n    slow_start: 30\n",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                r#"pools[0].eject_after: "1001" is out of range: use a whole number from 0 to 1000"#,
+                r#"pools[0].ejection_time: "0s" must be longer than zero: use e.g. 10s"#,
+                r#"pools[0].max_ejection_percent: "101" is out of range: use a whole number from 0 to 100"#,
+                r#"pools[0].on_all_down: "fail-open" is not a known on_all_down setting: did you mean fail_open? use fail_open or refuse"#,
+                r#"pools[0].slow_start: "30" is a number without a unit: add a unit, e.g. 30s (units: ms, s, m, h)"#,
+            ]
+        );
+        let shown = with("    ejection_time: 1m\n    max_ejection_time: 30s\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            shown,
+            r#"pools[0].max_ejection_time: "30s" is shorter than ejection_time (1m): it caps how long repeated ejections grow: use at least 1m, or lower ejection_time"#
+        );
+    }
+
+    #[test]
+    fn hash_settings_need_ip_hash() {
+        let shown = errors(&pool(
+            "    algorithm: p2c\n    backends: [127.0.0.1:9001]\n    hash_balance_factor: 1.25\n    hash_table_size: 65537\n",
+        ));
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                r#"pools[0].hash_balance_factor: "1.25" only applies to algorithm ip_hash, and this pool uses p2c: set algorithm: ip_hash to keep each client on one backend, or remove hash_balance_factor"#,
+                r#"pools[0].hash_table_size: "65537" only applies to algorithm ip_hash, and this pool uses p2c: set algorithm: ip_hash to keep each client on one backend, or remove hash_table_size"#,
+            ]
+        );
+        let shown = errors(&pool(
+            "    backends: [127.0.0.1:9001]\n    hash_balance_factor: 2\n",
+        ));
+        assert!(
+            shown.contains("and this pool uses round_robin, the default: "),
+            "{shown}"
+        );
+        // With the algorithm itself wrong, only that is reported.
+        let shown = errors(&pool(
+            "    algorithm: 3\n    backends: [127.0.0.1:9001]\n    hash_balance_factor: 2\n",
+        ));
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+    }
+
+    #[test]
+    fn hash_balance_factor_range() {
+        let factor = |value: &str| {
+            check(&pool(&format!(
+                "    algorithm: ip_hash\n    backends: [127.0.0.1:9001]\n    hash_balance_factor: {value}\n"
+            )))
+            .map(|config| config.pools[0].hash_balance_factor)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(factor("1.0001"), Ok(Some(1.0001)));
+        assert_eq!(factor("100"), Ok(Some(100.0)));
+        assert_eq!(factor("'1.5'"), Ok(Some(1.5)));
+        for bad in ["1", "1.0", "0.5", "-2", "100.01", ".nan", ".inf", "'NaN'"] {
+            let shown = factor(bad).unwrap_err();
+            assert!(
+                shown.contains("is out of range: use a number above 1 and at most 100, e.g. 1.25"),
+                "{bad}: {shown}"
+            );
+        }
+        assert!(factor("lots")
+            .unwrap_err()
+            .contains(r#""lots" is not a number"#));
+        assert!(factor("[2]")
+            .unwrap_err()
+            .contains("is a list, not a number"));
+    }
+
+    #[test]
+    fn hash_table_size_is_a_large_enough_prime() {
+        let size = |value: &str, backends: usize| {
+            let list: Vec<String> = (0..backends)
+                .map(|i| format!("127.0.{}.{}:9000", i / 250, i % 250 + 1))
+                .collect();
+            check(&pool(&format!(
+                "    algorithm: ip_hash\n    backends: [{}]\n{}",
+                list.join(", "),
+                if value.is_empty() {
+                    String::new()
+                } else {
+                    format!("    hash_table_size: {value}\n")
+                }
+            )))
+            .map(|config| config.pools[0].hash_table_size)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(size("", 1), Ok(DEFAULT_HASH_TABLE_SIZE));
+        assert_eq!(size("1021", 102), Ok(1021));
+        assert_eq!(size("1000003", 1), Ok(1_000_003));
+        assert_eq!(
+            size("65536", 3),
+            Err(r#"pools[0].hash_table_size: "65536" is not a prime: use a prime from 1021 to 1000003 and at least 10 × the backends, e.g. 65537"#.to_owned())
+        );
+        assert_eq!(
+            size("1021", 103),
+            Err(r#"pools[0].hash_table_size: "1021" is less than 10 × the pool's 103 backends: use a prime from 1021 to 1000003 and at least 10 × the backends, e.g. 1031"#.to_owned())
+        );
+        assert!(size("1019", 1).unwrap_err().contains(r#""1019" is out of range: use a prime from 1021 to 1000003 and at least 10 × the backends, e.g. 1021"#));
+        assert!(size("1000033", 1).unwrap_err().contains(r#""1000033" is out of range: use a prime from 1021 to 1000003 and at least 10 × the backends, e.g. 1000003"#));
+        assert!(size("65537.5", 1).unwrap_err().contains(
+            r#""65537.5" is not a whole number: use a prime from 1021 to 1000003, e.g. 65537"#
+        ));
+        // Unwritten, the default is checked against the backend count too.
+        assert_eq!(
+            size("", 6554),
+            Err(r#"pools[0].hash_table_size: "65537" (the default) is less than 10 × the pool's 6554 backends: use a prime from 1021 to 1000003 and at least 10 × the backends, e.g. 65543"#.to_owned())
+        );
+    }
+
     #[test]
     fn every_shipped_config_is_valid() {
         for path in yaml_files("conf") {
@@ -385,6 +835,57 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
                 panic!("{} is invalid:\n{errors}", path.display());
             }
         }
+    }
+
+    /// The keys conf/example.yaml shows commented out (they cannot all be on
+    /// at once) must be valid too, once switched on with what they need.
+    #[test]
+    fn example_config_commented_keys_are_valid() {
+        let example = std::fs::read_to_string(repo_file("conf/example.yaml")).unwrap();
+        let uncomment = |text: &str, keys: &[&str]| -> String {
+            text.lines()
+                .map(|line| {
+                    let body = line.trim_start();
+                    let indent = &line[..line.len() - body.len()];
+                    match body.strip_prefix("# ") {
+                        Some(rest) if keys.iter().any(|k| rest.starts_with(&format!("{k}:"))) => {
+                            format!("{indent}{rest}\n")
+                        }
+                        _ => format!("{line}\n"),
+                    }
+                })
+                .collect()
+        };
+        let variants = [
+            uncomment(&example, &["token_file", "send", "expect"]),
+            uncomment(
+                &example.replace("kind: tcp", "kind: http"),
+                &["path", "host", "expect_status"],
+            ),
+            uncomment(
+                &example.replace("algorithm: round_robin", "algorithm: ip_hash"),
+                &["hash_balance_factor", "hash_table_size"],
+            ),
+        ];
+        for (i, variant) in variants.iter().enumerate() {
+            assert_ne!(*variant, example, "variant {i} changed nothing");
+            if let Err(errors) = check(variant) {
+                panic!("variant {i} of conf/example.yaml is invalid:\n{errors}");
+            }
+        }
+        let http = check(&variants[1]).unwrap();
+        assert!(matches!(
+            &http.pools[0].health_check.as_ref().unwrap().kind,
+            HealthKind::Http { path, .. } if path == "/"
+        ));
+        let tcp = check(&variants[0]).unwrap();
+        assert_eq!(
+            tcp.pools[0].health_check.as_ref().unwrap().kind,
+            HealthKind::Tcp {
+                send: Some(b"PING\r\n".to_vec()),
+                expect: Some(b"+PONG".to_vec())
+            }
+        );
     }
 
     #[test]
@@ -442,6 +943,9 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             b"listeners: [{<<: [{a: 1}, 2]}]\n",
             b"workers: 99999999999999999999999999999\nshutdown_timeout: 99999999999999999999999999999999999999999999h\n",
             b"listeners: [{name: a, listen: '[::]:0', pool: p, retries: -99999999999999999999}]\n",
+            b"pools: [{name: p, algorithm: ip_hash, hash_table_size: 99999999999999999999999, hash_balance_factor: .nan, backends: [{address: '1.2.3.4:5', backup: true, weight: 1e999}]}]\n",
+            b"pools: [{name: p, health_check: {kind: http, expect_status: [-1, '999999999999999999999999-1', '1-', [200]], timeout: 0.000000000000000000001s}}]\n",
+            b"pools: [{name: p, health_check: {kind: [tcp], send: {a: b}, expect: !!binary aGVsbG8=}}]\n",
         ];
         for input in odd {
             fuzzing::parse(input);

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,12 +19,17 @@ use serde_yaml::Value;
 
 use super::error::{Collector, YamlPath};
 use super::model::{
-    AdminConfig, Algorithm, BackendConfig, Config, ListenerConfig, PoolConfig, PoolId,
-    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT,
+    AdminConfig, Algorithm, BackendConfig, Config, HealthCheck, HealthKind, ListenerConfig,
+    OnAllDown, PoolConfig, PoolId, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_TIME,
+    DEFAULT_EJECT_AFTER, DEFAULT_EXPECT_STATUS, DEFAULT_HASH_TABLE_SIZE, DEFAULT_HEALTH_FALL,
+    DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EJECTION_PERCENT,
+    DEFAULT_MAX_EJECTION_TIME, DEFAULT_ON_ALL_DOWN, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SLOW_START, DEFAULT_WEIGHT, MAX_WEIGHT,
 };
 use super::raw::{
-    closest, kind, scalar_text, RawAdmin, RawBackend, RawConfig, RawListener, RawPool,
+    closest, kind, scalar_text, RawAdmin, RawBackend, RawConfig, RawHealthCheck, RawListener,
+    RawPool,
 };
 
 /// Resolves a backend `host`name with `port` to the one address to use.
@@ -42,15 +48,21 @@ const MAX_RETRIES: u64 = 16;
 /// `listen(2)` backlog limit; the kernel further caps it at `net.core.somaxconn`.
 const MAX_BACKLOG: u64 = 65535;
 
-/// Algorithms the design names but this version does not implement yet; they
-/// get "not implemented yet" rather than "unknown" (DESIGN.md §3).
-const PLANNED_ALGORITHMS: &[&str] = &[
-    "weighted_round_robin",
-    "least_connections",
-    "ip_hash",
-    "random",
-    "p2c",
-];
+/// Upper bound for `eject_after`: a backend failing a thousand connects in a
+/// row is down by any measure; a larger number is a typo.
+const MAX_EJECT_AFTER: u64 = 1000;
+/// Upper bound for a health check's `rise` and `fall`: at the shortest sane
+/// interval, more than 100 probes is minutes of ignoring a change of state.
+const MAX_HEALTH_COUNT: u64 = 100;
+/// Upper bound for `hash_balance_factor`: by 100× the average load the bound
+/// no longer bounds anything.
+const MAX_HASH_BALANCE_FACTOR: f64 = 100.0;
+/// Maglev table size limits: the smallest prime above 1000 (tables smaller
+/// than that spread badly even over a few backends), and the smallest prime
+/// above a million (the table is copied per pool and rebuilt on every change,
+/// so it is kept to a few megabytes).
+const MIN_HASH_TABLE_SIZE: u32 = 1021;
+const MAX_HASH_TABLE_SIZE: u32 = 1_000_003;
 
 /// Checks and converts the whole config. Returns `Some` only when nothing at
 /// all was wrong, so a caller never sees a half-valid config.
@@ -289,62 +301,240 @@ fn pool_section(
     }
 
     let algorithm = algorithm(pool.algorithm.as_ref(), &path.key("algorithm"), errors);
+    // The algorithm and how errors about hash settings describe it; `None`
+    // when the algorithm is itself wrong (already reported).
+    let algorithm_shown = algorithm.map(|a| match pool.algorithm {
+        None => (a, format!("{a}, the default")),
+        Some(_) => (a, a.to_string()),
+    });
+    let algorithm_shown = algorithm_shown
+        .as_ref()
+        .map(|(a, shown)| (*a, shown.as_str()));
 
     let backends_path = path.key("backends");
+    let backend_count = pool.backends.as_ref().map_or(0, Vec::len);
     let backends = non_empty_list(
         pool.backends,
         &backends_path,
         "add at least one backend, e.g. backends: [127.0.0.1:9001]",
         errors,
     )
-    .map(|backends| {
-        let mut seen: HashMap<SocketAddr, YamlPath> = HashMap::new();
-        let mut seen_names: HashMap<String, YamlPath> = HashMap::new();
-        backends
-            .into_iter()
-            .enumerate()
-            .map(|(i, backend)| {
-                let (path, text) = match backend? {
-                    RawBackend::Short(text) => (backends_path.index(i), Value::String(text)),
-                    RawBackend::Full(entry) => {
-                        let path = backends_path.index(i).key("address");
-                        let text = required(
-                            entry.address.as_ref(),
-                            &path,
-                            "add address: host:port, e.g. address: 127.0.0.1:9001",
-                            errors,
-                        )?
-                        .clone();
-                        (path, text)
-                    }
-                };
-                let backend = backend_address(&text, &path, resolve, errors)?;
-                // Listing a backend twice would double its share silently;
-                // weights are the way to do that on purpose.
-                let earlier = seen_names
-                    .get(&backend.name.to_ascii_lowercase())
-                    .or_else(|| seen.get(&backend.addr));
-                if let Some(earlier) = earlier {
-                    errors.push(
-                        &path,
-                        Some(&backend.name),
-                        format!("is the same backend as {earlier}"),
-                        "list each backend once per pool",
-                    );
-                    return None;
-                }
-                seen.insert(backend.addr, path.clone());
-                seen_names.insert(backend.name.to_ascii_lowercase(), path);
-                Some(backend)
-            })
-            .collect::<Vec<_>>()
-    });
+    .map(|backends| backend_list(backends, &backends_path, resolve, errors));
+
+    let health_check = match &pool.health_check {
+        None => Some(None),
+        Some(check) => health_check(check, &path.key("health_check"), errors).map(Some),
+    };
+
+    let eject_after = integer(
+        pool.eject_after.as_ref(),
+        &path.key("eject_after"),
+        DEFAULT_EJECT_AFTER.into(),
+        0..=MAX_EJECT_AFTER,
+        errors,
+    );
+    let ejection_time = duration(
+        pool.ejection_time.as_ref(),
+        &path.key("ejection_time"),
+        DEFAULT_EJECTION_TIME,
+        AllowZero::No,
+        errors,
+    );
+    let max_ejection_time = max_ejection_time(
+        pool.max_ejection_time.as_ref(),
+        &path.key("max_ejection_time"),
+        ejection_time,
+        errors,
+    );
+    let max_ejection_percent = integer(
+        pool.max_ejection_percent.as_ref(),
+        &path.key("max_ejection_percent"),
+        DEFAULT_MAX_EJECTION_PERCENT.into(),
+        0..=100,
+        errors,
+    );
+    let on_all_down_path = path.key("on_all_down");
+    let on_all_down = match pool.on_all_down.as_ref() {
+        None => Some(DEFAULT_ON_ALL_DOWN),
+        Some(value) => {
+            let names = OnAllDown::ALL.map(OnAllDown::as_str);
+            keyword(
+                value,
+                &on_all_down_path,
+                &names,
+                "on_all_down setting",
+                errors,
+            )
+            .and_then(|word| OnAllDown::ALL.into_iter().find(|o| o.as_str() == word))
+        }
+    };
+    let slow_start = duration(
+        pool.slow_start.as_ref(),
+        &path.key("slow_start"),
+        DEFAULT_SLOW_START,
+        AllowZero::Yes,
+        errors,
+    );
+    let hash_balance_factor = hash_balance_factor(
+        pool.hash_balance_factor.as_ref(),
+        &path.key("hash_balance_factor"),
+        algorithm_shown,
+        errors,
+    );
+    let hash_table_size = hash_table_size(
+        pool.hash_table_size.as_ref(),
+        &path.key("hash_table_size"),
+        algorithm_shown,
+        backend_count,
+        errors,
+    );
 
     Some(PoolConfig {
         name: name?,
         algorithm: algorithm?,
-        backends: backends?.into_iter().collect::<Option<_>>()?,
+        backends: backends??,
+        health_check: health_check?,
+        // The ranges checked above all fit the field types.
+        eject_after: u32::try_from(eject_after?).ok()?,
+        ejection_time: ejection_time?,
+        max_ejection_time: max_ejection_time?,
+        max_ejection_percent: u8::try_from(max_ejection_percent?).ok()?,
+        on_all_down: on_all_down?,
+        slow_start: slow_start?,
+        hash_balance_factor: hash_balance_factor?,
+        hash_table_size: hash_table_size?,
     })
+}
+
+/// The entries of a pool's `backends:`: each one read whole (every bad field
+/// reported, not just the first), then checked against the others.
+fn backend_list(
+    backends: Vec<Option<RawBackend>>,
+    path: &YamlPath,
+    resolve: Resolve,
+    errors: &mut Collector,
+) -> Option<Vec<BackendConfig>> {
+    let mut seen: HashMap<SocketAddr, YamlPath> = HashMap::new();
+    let mut seen_names: HashMap<String, YamlPath> = HashMap::new();
+    // Whether every entry is known to be a backup; an unreadable entry (already
+    // reported) might be a primary, so it clears this.
+    let mut only_backups = true;
+    let mut list = Vec::with_capacity(backends.len());
+    for (i, backend) in backends.into_iter().enumerate() {
+        let Some(backend) = backend else {
+            only_backups = false;
+            list.push(None);
+            continue;
+        };
+        let entry = backend_entry(backend, &path.index(i), resolve, errors);
+        only_backups &= entry.backup == Some(true);
+        let Some(backend) = entry.config else {
+            list.push(None);
+            continue;
+        };
+        // Listing a backend twice would double its share silently; weights
+        // are the way to do that on purpose.
+        let earlier = seen_names
+            .get(&backend.name.to_ascii_lowercase())
+            .or_else(|| seen.get(&backend.addr));
+        if let Some(earlier) = earlier {
+            errors.push(
+                &entry.address_path,
+                Some(&backend.name),
+                format!("is the same backend as {earlier}"),
+                "list each backend once per pool",
+            );
+            list.push(None);
+            continue;
+        }
+        seen.insert(backend.addr, entry.address_path.clone());
+        seen_names.insert(backend.name.to_ascii_lowercase(), entry.address_path);
+        list.push(Some(backend));
+    }
+    if only_backups {
+        errors.push(
+            path,
+            None,
+            "has only backup backends",
+            "make at least one a primary (leave out backup: true): backups only take traffic when no primary is up",
+        );
+    }
+    list.into_iter().collect()
+}
+
+/// One item of `backends:`, with where its address was written (for errors
+/// about it) and whether it is a backup, known even when another field is bad.
+struct BackendEntry {
+    config: Option<BackendConfig>,
+    address_path: YamlPath,
+    backup: Option<bool>,
+}
+
+fn backend_entry(
+    backend: RawBackend,
+    path: &YamlPath,
+    resolve: Resolve,
+    errors: &mut Collector,
+) -> BackendEntry {
+    let entry = match backend {
+        RawBackend::Short(text) => {
+            let address = backend_address(&Value::String(text), path, resolve, errors);
+            return BackendEntry {
+                config: address.map(|(name, addr)| BackendConfig::new(name, addr)),
+                address_path: path.clone(),
+                backup: Some(false),
+            };
+        }
+        RawBackend::Full(entry) => entry,
+    };
+    let address_path = path.key("address");
+    let address = required(
+        entry.address.as_ref(),
+        &address_path,
+        "add address: host:port, e.g. address: 127.0.0.1:9001",
+        errors,
+    )
+    .and_then(|value| backend_address(value, &address_path, resolve, errors));
+    let weight = integer(
+        entry.weight.as_ref(),
+        &path.key("weight"),
+        DEFAULT_WEIGHT.into(),
+        0..=MAX_WEIGHT.into(),
+        errors,
+    );
+    let backup = boolean(entry.backup.as_ref(), &path.key("backup"), false, errors);
+    let max_connections = integer(
+        entry.max_connections.as_ref(),
+        &path.key("max_connections"),
+        0,
+        0..=u32::MAX.into(),
+        errors,
+    );
+    let drain = boolean(entry.drain.as_ref(), &path.key("drain"), false, errors);
+    let disabled = boolean(
+        entry.disabled.as_ref(),
+        &path.key("disabled"),
+        false,
+        errors,
+    );
+    let config = (|| {
+        let (name, addr) = address?;
+        Some(BackendConfig {
+            name,
+            addr,
+            // The ranges checked above fit in u32.
+            weight: u32::try_from(weight?).ok()?,
+            backup: backup?,
+            max_connections: u32::try_from(max_connections?).ok()?,
+            drain: drain?,
+            disabled: disabled?,
+        })
+    })();
+    BackendEntry {
+        config,
+        address_path,
+        backup,
+    }
 }
 
 /// Names and addresses already used, to report duplicates at the second use.
@@ -444,7 +634,6 @@ fn auto_workers() -> usize {
 }
 
 fn algorithm(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Algorithm> {
-    let implemented: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
     let Some(value) = value else {
         return Some(Algorithm::RoundRobin);
     };
@@ -452,32 +641,661 @@ fn algorithm(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> 
     if let Some(algorithm) = Algorithm::ALL.iter().find(|a| a.as_str() == name) {
         return Some(*algorithm);
     }
-    if PLANNED_ALGORITHMS.contains(&name) {
-        errors.push(
-            path,
-            Some(name),
-            "is not implemented yet in this version",
-            format!("use {}", implemented.join(" or ")),
-        );
+    let names = Algorithm::ALL.map(Algorithm::as_str);
+    let alias = ALGORITHM_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(name.trim()))
+        .map(|(_, algorithm)| algorithm.as_str());
+    let hint = match alias.or_else(|| closest(name, &names)) {
+        Some(near) => format!("did you mean {near}? "),
+        None => String::new(),
+    };
+    errors.push(
+        path,
+        Some(name),
+        "is not a known algorithm",
+        format!("{hint}use {}", one_of(&names)),
+    );
+    None
+}
+
+/// What other balancers call our algorithms, so a config ported from HAProxy,
+/// nginx or Envoy is pointed at the right name instead of just refused.
+const ALGORITHM_ALIASES: &[(&str, Algorithm)] = &[
+    ("roundrobin", Algorithm::RoundRobin),
+    ("wrr", Algorithm::WeightedRoundRobin),
+    ("leastconn", Algorithm::LeastConnections),
+    ("least_conn", Algorithm::LeastConnections),
+    ("source", Algorithm::IpHash),
+    ("hash", Algorithm::IpHash),
+    ("maglev", Algorithm::IpHash),
+    ("ring_hash", Algorithm::IpHash),
+    ("consistent_hash", Algorithm::IpHash),
+    ("power_of_two", Algorithm::P2c),
+    ("power_of_two_choices", Algorithm::P2c),
+];
+
+/// "a or b", or "one of a, b, c" for longer lists.
+fn one_of(words: &[&str]) -> String {
+    match words {
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", words.join(", ")),
+    }
+}
+
+/// A value that must be one of a few fixed words (`kind: tcp`).
+fn keyword<'a>(
+    value: &Value,
+    path: &YamlPath,
+    allowed: &[&'a str],
+    what: &str,
+    errors: &mut Collector,
+) -> Option<&'a str> {
+    let text = string(value, path, &one_of(allowed), errors)?;
+    if let Some(word) = allowed.iter().find(|word| **word == text) {
+        return Some(word);
+    }
+    let hint = match closest(text, allowed) {
+        Some(near) => format!("did you mean {near}? "),
+        None => String::new(),
+    };
+    errors.push(
+        path,
+        Some(text),
+        format!("is not a known {what}"),
+        format!("{hint}use {}", one_of(allowed)),
+    );
+    None
+}
+
+/// `true` or `false`; also the quoted `"true"`/`"false"` templating tools
+/// write, as [`whole_number`] takes `"8"`. YAML 1.1's `yes`/`on` are refused:
+/// YAML 1.2 (and serde_yaml) reads them as strings, and guessing here would
+/// make spliced disagree with every other 1.2 tool.
+fn boolean(
+    value: Option<&Value>,
+    path: &YamlPath,
+    default: bool,
+    errors: &mut Collector,
+) -> Option<bool> {
+    match value {
+        None => Some(default),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) if s.trim() == "true" => Some(true),
+        Some(Value::String(s)) if s.trim() == "false" => Some(false),
+        Some(other) => {
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not true or false", kind(other)),
+                format!("write true or false (the default is {default})"),
+            );
+            None
+        }
+    }
+}
+
+fn health_check(
+    check: &RawHealthCheck,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<HealthCheck> {
+    let kind_path = path.key("kind");
+    let kind = required(
+        check.kind.as_ref(),
+        &kind_path,
+        "add kind: tcp (connect, optionally send and expect bytes) or kind: http (GET a path)",
+        errors,
+    )
+    .and_then(|value| {
+        keyword(
+            value,
+            &kind_path,
+            &["tcp", "http"],
+            "health check kind",
+            errors,
+        )
+    });
+
+    let interval = duration(
+        check.interval.as_ref(),
+        &path.key("interval"),
+        DEFAULT_HEALTH_INTERVAL,
+        AllowZero::No,
+        errors,
+    );
+    let timeout_path = path.key("timeout");
+    let timeout = match check.timeout.as_ref() {
+        // WHY: the default shrinks to a shorter interval rather than make a
+        // file that only sets `interval: 500ms` fail on a key it never wrote.
+        None => Some(interval.map_or(DEFAULT_HEALTH_TIMEOUT, |i| i.min(DEFAULT_HEALTH_TIMEOUT))),
+        Some(value) => duration(
+            Some(value),
+            &timeout_path,
+            DEFAULT_HEALTH_TIMEOUT,
+            AllowZero::No,
+            errors,
+        )
+        .and_then(|timeout| match interval {
+            Some(interval) if timeout > interval => {
+                errors.push(
+                    &timeout_path,
+                    scalar_text(value).as_deref(),
+                    format!("is longer than interval ({})", format_duration(interval)),
+                    format!(
+                        "a probe must end before the next one starts: use at most {}, or raise interval",
+                        format_duration(interval)
+                    ),
+                );
+                None
+            }
+            _ => Some(timeout),
+        }),
+    };
+    let rise = integer(
+        check.rise.as_ref(),
+        &path.key("rise"),
+        DEFAULT_HEALTH_RISE.into(),
+        1..=MAX_HEALTH_COUNT,
+        errors,
+    );
+    let fall = integer(
+        check.fall.as_ref(),
+        &path.key("fall"),
+        DEFAULT_HEALTH_FALL.into(),
+        1..=MAX_HEALTH_COUNT,
+        errors,
+    );
+
+    let tcp_keys = [("send", &check.send), ("expect", &check.expect)];
+    let http_keys = [
+        ("path", &check.path),
+        ("host", &check.host),
+        ("expect_status", &check.expect_status),
+    ];
+    let kind = match kind {
+        // Errors follow the order of the keys above, whichever kind is wrong.
+        Some("tcp") => {
+            let kind = tcp_check(check, path, errors);
+            wrong_kind(&http_keys, "tcp", "http", path, errors);
+            kind
+        }
+        Some("http") => {
+            wrong_kind(&tcp_keys, "http", "tcp", path, errors);
+            http_check(check, path, errors)
+        }
+        // The kind is missing or wrong (reported): still check the values of
+        // both kinds' keys, so the next run has nothing new to say.
+        _ => {
+            tcp_check(check, path, errors);
+            http_check(check, path, errors);
+            None
+        }
+    };
+
+    Some(HealthCheck {
+        kind: kind?,
+        interval: interval?,
+        timeout: timeout?,
+        // The ranges checked above fit in u32.
+        rise: u32::try_from(rise?).ok()?,
+        fall: u32::try_from(fall?).ok()?,
+    })
+}
+
+/// Reports each key in `keys` that is set, as belonging to the other kind.
+fn wrong_kind(
+    keys: &[(&str, &Option<Value>)],
+    kind: &str,
+    other: &str,
+    path: &YamlPath,
+    errors: &mut Collector,
+) {
+    for (key, value) in keys {
+        if value.is_some() {
+            errors.push(
+                &path.key(key),
+                None,
+                format!("is only for kind: {other}, and this check is kind: {kind}"),
+                format!("remove {key}, or change kind to {other}"),
+            );
+        }
+    }
+}
+
+fn tcp_check(
+    check: &RawHealthCheck,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<HealthKind> {
+    let send = match check.send.as_ref() {
+        None => Some(None),
+        Some(value) => string(
+            value,
+            &path.key("send"),
+            "the bytes to send, e.g. \"PING\\r\\n\"",
+            errors,
+        )
+        // Sending nothing is the same as not setting `send`.
+        .map(|text| (!text.is_empty()).then(|| text.as_bytes().to_vec())),
+    };
+    let expect_path = path.key("expect");
+    let expect = match check.expect.as_ref() {
+        None => Some(None),
+        Some(value) => string(
+            value,
+            &expect_path,
+            "the bytes the reply must contain, e.g. \"+PONG\"",
+            errors,
+        )
+        .and_then(|text| {
+            if text.is_empty() {
+                // Every reply contains nothing: the check could never fail.
+                errors.push(
+                    &expect_path,
+                    Some(text),
+                    "is empty, so every reply would match",
+                    "give the bytes the reply must contain, or remove expect to only check the connect",
+                );
+                None
+            } else {
+                Some(Some(text.as_bytes().to_vec()))
+            }
+        }),
+    };
+    Some(HealthKind::Tcp {
+        send: send?,
+        expect: expect?,
+    })
+}
+
+fn http_check(
+    check: &RawHealthCheck,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<HealthKind> {
+    let path_path = path.key("path");
+    let http_path = match check.path.as_ref() {
+        None => Some(DEFAULT_HEALTH_PATH.to_owned()),
+        Some(value) => string(value, &path_path, "a URL path, e.g. /healthz", errors)
+            .and_then(|text| {
+                if !text.starts_with('/') {
+                    errors.push(
+                        &path_path,
+                        Some(text),
+                        "does not start with '/'",
+                        "write the path from its leading slash, e.g. /healthz (the host goes in host:)",
+                    );
+                    None
+                } else if let Some(bad) = header_breaker(text) {
+                    errors.push(
+                        &path_path,
+                        Some(text),
+                        format!("contains {bad}, which cannot go in a request line"),
+                        "percent-encode it, e.g. %20 for a space",
+                    );
+                    None
+                } else {
+                    Some(text.to_owned())
+                }
+            }),
+    };
+    let host_path = path.key("host");
+    let host = match check.host.as_ref() {
+        None => Some(None),
+        Some(value) => string(value, &host_path, "a host name, e.g. app.internal", errors)
+            .and_then(|text| {
+                let problem = if text.is_empty() {
+                    Some("is empty".to_owned())
+                } else {
+                    header_breaker(text).map(|bad| format!("contains {bad}"))
+                };
+                match problem {
+                    Some(problem) => {
+                        errors.push(
+                            &host_path,
+                            Some(text),
+                            problem,
+                            "write the Host header value, e.g. app.internal or app.internal:8080, or remove host to send the backend's address",
+                        );
+                        None
+                    }
+                    None => Some(Some(text.to_owned())),
+                }
+            }),
+    };
+    let expect_status = expect_status(
+        check.expect_status.as_ref(),
+        &path.key("expect_status"),
+        errors,
+    );
+    Some(HealthKind::Http {
+        path: http_path?,
+        host: host?,
+        expect_status: expect_status?,
+    })
+}
+
+/// What in `text` would break an HTTP/1.1 request line or header, if anything.
+fn header_breaker(text: &str) -> Option<&'static str> {
+    if text.contains(['\r', '\n']) {
+        Some("a line break")
+    } else if text.chars().any(char::is_whitespace) {
+        Some("a space")
+    } else if text.chars().any(char::is_control) {
+        Some("a control character")
     } else {
-        let mut known = implemented.clone();
-        known.extend(PLANNED_ALGORITHMS);
-        let hint = match closest(name, &known) {
-            Some(near) => format!("did you mean {near}? "),
-            None => String::new(),
-        };
-        errors.push(
-            path,
-            Some(name),
-            "is not a known algorithm",
-            format!(
-                "{hint}use {} (planned, not implemented yet: {})",
-                implemented.join(" or "),
-                PLANNED_ALGORITHMS.join(", ")
-            ),
+        None
+    }
+}
+
+const STATUS_FIX: &str =
+    "use a status code from 100 to 599, a range such as 200-399, or a list of them, e.g. [200, 204, \"300-302\"]";
+
+/// `expect_status`: `200`, `"200-399"`, or a list of those.
+fn expect_status(
+    value: Option<&Value>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<RangeInclusive<u16>>> {
+    match value {
+        None => Some(vec![DEFAULT_EXPECT_STATUS]),
+        Some(Value::Sequence(items)) if items.is_empty() => {
+            errors.push(path, None, "is an empty list", STATUS_FIX);
+            None
+        }
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| status_range(item, &path.index(i), errors))
+            // Collected in full before combining, so every bad item is reported.
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect(),
+        Some(value) => status_range(value, path, errors).map(|range| vec![range]),
+    }
+}
+
+fn status_range(
+    value: &Value,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<RangeInclusive<u16>> {
+    let shown = scalar_text(value);
+    let mut fail = |problem: String, fix: String| {
+        errors.push(path, shown.as_deref(), problem, fix);
+        None
+    };
+    let (low, high) = match value {
+        Value::Number(_) => match whole_number(value) {
+            Ok(code) => (code, code),
+            Err(_) => return fail("is not a status code".to_owned(), STATUS_FIX.to_owned()),
+        },
+        Value::String(text) => {
+            let text = text.trim();
+            // "2xx" is how people say it; say how to write it here.
+            if let [class @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] = text.as_bytes() {
+                let class = i128::from(class - b'0') * 100;
+                return fail(
+                    "is not a status code".to_owned(),
+                    format!("write the range as \"{class}-{}\"", class + 99),
+                );
+            }
+            let code = |part: &str| {
+                let part = part.trim();
+                (!part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| part.parse::<i128>().ok())
+                    .flatten()
+            };
+            let parsed = match text.split_once('-') {
+                None => code(text).map(|c| (c, c)),
+                Some((low, high)) => code(low).zip(code(high)),
+            };
+            match parsed {
+                Some(parsed) => parsed,
+                None => {
+                    return fail(
+                        "is not a status code or range".to_owned(),
+                        STATUS_FIX.to_owned(),
+                    )
+                }
+            }
+        }
+        other => {
+            return fail(
+                format!("is {}, not a status code", kind(other)),
+                STATUS_FIX.to_owned(),
+            )
+        }
+    };
+    let valid = 100..=599;
+    if !valid.contains(&low) || !valid.contains(&high) {
+        return fail(
+            "is out of range (status codes are 100 to 599)".to_owned(),
+            STATUS_FIX.to_owned(),
         );
     }
+    if low > high {
+        return fail(
+            "is a backwards range".to_owned(),
+            format!("write the lower code first: \"{high}-{low}\""),
+        );
+    }
+    // Both are in 100..=599, so they fit in u16.
+    Some(u16::try_from(low).ok()?..=u16::try_from(high).ok()?)
+}
+
+/// `max_ejection_time`, which must not be shorter than `ejection_time`.
+fn max_ejection_time(
+    value: Option<&Value>,
+    path: &YamlPath,
+    ejection_time: Option<Duration>,
+    errors: &mut Collector,
+) -> Option<Duration> {
+    let Some(value) = value else {
+        // WHY: as for a health check's timeout, the default grows to a longer
+        // ejection_time rather than fail on a key the file never wrote.
+        return Some(ejection_time.map_or(DEFAULT_MAX_EJECTION_TIME, |e| {
+            e.max(DEFAULT_MAX_EJECTION_TIME)
+        }));
+    };
+    let max = duration(
+        Some(value),
+        path,
+        DEFAULT_MAX_EJECTION_TIME,
+        AllowZero::No,
+        errors,
+    )?;
+    match ejection_time {
+        Some(first) if max < first => {
+            errors.push(
+                path,
+                scalar_text(value).as_deref(),
+                format!("is shorter than ejection_time ({})", format_duration(first)),
+                format!(
+                    "it caps how long repeated ejections grow: use at least {}, or lower ejection_time",
+                    format_duration(first)
+                ),
+            );
+            None
+        }
+        _ => Some(max),
+    }
+}
+
+/// The pool's algorithm and how errors describe it (`round_robin, the
+/// default`); `None` when the algorithm is itself wrong (already reported).
+type PoolAlgorithm<'a> = Option<(Algorithm, &'a str)>;
+
+/// Reports a hash setting on a pool that does not hash, and says whether it did.
+fn needs_ip_hash(
+    value: &Value,
+    path: &YamlPath,
+    key: &str,
+    algorithm: PoolAlgorithm,
+    errors: &mut Collector,
+) -> bool {
+    match algorithm {
+        Some((other, algorithm)) if other != Algorithm::IpHash => {
+            errors.push(
+                path,
+                scalar_text(value).as_deref(),
+                format!("only applies to algorithm ip_hash, and this pool uses {algorithm}"),
+                format!(
+                    "set algorithm: ip_hash to keep each client on one backend, or remove {key}"
+                ),
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+fn hash_balance_factor(
+    value: Option<&Value>,
+    path: &YamlPath,
+    algorithm: PoolAlgorithm,
+    errors: &mut Collector,
+) -> Option<Option<f64>> {
+    const FIX: &str = "use a number above 1 and at most 100, e.g. 1.25 (lower spreads load more evenly, higher moves fewer clients off their backend)";
+    let Some(value) = value else {
+        return Some(None);
+    };
+    if needs_ip_hash(value, path, "hash_balance_factor", algorithm, errors) {
+        return None;
+    }
+    let number = match value {
+        Value::Number(n) => n.as_f64(),
+        // Quoted, as templating tools write numbers.
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        other => {
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not a number", kind(other)),
+                FIX,
+            );
+            return None;
+        }
+    };
+    match number {
+        // Written to refuse NaN too: every comparison with it is false.
+        Some(factor) if factor > 1.0 && factor <= MAX_HASH_BALANCE_FACTOR => Some(Some(factor)),
+        Some(_) => {
+            errors.push(path, scalar_text(value).as_deref(), "is out of range", FIX);
+            None
+        }
+        None => {
+            errors.push(path, scalar_text(value).as_deref(), "is not a number", FIX);
+            None
+        }
+    }
+}
+
+fn hash_table_size(
+    value: Option<&Value>,
+    path: &YamlPath,
+    algorithm: PoolAlgorithm,
+    backends: usize,
+    errors: &mut Collector,
+) -> Option<u32> {
+    let size = match value {
+        None => i128::from(DEFAULT_HASH_TABLE_SIZE),
+        Some(value) => {
+            if needs_ip_hash(value, path, "hash_table_size", algorithm, errors) {
+                return None;
+            }
+            match whole_number(value) {
+                Ok(size) => size,
+                Err(problem) => {
+                    let problem = problem.unwrap_or_else(|| "is not a whole number".to_owned());
+                    errors.push(
+                        path,
+                        scalar_text(value).as_deref(),
+                        problem,
+                        format!(
+                            "use a prime from {MIN_HASH_TABLE_SIZE} to {MAX_HASH_TABLE_SIZE}, e.g. {DEFAULT_HASH_TABLE_SIZE}"
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    // Maglev spreads a backend's share evenly only when the table is much
+    // larger than the backend count (the paper uses 100×; 10× is the floor).
+    let hashing = matches!(algorithm, Some((Algorithm::IpHash, _)));
+    let needed = if hashing {
+        i128::try_from(backends)
+            .unwrap_or(i128::MAX)
+            .saturating_mul(10)
+    } else {
+        0
+    };
+    let in_range =
+        (i128::from(MIN_HASH_TABLE_SIZE)..=i128::from(MAX_HASH_TABLE_SIZE)).contains(&size);
+    let problem = if !in_range {
+        "is out of range".to_owned()
+    } else if !is_prime(size) {
+        "is not a prime".to_owned()
+    } else if size < needed {
+        format!("is less than 10 × the pool's {backends} backends")
+    } else {
+        return u32::try_from(size).ok();
+    };
+    let wanted = size
+        .max(needed)
+        .clamp(MIN_HASH_TABLE_SIZE.into(), MAX_HASH_TABLE_SIZE.into());
+    let suggestion = next_prime(wanted);
+    let fix = if needed > i128::from(MAX_HASH_TABLE_SIZE) {
+        format!(
+            "the largest table ({MAX_HASH_TABLE_SIZE}) fits {} backends: split the pool",
+            MAX_HASH_TABLE_SIZE / 10
+        )
+    } else {
+        format!(
+            "use a prime from {MIN_HASH_TABLE_SIZE} to {MAX_HASH_TABLE_SIZE} and at least 10 × the backends, e.g. {suggestion}"
+        )
+    };
+    let shown = match value {
+        Some(value) => scalar_text(value),
+        None => Some(DEFAULT_HASH_TABLE_SIZE.to_string()),
+    };
+    let problem = if value.is_none() {
+        format!("(the default) {problem}")
+    } else {
+        problem
+    };
+    errors.push(path, shown.as_deref(), problem, fix);
     None
+}
+
+/// Trial division: the sizes checked are at most about a million, so this
+/// takes at most ~500 divisions.
+fn is_prime(n: i128) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n % 2 == 0 {
+        return n == 2;
+    }
+    let mut d = 3;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+/// The smallest prime at least `n`.
+fn next_prime(n: i128) -> i128 {
+    let mut candidate = n.max(2);
+    while !is_prime(candidate) {
+        candidate += 1;
+    }
+    candidate
 }
 
 /// A listener or pool name: it becomes a metric label and appears in API
@@ -528,7 +1346,12 @@ fn duration(
     let Some(value) = value else {
         return Some(default);
     };
-    let example = format_duration(default);
+    // A zero default means "off", which makes a poor example of a duration.
+    let example = if default.is_zero() {
+        "30s".to_owned()
+    } else {
+        format_duration(default)
+    };
     let text = match value {
         Value::String(text) => text.as_str(),
         Value::Number(_) => {
@@ -684,7 +1507,9 @@ fn integer(
     let Some(value) = value else {
         return Some(default);
     };
-    let fix = if *range.end() == u64::from(u32::MAX) {
+    let fix = if *range.end() == u64::from(u32::MAX) && *range.start() == 0 {
+        "use a whole number, 0 or more".to_owned()
+    } else if *range.end() == u64::from(u32::MAX) {
         format!("use a whole number of at least {}", range.start())
     } else {
         format!(
@@ -835,13 +1660,14 @@ fn listen_address(
 }
 
 /// A backend: IP:port or hostname:port, port 1..=65535. Hostnames are
-/// resolved now, once; the first address is used.
+/// resolved now, once; the first address is used. Returns the name as written
+/// (trimmed) and the address.
 fn backend_address(
     value: &Value,
     path: &YamlPath,
     resolve: Resolve,
     errors: &mut Collector,
-) -> Option<BackendConfig> {
+) -> Option<(String, SocketAddr)> {
     const FIX: &str = "use host:port, e.g. 127.0.0.1:9001, [::1]:9001 or backend.internal:9001";
     let Value::String(text) = value else {
         errors.push(
@@ -889,10 +1715,7 @@ fn backend_address(
             }
         },
     };
-    Some(BackendConfig {
-        name: name.to_owned(),
-        addr,
-    })
+    Some((name.to_owned(), addr))
 }
 
 enum Host<'a> {
@@ -1008,6 +1831,66 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(MAX_DURATION), "8760h");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn primes_for_maglev_tables() {
+        for prime in [2, 3, 1021, 1031, 65537, 65543, 1_000_003] {
+            assert!(is_prime(prime), "{prime}");
+        }
+        for composite in [-7, 0, 1, 4, 1023, 65536, 65541, 1_000_001] {
+            assert!(!is_prime(composite), "{composite}");
+        }
+        assert_eq!(next_prime(1000), 1009);
+        assert_eq!(next_prime(1021), 1021);
+        assert_eq!(next_prime(65536), 65537);
+        assert_eq!(next_prime(999_984), 1_000_003);
+        // The limits themselves are primes, so the largest suggestion is allowed.
+        assert!(is_prime(MIN_HASH_TABLE_SIZE.into()) && is_prime(MAX_HASH_TABLE_SIZE.into()));
+        assert!(is_prime(DEFAULT_HASH_TABLE_SIZE.into()));
+    }
+
+    #[test]
+    fn status_codes_and_ranges() {
+        let range = |yaml: &str| {
+            let mut errors = Collector::default();
+            let value: Value = serde_yaml::from_str(yaml).unwrap();
+            let path = YamlPath::root().key("expect_status");
+            status_range(&value, &path, &mut errors).ok_or_else(|| errors.finish().to_string())
+        };
+        assert_eq!(range("200"), Ok(200..=200));
+        assert_eq!(range("'404'"), Ok(404..=404));
+        assert_eq!(range("200-399"), Ok(200..=399));
+        assert_eq!(range("' 300 -302 '"), Ok(300..=302));
+        assert_eq!(range("100-599"), Ok(100..=599));
+        for bad in [
+            "99",
+            "600",
+            "0200-0399",
+            "-200",
+            "200-",
+            "2-3-4",
+            "200.0",
+            "ok",
+            "~",
+            "{a: 1}",
+        ] {
+            assert!(range(bad).is_err(), "{bad}");
+        }
+        assert!(range("5XX")
+            .unwrap_err()
+            .contains(r#"write the range as "500-599""#));
+        assert!(range("300-200")
+            .unwrap_err()
+            .contains("is a backwards range"));
+    }
+
+    #[test]
+    fn request_line_breakers() {
+        assert_eq!(header_breaker("/healthz?x=1&y=%20"), None);
+        assert_eq!(header_breaker("/a\r\nX-Evil: 1"), Some("a line break"));
+        assert_eq!(header_breaker("/a\tb"), Some("a space"));
+        assert_eq!(header_breaker("/a\u{7f}"), Some("a control character"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! on a worker's thread.
 
 pub mod admin;
+pub mod health;
+pub mod reload;
 pub mod snapshot;
 
 use std::net::SocketAddr;
@@ -37,9 +39,14 @@ pub struct Bound {
     pub admin: Option<SocketAddr>,
 }
 
-/// Runs spliced with `config` until a graceful shutdown completes.
-/// `on_ready` runs once every listener is bound.
-pub fn run(config: Config, on_ready: impl FnOnce(&Bound)) -> anyhow::Result<()> {
+/// Runs spliced with `config` (read from `path`, which SIGHUP re-reads; `None`
+/// for the built-in demo) until a graceful shutdown completes. `on_ready` runs
+/// once every listener is bound.
+pub fn run(
+    mut config: Config,
+    path: Option<std::path::PathBuf>,
+    on_ready: impl FnOnce(&Bound),
+) -> anyhow::Result<()> {
     sys::ignore_sigpipe();
     Ring::probe()?;
     let (soft, hard) = sys::raise_nofile_limit();
@@ -71,6 +78,13 @@ pub fn run(config: Config, on_ready: impl FnOnce(&Bound)) -> anyhow::Result<()> 
             None => None,
         };
 
+        // Before anything is announced: a signal that arrives as soon as we say
+        // we are up must find its handler, not the default action.
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        tokio::spawn(health::supervise(shared.clone()));
+
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let handles = dataplane::spawn_workers(&shared, sockets, move || {
             let _ = exit_tx.send(());
@@ -93,9 +107,6 @@ pub fn run(config: Config, on_ready: impl FnOnce(&Bound)) -> anyhow::Result<()> 
             admin,
         });
 
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sighup = signal(SignalKind::hangup())?;
         let mut alive = handles.len();
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let wake_all = || handles.iter().for_each(|h| h.wake());
@@ -115,7 +126,12 @@ pub fn run(config: Config, on_ready: impl FnOnce(&Bound)) -> anyhow::Result<()> 
                     }
                 }
                 _ = sighup.recv() => {
-                    log::warn("SIGHUP received: live configuration reload is not available in this version; restart to apply a new config", &[]);
+                    match &path {
+                        Some(p) => {
+                            let _ = reload::reload_file(&state, &mut config, p);
+                        }
+                        None => log::warn("SIGHUP ignored: this configuration is built in, there is no file to re-read", &[]),
+                    }
                 }
                 _ = drain_deadline => {
                     log::warn("shutdown timeout reached: closing the remaining connections", &[("shutdown_timeout", &format!("{:?}", config.shutdown_timeout))]);

@@ -82,6 +82,8 @@ pub struct Conn {
     /// Operations submitted and not yet completed; the slot is freed at zero.
     pub inflight: u32,
     pub client: OwnedFd,
+    /// The client's address (from the socket; later from a PROXY header).
+    pub client_addr: Option<std::net::SocketAddr>,
     pub backend: Option<Socket>,
     /// The routing view this connection started with.
     pub snapshot: Arc<Snapshot>,
@@ -102,7 +104,12 @@ impl Conn {
         listener: usize,
         now: Instant,
     ) -> Conn {
+        let client_addr = socket2::SockRef::from(&client)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket());
         Conn {
+            client_addr,
             gen,
             phase: Phase::Connecting,
             inflight: 0,

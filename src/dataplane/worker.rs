@@ -16,7 +16,9 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use super::conn::{Conn, Phase};
 use super::token::{Op, Token, B2C, C2B};
 use super::Shared;
-use crate::balance::PickContext;
+use crate::balance::{self, Choice, PickContext};
+use crate::clock;
+use crate::control::snapshot::Pool;
 use crate::log;
 use crate::metrics::{bump, WorkerStats};
 use crate::uring::{sys, timespec, BufRing, Completion, PipePool, Ring, Timespec};
@@ -74,6 +76,19 @@ pub struct Worker {
     draining: bool,
     aborted: bool,
     last_fd_warning: Option<Instant>,
+    rng: Rng,
+}
+
+/// xorshift64: the worker's private source of randomness for selection.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }
 
 impl Worker {
@@ -119,6 +134,7 @@ impl Worker {
             draining: false,
             aborted: false,
             last_fd_warning: None,
+            rng: Rng(0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) << 32) ^ clock::now_ms()),
         })
     }
 
@@ -341,23 +357,53 @@ impl Worker {
     /// Picks a backend not tried yet and starts connecting to it; closes the
     /// client when none is left.
     fn connect_next(&mut self, slot: u32) {
+        let random = self.rng.next();
+        let worker = self.id;
         let conn = self.conn(slot);
         let snapshot = conn.snapshot.clone();
         let listener = &snapshot.listeners[conn.listener];
         let pool = &snapshot.pools[listener.pool];
-        let ctx = PickContext { client: None };
-        let picked = {
-            let conn = &*conn;
-            pool.balancer
-                .pick(&pool.backends, &ctx, &|i| !conn.has_tried(i))
-        };
         let first = conn.attempts == 0;
-        let Some(index) = picked.filter(|_| conn.attempts <= listener.retries as usize) else {
-            if first {
-                bump(&listener.stats.worker(self.id).rejected_no_backend, 1);
+        let ctx = PickContext {
+            client: conn.client_addr.map(|a| a.ip()),
+            worker,
+            now_ms: clock::now_ms(),
+            random,
+        };
+        let choice = if conn.attempts > listener.retries as usize {
+            Choice::NoneLeft
+        } else {
+            let conn = &*conn;
+            balance::choose(
+                &pool.backends,
+                &pool.primary,
+                &pool.backup,
+                &pool.policy,
+                &ctx,
+                &|i| conn.has_tried(i),
+            )
+        };
+        let ls = listener.stats.worker(self.id);
+        let index = match choice {
+            Choice::Backend(i) => i,
+            Choice::FailOpen(i) => {
+                bump(&ls.fail_open, 1);
+                i
             }
-            self.abort(slot);
-            return;
+            Choice::AllFull => {
+                if first {
+                    bump(&ls.rejected_backends_full, 1);
+                }
+                self.abort(slot);
+                return;
+            }
+            Choice::NoneLeft => {
+                if first {
+                    bump(&ls.rejected_no_backend, 1);
+                }
+                self.abort(slot);
+                return;
+            }
         };
         let backend = &pool.backends[index];
         let domain = Domain::for_address(backend.addr);
@@ -367,11 +413,10 @@ impl Worker {
             Some(Protocol::TCP),
         ) {
             Ok(s) => s,
-            Err(e) => {
-                log::warn(
-                    "cannot create backend socket",
-                    &[("backend", &backend.name), ("error", &e)],
-                );
+            Err(_) => {
+                // Out of fds or memory: nothing to log per connection here; the
+                // accept side reports fd exhaustion.
+                bump(&backend.stats.worker(self.id).connect_errors_other, 1);
                 self.abort(slot);
                 return;
             }
@@ -404,6 +449,16 @@ impl Worker {
         let now = self.now;
         let conn = self.conn(slot);
         if result == 0 {
+            if let Some(i) = conn.backend_index {
+                let listener = &conn.snapshot.listeners[conn.listener];
+                let failures = &conn.snapshot.pools[listener.pool].backends[i]
+                    .stats
+                    .consecutive_failures;
+                // Read first: the common case writes nothing to the shared line.
+                if failures.load(Ordering::Relaxed) != 0 {
+                    failures.store(0, Ordering::Relaxed);
+                }
+            }
             conn.phase = Phase::Relaying;
             conn.last_active = now;
             self.arm_recv(slot, C2B);
@@ -421,6 +476,10 @@ impl Worker {
                 libc::ECONNREFUSED => bump(&w.connect_errors_refused, 1),
                 libc::ECANCELED | libc::ETIMEDOUT => bump(&w.connect_errors_timeout, 1),
                 _ => bump(&w.connect_errors_other, 1),
+            }
+            let failures = b.stats.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if pool.eject_after > 0 && failures >= pool.eject_after {
+                eject(pool, i, clock::now_ms());
             }
         }
         conn.backend = None;
@@ -547,4 +606,29 @@ impl Worker {
             }
         }
     }
+}
+
+/// Passive health: takes backend `i` out of rotation for a backoff that doubles
+/// with every ejection up to the pool's cap, unless that would eject more than
+/// `max_ejection_percent` of the pool. Workers may race here; the worst case is
+/// one extra ejection, which the control thread logs like any other.
+fn eject(pool: &Pool, i: usize, now_ms: u64) {
+    let b = &pool.backends[i];
+    if b.ejected(now_ms) {
+        return;
+    }
+    let ejected = pool.backends.iter().filter(|x| x.ejected(now_ms)).count();
+    if (ejected + 1) * 100 > pool.max_ejection_percent as usize * pool.backends.len() {
+        return;
+    }
+    let n = b.stats.ejections.fetch_add(1, Ordering::Relaxed).min(30);
+    let length = pool
+        .ejection_time_ms
+        .saturating_mul(1u64 << n)
+        .min(pool.max_ejection_time_ms.max(pool.ejection_time_ms));
+    b.stats
+        .ejected_until_ms
+        .store(now_ms + length, Ordering::Relaxed);
+    b.stats.consecutive_failures.store(0, Ordering::Relaxed);
+    b.stats.ejections_total.fetch_add(1, Ordering::Relaxed);
 }

@@ -43,7 +43,7 @@ metric!(
     BACKEND_UP,
     "spliced_backend_up",
     "gauge",
-    "1 when the backend is eligible for new connections, 0 when it is not."
+    "1 when the backend is in service and healthy (probes up, not ejected, not drained or disabled), else 0."
 );
 metric!(
     LISTENER_ACCEPTED_TOTAL,
@@ -136,4 +136,41 @@ metric!(
     "spliced_workers",
     "gauge",
     "Number of data-plane worker threads."
+);
+
+metric!(
+    BACKEND_HEALTHY,
+    "spliced_backend_healthy",
+    "gauge",
+    "Active health check verdict: 1 up, 0 down (1 when the pool has no health check)."
+);
+metric!(
+    BACKEND_EJECTED,
+    "spliced_backend_ejected",
+    "gauge",
+    "1 while the backend is ejected after consecutive connect failures (passive health)."
+);
+metric!(
+    HEALTH_CHECKS_TOTAL,
+    "spliced_health_checks_total",
+    "counter",
+    "Active health probes, by result (ok, failed)."
+);
+metric!(
+    HEALTH_TRANSITIONS_TOTAL,
+    "spliced_health_transitions_total",
+    "counter",
+    "Health state changes of a backend, by new state (up, down)."
+);
+metric!(
+    EJECTIONS_TOTAL,
+    "spliced_ejections_total",
+    "counter",
+    "Times a backend was ejected after consecutive connect failures."
+);
+metric!(
+    FAIL_OPEN_TOTAL,
+    "spliced_fail_open_connections_total",
+    "counter",
+    "Connections sent to an unhealthy backend because no backend was eligible (on_all_down: fail_open)."
 );

@@ -121,17 +121,91 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
             }
         }
     }
+    let now = crate::clock::now_ms();
     header(&mut out, &names::BACKEND_UP);
     for p in &snapshot.pools {
         for b in &p.backends {
-            // Health checks arrive with the balancing issue; until then every
-            // configured backend is eligible.
             let _ = writeln!(
                 out,
-                "{}{{pool=\"{}\",backend=\"{}\"}} 1",
+                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
                 names::BACKEND_UP.name,
                 esc(&p.name),
-                esc(&b.name)
+                esc(&b.name),
+                u8::from(b.eligible_ignoring_capacity(now))
+            );
+        }
+    }
+    header(&mut out, &names::BACKEND_HEALTHY);
+    for p in &snapshot.pools {
+        for b in &p.backends {
+            let _ = writeln!(
+                out,
+                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
+                names::BACKEND_HEALTHY.name,
+                esc(&p.name),
+                esc(&b.name),
+                u8::from(b.up())
+            );
+        }
+    }
+    header(&mut out, &names::BACKEND_EJECTED);
+    for p in &snapshot.pools {
+        for b in &p.backends {
+            let _ = writeln!(
+                out,
+                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
+                names::BACKEND_EJECTED.name,
+                esc(&p.name),
+                esc(&b.name),
+                u8::from(b.ejected(now))
+            );
+        }
+    }
+    header(&mut out, &names::HEALTH_CHECKS_TOTAL);
+    for p in snapshot.pools.iter().filter(|p| p.health_check.is_some()) {
+        for b in &p.backends {
+            for (result, v) in [
+                ("ok", &b.stats.checks_ok),
+                ("failed", &b.stats.checks_failed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{}{{pool=\"{}\",backend=\"{}\",result=\"{}\"}} {}",
+                    names::HEALTH_CHECKS_TOTAL.name,
+                    esc(&p.name),
+                    esc(&b.name),
+                    result,
+                    load(v)
+                );
+            }
+        }
+    }
+    header(&mut out, &names::HEALTH_TRANSITIONS_TOTAL);
+    for p in snapshot.pools.iter().filter(|p| p.health_check.is_some()) {
+        for b in &p.backends {
+            for (to, v) in [("up", &b.stats.went_up), ("down", &b.stats.went_down)] {
+                let _ = writeln!(
+                    out,
+                    "{}{{pool=\"{}\",backend=\"{}\",to=\"{}\"}} {}",
+                    names::HEALTH_TRANSITIONS_TOTAL.name,
+                    esc(&p.name),
+                    esc(&b.name),
+                    to,
+                    load(v)
+                );
+            }
+        }
+    }
+    header(&mut out, &names::EJECTIONS_TOTAL);
+    for p in &snapshot.pools {
+        for b in &p.backends {
+            let _ = writeln!(
+                out,
+                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
+                names::EJECTIONS_TOTAL.name,
+                esc(&p.name),
+                esc(&b.name),
+                load(&b.stats.ejections_total)
             );
         }
     }
@@ -164,6 +238,7 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
                 l.stats.sum(|s| &s.rejected_max_connections),
             ),
             ("no_backend", l.stats.sum(|s| &s.rejected_no_backend)),
+            ("backends_full", l.stats.sum(|s| &s.rejected_backends_full)),
         ] {
             let _ = writeln!(
                 out,
@@ -174,6 +249,17 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
                 v
             );
         }
+    }
+
+    header(&mut out, &names::FAIL_OPEN_TOTAL);
+    for l in &snapshot.listeners {
+        let _ = writeln!(
+            out,
+            "{}{{listener=\"{}\"}} {}",
+            names::FAIL_OPEN_TOTAL.name,
+            esc(&l.name),
+            l.stats.sum(|s| &s.fail_open)
+        );
     }
 
     header(&mut out, &names::RELAY_BYTES_TOTAL);

@@ -2,7 +2,7 @@
 //! thread (reader). Per-worker slots are padded to a cache line each so two
 //! workers never write the same line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -44,12 +44,30 @@ pub struct WorkerStats {
     pub shutdown_closed: AtomicU64,
 }
 
-/// Per-backend counters: the shared `active` gauge (exact across workers, also
-/// counting connections still connecting) and per-worker totals.
+/// Per-backend live state shared by workers and the control thread, kept
+/// across snapshot rebuilds (keyed by pool and address): the `active` gauge
+/// (exact across workers, also counting connections still connecting), health
+/// and ejection state, and per-worker totals.
 #[derive(Debug)]
 pub struct BackendStats {
     pub active: CachePadded<AtomicU64>,
+    /// Active health: set by the control thread's probes (true without probes).
+    pub up: AtomicBool,
+    /// Passive health: consecutive failed connects seen by any worker.
+    pub consecutive_failures: AtomicU32,
+    /// Ejected until this `clock::now_ms()` (0: not ejected).
+    pub ejected_until_ms: AtomicU64,
+    /// Ejections so far (each doubles the next one's length); decays on the control thread.
+    pub ejections: AtomicU32,
+    /// When the backend last became usable (slow start ramps from here).
+    pub usable_since_ms: AtomicU64,
     per_worker: Box<[CachePadded<BackendWorkerStats>]>,
+    /// Probe results and transitions, written by the control thread only.
+    pub checks_ok: AtomicU64,
+    pub checks_failed: AtomicU64,
+    pub went_down: AtomicU64,
+    pub went_up: AtomicU64,
+    pub ejections_total: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +83,17 @@ impl BackendStats {
     pub fn new(workers: usize) -> BackendStats {
         BackendStats {
             active: CachePadded::new(AtomicU64::new(0)),
+            up: AtomicBool::new(true),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            usable_since_ms: AtomicU64::new(crate::clock::now_ms()),
             per_worker: (0..workers.max(1)).map(|_| Default::default()).collect(),
+            checks_ok: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            went_down: AtomicU64::new(0),
+            went_up: AtomicU64::new(0),
+            ejections_total: AtomicU64::new(0),
         }
     }
 
@@ -97,6 +125,9 @@ pub struct ListenerWorkerStats {
     pub accepted: AtomicU64,
     pub rejected_max_connections: AtomicU64,
     pub rejected_no_backend: AtomicU64,
+    pub rejected_backends_full: AtomicU64,
+    /// New connections sent to an unhealthy backend because all were down (fail_open).
+    pub fail_open: AtomicU64,
 }
 
 impl ListenerStats {

@@ -43,10 +43,25 @@ impl Spliced {
     /// Starts spliced with `yaml` and waits until every listener (and the admin
     /// listener, if configured) has been logged as bound.
     pub fn start(yaml: &str) -> Spliced {
+        Spliced::start_with(&[], yaml)
+    }
+
+    /// As [`Spliced::start`], with the binary run through a command `prefix`
+    /// that ends by exec'ing it (e.g. `["prlimit", "--nofile=64:64"]`), so the
+    /// child's pid is spliced's own.
+    pub fn start_with(prefix: &[&str], yaml: &str) -> Spliced {
         let dir = temp_dir();
         let path = dir.join("spliced.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["run", "-c"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -147,6 +162,52 @@ impl Spliced {
     /// Sum of every sample of `name` whose labels contain all of `labels`.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         sum_metric(&self.metrics(), name, labels)
+    }
+
+    /// Whether spliced has installed a handler for signal number `sig`
+    /// (`SigCgt` in /proc/PID/status): before that, the signal's default
+    /// action applies.
+    pub fn catches_signal(&self, sig: i32) -> bool {
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", self.pid())) else {
+            return false;
+        };
+        let mask = s
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        mask & (1 << (sig - 1)) != 0
+    }
+
+    /// Log lines (so far) containing `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits (bounded by `WAIT`) until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_until(&format!("log line containing {needle:?}"), || {
+            self.log_count(needle) > 0
+        });
+    }
+
+    /// CPU time (user + system) the spliced process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line (1-based).
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a system constant.
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        assert!(per_sec > 0, "sysconf(_SC_CLK_TCK) failed");
+        Duration::from_secs_f64(ticks as f64 / per_sec as f64)
     }
 
     /// Number of threads of the spliced process.
@@ -435,4 +496,79 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Raises this process's soft limit on open files to its hard limit (tests that
+/// hold thousands of sockets need it); returns the soft limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write a local plain-data struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim),
+            0,
+            "getrlimit"
+        );
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+}
+
+/// What a finished (or killed) command left behind.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code; `None` when it had to be killed (or died by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the spliced binary with `args`, killing it if it has not exited
+/// `within`; returns its exit code and everything it printed.
+pub fn run_bin<I, S>(args: I, within: Duration) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spliced");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = r.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + within;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        code,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }

@@ -1,5 +1,11 @@
 //! End-to-end tests: the real `spliced` binary, real backends, real clients,
 //! all on loopback. One test binary (STYLE.md rule 15).
 
+mod balancing;
+mod config_check;
 mod harness;
+mod health;
+mod idle;
+mod lifecycle;
 mod relay;
+mod reload;

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# spliced benchmark against HAProxy and nginx (stream) on loopback.
+# Thin wrapper: installs missing tools, builds spliced, then runs bench/bench.py.
+# See bench/README.md for the method and the knobs (REPS, DUR, TARGETS, TESTS, OUT,
+# SMOKE, SPLICED_BIN, ...).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+SMOKE=${SMOKE:-0}
+INSTALL=${INSTALL:-1}
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# Debian packages the full run needs; SMOKE=1 installs only wrk (the others are
+# optional there: a missing iperf3 skips the iperf3 tests, a missing nginx makes
+# the backends fall back to bench/backend.py).
+missing_packages() {
+    local pkgs=()
+    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
+    if [[ $SMOKE != 1 ]]; then
+        command -v haproxy >/dev/null 2>&1 || pkgs+=(haproxy)
+        command -v nginx >/dev/null 2>&1 || pkgs+=(nginx)
+        [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || pkgs+=(libnginx-mod-stream)
+        command -v iperf3 >/dev/null 2>&1 || pkgs+=(iperf3)
+    fi
+    echo "${pkgs[@]}"
+}
+
+policy_backup=""
+restore_policy() {
+    if [[ -n $policy_backup ]]; then
+        if [[ $policy_backup == none ]]; then
+            rm -f /usr/sbin/policy-rc.d
+        else
+            mv -f "$policy_backup" /usr/sbin/policy-rc.d
+        fi
+        policy_backup=""
+    fi
+}
+
+install_packages() {
+    local pkgs=("$@")
+    if [[ $(id -u) != 0 ]]; then
+        log "not root: cannot install ${pkgs[*]}; targets/tests that need them are skipped"
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "no apt-get: cannot install ${pkgs[*]}; targets/tests that need them are skipped"
+        return 0
+    fi
+    # Keep apt from starting nginx/haproxy/iperf3 as system services: invoke-rc.d
+    # asks /usr/sbin/policy-rc.d, and exit code 101 means "action forbidden".
+    if ! { [[ -x /usr/sbin/policy-rc.d ]] && grep -qx 'exit 101' /usr/sbin/policy-rc.d; }; then
+        if [[ -e /usr/sbin/policy-rc.d ]]; then
+            policy_backup=$(mktemp /usr/sbin/policy-rc.d.bench.XXXXXX)
+            cp -p /usr/sbin/policy-rc.d "$policy_backup"
+        else
+            policy_backup=none
+        fi
+        trap restore_policy EXIT
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+    fi
+    log "installing: ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
+    restore_policy
+    trap - EXIT
+}
+
+if [[ $INSTALL == 1 ]]; then
+    read -r -a pkgs <<<"$(missing_packages)"
+    if ((${#pkgs[@]})); then
+        install_packages "${pkgs[@]}"
+    fi
+fi
+[[ ${INSTALL_ONLY:-0} == 1 ]] && exit 0
+
+if [[ -n ${SPLICED_BIN:-} ]]; then
+    : # use the binary given
+elif [[ -n ${SPLICED_REF:-} ]]; then
+    # Build a committed revision in a clean export, so that uncommitted edits in
+    # the work tree (other people's, half done) neither break nor colour the run.
+    rev=$(git -C "$root" rev-parse --short "$SPLICED_REF^{commit}")
+    src="$here/out/.build/src-$rev"
+    if [[ ! -d $src ]]; then
+        mkdir -p "$src.tmp"
+        git -C "$root" archive "$rev" | tar -x -C "$src.tmp"
+        mv "$src.tmp" "$src"
+    fi
+    log "building spliced $SPLICED_REF ($rev) in $src"
+    (cd "$src" && CARGO_TARGET_DIR="$here/out/.build/target" cargo build --release --quiet)
+    export SPLICED_BIN="$here/out/.build/target/release/spliced"
+    export SPLICED_GIT="$rev (SPLICED_REF=$SPLICED_REF)"
+else
+    log "building spliced from the work tree (cargo build --release)"
+    (cd "$root" && cargo build --release --quiet)
+    export SPLICED_BIN="$root/target/release/spliced"
+fi
+
+# The balancers need many fds (HAProxy refuses to start if it cannot get them).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+exec python3 "$here/bench.py" "$@"

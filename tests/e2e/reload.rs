@@ -1,0 +1,103 @@
+//! Configuration reload on SIGHUP: a valid change (here: draining a backend)
+//! applies to new connections at once while open ones run on; an invalid file
+//! or a change that needs a restart changes nothing and is reported.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use crate::harness::*;
+
+fn config(a: SocketAddr, b: SocketAddr, a_extra: &str) -> String {
+    format!(
+        "workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - {{ name: lb, listen: 127.0.0.1:0, pool: p }}\npools:\n  - name: p\n    backends:\n      - {{ address: \"{a}\"{a_extra} }}\n      - {{ address: \"{b}\" }}\n"
+    )
+}
+
+fn exchange(s: &TcpStream, msg: &str) -> String {
+    let mut w = s.try_clone().unwrap();
+    writeln!(w, "{msg}").unwrap();
+    let mut line = String::new();
+    BufReader::new(s.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim_end().to_string()
+}
+
+fn reload(lb: &Spliced, yaml: &str, expect_in_log: &str) {
+    let before = lb.log_text().matches(expect_in_log).count();
+    std::fs::write(lb.dir.join("spliced.yaml"), yaml).unwrap();
+    lb.signal("HUP");
+    wait_until(expect_in_log, || {
+        lb.log_text().matches(expect_in_log).count() > before
+    });
+}
+
+#[test]
+fn draining_a_backend_by_reload_lets_held_connections_finish_and_sends_new_ones_elsewhere() {
+    let a = Backend::named("a");
+    let b = Backend::named("b");
+    let lb = Spliced::start(&config(a.addr, b.addr, ""));
+    // Hold connections on both backends.
+    let held: Vec<TcpStream> = (0..4).map(|_| connect(lb.addr("lb"))).collect();
+    let owners: Vec<String> = held
+        .iter()
+        .map(|s| exchange(s, "hi").split(' ').next().unwrap().to_string())
+        .collect();
+    assert!(owners.contains(&"a".to_string()) && owners.contains(&"b".to_string()));
+
+    reload(
+        &lb,
+        &config(a.addr, b.addr, ", drain: true"),
+        "configuration reloaded",
+    );
+    for _ in 0..20 {
+        let s = connect(lb.addr("lb"));
+        assert_eq!(
+            exchange(&s, "new"),
+            "b new",
+            "a drained backend got a new connection"
+        );
+    }
+    // The held connections on the drained backend still work.
+    for (s, owner) in held.iter().zip(&owners) {
+        assert_eq!(exchange(s, "again"), format!("{owner} again"));
+    }
+    assert_eq!(
+        lb.metric("spliced_config_reloads_total", &[("result", "ok")]),
+        2.0
+    );
+    assert_eq!(
+        lb.metric("spliced_backend_up", &[("backend", &a.addr.to_string())]),
+        0.0
+    );
+}
+
+#[test]
+fn an_invalid_reload_changes_nothing_and_is_reported() {
+    let a = Backend::named("a");
+    let b = Backend::named("b");
+    let lb = Spliced::start(&config(a.addr, b.addr, ""));
+    reload(&lb, "listeners: [oops", "configuration reload failed");
+    assert_eq!(
+        lb.metric("spliced_config_reloads_total", &[("result", "error")]),
+        1.0
+    );
+    // A listener change needs a restart: refused, with the reason.
+    let moved = config(a.addr, b.addr, "").replace(
+        "name: lb, listen: 127.0.0.1:0",
+        "name: lb, listen: 127.0.0.1:1",
+    );
+    reload(&lb, &moved, "configuration reload failed");
+    assert!(lb.log_text().contains("restart spliced to apply it"));
+    assert_eq!(
+        lb.metric("spliced_config_reloads_total", &[("result", "error")]),
+        2.0
+    );
+    // Still serving with the old config.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let s = connect(lb.addr("lb"));
+        seen.insert(exchange(&s, "x"));
+    }
+    assert_eq!(seen.len(), 2, "both backends still in rotation: {seen:?}");
+}
