@@ -109,3 +109,45 @@ pub fn banner(bound: &crate::control::Bound) -> String {
     s.push_str("  spliced check -c conf/example.yaml\n  spliced run -c conf/example.yaml\n\nCtrl-C stops it gracefully.\n");
     s
 }
+
+/// Generates light, varied traffic to the demo listener for `duration`, so
+/// the dashboard has something to show: a few keep-alive clients and a trickle
+/// of new connections, on the control thread's runtime.
+pub async fn generate_load(addr: SocketAddr, duration: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + duration;
+    let client = |keep_alive: bool, pause: Duration| async move {
+        while tokio::time::Instant::now() < deadline {
+            let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let requests = if keep_alive { 20 } else { 1 };
+            for i in 0..requests {
+                let last = i + 1 == requests;
+                let req = format!(
+                    "GET /load HTTP/1.1\r\nHost: demo\r\n{}\r\n",
+                    if last { "Connection: close\r\n" } else { "" }
+                );
+                if s.write_all(req.as_bytes()).await.is_err() {
+                    break;
+                }
+                let mut buf = [0u8; 1024];
+                if matches!(s.read(&mut buf).await, Ok(0) | Err(_)) {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+    };
+    let mut tasks = Vec::new();
+    for i in 0..4u64 {
+        tasks.push(tokio::spawn(client(
+            i % 2 == 0,
+            Duration::from_millis(40 + 30 * i),
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}

@@ -38,7 +38,11 @@ enum Command {
         config: PathBuf,
     },
     /// Run the built-in demo: three demo backends and a balancer on 127.0.0.1:8080.
-    Demo,
+    Demo {
+        /// Also generate some traffic through it, so the dashboard has something to show.
+        #[arg(long)]
+        load: bool,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
@@ -68,12 +72,25 @@ fn main() -> ExitCode {
             };
         }
         (Some(Command::Run { config }), _) | (None, Some(config)) => match load(&config) {
-            Ok(c) => control::run(c, Some(config), |_| {}),
+            Ok(c) => control::run(
+                c,
+                control::RunOptions {
+                    path: Some(config),
+                    ..Default::default()
+                },
+                |_| {},
+            ),
             Err(code) => return code,
         },
-        (Some(Command::Demo), _) => demo::config().and_then(|c| {
+        (Some(Command::Demo { load }), _) => demo::config().and_then(|c| {
             demo::start_backends(&c)?;
-            control::run(c, None, |bound| println!("{}", demo::banner(bound)))
+            let options = control::RunOptions {
+                path: None,
+                demo: true,
+                // "Until stopped", bounded so nothing runs forever by accident.
+                demo_load: load.then_some(std::time::Duration::from_secs(24 * 3600)),
+            };
+            control::run(c, options, |bound| println!("{}", demo::banner(bound)))
         }),
         (None, None) => {
             eprintln!("spliced: nothing to do. Try `spliced demo`, `spliced run -c FILE` or `spliced --help`.");

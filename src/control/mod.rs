@@ -1,35 +1,93 @@
 //! The control thread: everything slow or blocking. It binds the listeners,
-//! publishes the snapshot, starts the workers, serves the admin API, and turns
-//! signals into a graceful shutdown (SIGTERM/SIGINT: stop accepting, let open
-//! connections finish until `shutdown_timeout`, then close them; a second
-//! signal exits at once). It is the only writer of the snapshot and never runs
-//! on a worker's thread.
+//! publishes the snapshot, starts the workers, serves the admin API, runs the
+//! health checks, reloads the config, and turns signals into a graceful
+//! shutdown (SIGTERM/SIGINT: stop accepting, let open connections finish until
+//! `shutdown_timeout`, then close them; a second signal exits at once). It is
+//! the only writer of the snapshot and never runs on a worker's thread.
 
 pub mod admin;
+pub mod events;
 pub mod health;
 pub mod reload;
 pub mod snapshot;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::dataplane::{self, Shared};
+use crate::dataplane::{self, Shared, WorkerHandle};
 use crate::log;
 use crate::uring::{sys, Ring};
+use events::EventLog;
 use snapshot::Snapshot;
 
-/// State the admin API reads.
+/// A listener as bound: its stable id and the address the kernel gave it.
+#[derive(Debug, Clone)]
+pub struct BoundListener {
+    pub id: u32,
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// The control thread's mutable state, behind one lock held only briefly and
+/// never across an await.
+pub struct Inner {
+    pub config: Config,
+    /// Parallel to `config.listeners`.
+    pub listeners: Vec<BoundListener>,
+    pub next_listener_id: u32,
+    /// The admin token (from `admin.token_file`), if mutating calls need one.
+    pub token: Option<String>,
+    pub workers: Vec<WorkerHandle>,
+}
+
+/// State shared by the control thread's tasks (signals, admin API, health).
 pub struct State {
     pub shared: Arc<Shared>,
     /// Every listener is bound and the first snapshot is published.
     pub ready: AtomicBool,
     pub reloads_ok: AtomicU64,
     pub reloads_error: AtomicU64,
+    pub started: Instant,
+    /// The config file SIGHUP and `POST /api/v1/reload` re-read (`None`: built in).
+    pub path: Option<PathBuf>,
+    /// The demo's listener, when running `spliced demo` (enables load generation).
+    pub demo: Option<SocketAddr>,
+    pub events: EventLog,
+    inner: Mutex<Inner>,
+}
+
+impl State {
+    pub fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_workers(&self) {
+        self.inner().workers.iter().for_each(|w| w.wake());
+    }
+}
+
+/// Reads the admin token file: its contents without surrounding whitespace.
+pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("admin.token_file: cannot read {}", path.display()))?
+        .trim()
+        .to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "admin.token_file: {} is empty",
+        path.display()
+    );
+    Ok(Some(token))
 }
 
 /// What `run` reports once it is listening (for the demo's banner).
@@ -39,26 +97,62 @@ pub struct Bound {
     pub admin: Option<SocketAddr>,
 }
 
-/// Runs spliced with `config` (read from `path`, which SIGHUP re-reads; `None`
-/// for the built-in demo) until a graceful shutdown completes. `on_ready` runs
-/// once every listener is bound.
+/// How `run` was started.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The config file (re-read on SIGHUP); `None` for a built-in config.
+    pub path: Option<PathBuf>,
+    /// Running the demo: the admin API may generate load.
+    pub demo: bool,
+    /// Generate demo load from the start for this long.
+    pub demo_load: Option<std::time::Duration>,
+}
+
+/// Runs spliced with `config` until a graceful shutdown completes.
+/// `on_ready` runs once every listener is bound.
 pub fn run(
-    mut config: Config,
-    path: Option<std::path::PathBuf>,
+    config: Config,
+    options: RunOptions,
     on_ready: impl FnOnce(&Bound),
 ) -> anyhow::Result<()> {
     sys::ignore_sigpipe();
     Ring::probe()?;
     let (soft, hard) = sys::raise_nofile_limit();
     let workers = config.workers;
-    let snapshot = Snapshot::build(&config, workers, None);
-    let (sockets, addrs) = dataplane::bind_listeners(&config.listeners, workers)?;
+    let token = read_token(&config)?;
+    let ids: Vec<u32> = (0..config.listeners.len() as u32).collect();
+    let snapshot = Snapshot::build(&config, &ids, workers, None);
+    let (sockets, addrs) = dataplane::bind_listeners(&config.listeners, &ids, workers)?;
     let shared = Arc::new(Shared::new(snapshot, workers));
+    let listeners: Vec<BoundListener> = config
+        .listeners
+        .iter()
+        .zip(&ids)
+        .zip(&addrs)
+        .map(|((l, &id), &addr)| BoundListener {
+            id,
+            name: l.name.clone(),
+            addr,
+        })
+        .collect();
+    let shutdown_timeout = config.shutdown_timeout;
+    let admin_listen = config.admin.as_ref().map(|a| a.listen);
     let state = Arc::new(State {
         shared: shared.clone(),
         ready: AtomicBool::new(false),
-        reloads_ok: AtomicU64::new(1),
+        reloads_ok: AtomicU64::new(0),
         reloads_error: AtomicU64::new(0),
+        started: Instant::now(),
+        path: options.path.clone(),
+        demo: options.demo.then(|| addrs.first().copied()).flatten(),
+        events: EventLog::default(),
+        inner: Mutex::new(Inner {
+            config,
+            listeners: listeners.clone(),
+            next_listener_id: ids.len() as u32,
+            token,
+            workers: Vec::new(),
+        }),
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -66,10 +160,16 @@ pub fn run(
         .build()
         .context("cannot start the control thread's runtime")?;
     rt.block_on(async move {
-        let admin = match &config.admin {
-            Some(a) => {
-                let listener = admin::bind(a.listen).await.with_context(|| {
-                    format!("admin: cannot listen on {} (change admin.listen)", a.listen)
+        // Before anything is announced: a signal that arrives as soon as we say
+        // we are up must find its handler, not the default action.
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+
+        let admin = match admin_listen {
+            Some(listen) => {
+                let listener = admin::bind(listen).await.with_context(|| {
+                    format!("admin: cannot listen on {listen} (change admin.listen)")
                 })?;
                 let addr = listener.local_addr()?;
                 tokio::spawn(admin::serve(state.clone(), listener));
@@ -77,39 +177,41 @@ pub fn run(
             }
             None => None,
         };
-
-        // Before anything is announced: a signal that arrives as soon as we say
-        // we are up must find its handler, not the default action.
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sighup = signal(SignalKind::hangup())?;
-        tokio::spawn(health::supervise(shared.clone()));
+        tokio::spawn(health::supervise(state.clone()));
 
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let handles = dataplane::spawn_workers(&shared, sockets, move || {
             let _ = exit_tx.send(());
         })
         .context("cannot start worker threads")?;
+        let mut alive = handles.len();
+        state.inner().workers = handles;
 
-        for (l, addr) in config.listeners.iter().zip(&addrs) {
-            log::info("listening", &[("listener", &l.name), ("addr", addr)]);
+        for l in &listeners {
+            log::info("listening", &[("listener", &l.name), ("addr", &l.addr)]);
         }
         if let Some(addr) = admin {
             log::info("admin listening", &[("addr", &addr)]);
         }
         log::info(
             "spliced started",
-            &[("version", &env!("CARGO_PKG_VERSION")), ("workers", &workers), ("nofile", &format!("{soft}/{hard}"))],
+            &[
+                ("version", &env!("CARGO_PKG_VERSION")),
+                ("workers", &workers),
+                ("nofile", &format!("{soft}/{hard}")),
+            ],
         );
         state.ready.store(true, Ordering::Release);
+        state.reloads_ok.store(1, Ordering::Relaxed);
+        if let (Some(addr), Some(d)) = (state.demo, options.demo_load) {
+            tokio::spawn(crate::demo::generate_load(addr, d));
+        }
         on_ready(&Bound {
-            listeners: config.listeners.iter().map(|l| l.name.clone()).zip(addrs.iter().copied()).collect(),
+            listeners: listeners.iter().map(|l| (l.name.clone(), l.addr)).collect(),
             admin,
         });
 
-        let mut alive = handles.len();
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        let wake_all = || handles.iter().for_each(|h| h.wake());
         while alive > 0 {
             let drain_deadline = async {
                 match deadline.as_mut() {
@@ -122,34 +224,35 @@ pub fn run(
                     alive -= 1;
                     // One worker ending (error or drain) drains the others too.
                     if !shared.draining.swap(true, Ordering::AcqRel) {
-                        wake_all();
+                        state.wake_workers();
                     }
                 }
                 _ = sighup.recv() => {
-                    match &path {
-                        Some(p) => {
-                            let _ = reload::reload_file(&state, &mut config, p);
+                    match &state.path {
+                        Some(_) => {
+                            let _ = reload::reload_file(&state);
                         }
                         None => log::warn("SIGHUP ignored: this configuration is built in, there is no file to re-read", &[]),
                     }
                 }
                 _ = drain_deadline => {
-                    log::warn("shutdown timeout reached: closing the remaining connections", &[("shutdown_timeout", &format!("{:?}", config.shutdown_timeout))]);
+                    log::warn("shutdown timeout reached: closing the remaining connections", &[("shutdown_timeout", &format!("{shutdown_timeout:?}"))]);
                     shared.abort.store(true, Ordering::Release);
                     deadline = None;
-                    wake_all();
+                    state.wake_workers();
                 }
                 _ = async { tokio::select! { _ = sigterm.recv() => {}, _ = sigint.recv() => {} } } => {
                     if shared.draining.swap(true, Ordering::AcqRel) && deadline.is_some() {
                         log::warn("second signal: exiting now", &[]);
                         std::process::exit(130);
                     }
-                    log::info("shutting down: no new connections; waiting for open ones", &[("shutdown_timeout", &format!("{:?}", config.shutdown_timeout))]);
-                    deadline = Some(Box::pin(tokio::time::sleep(config.shutdown_timeout)));
-                    wake_all();
+                    log::info("shutting down: no new connections; waiting for open ones", &[("shutdown_timeout", &format!("{shutdown_timeout:?}"))]);
+                    deadline = Some(Box::pin(tokio::time::sleep(shutdown_timeout)));
+                    state.wake_workers();
                 }
             }
         }
+        let handles = std::mem::take(&mut state.inner().workers);
         for h in handles {
             let _ = h.thread.join();
         }

@@ -1,26 +1,34 @@
-//! Configuration reload (SIGHUP): validate → diff → publish. The new config is
-//! checked whole first; an invalid one changes nothing and is reported. Pools
-//! and backends are replaced by publishing a new snapshot (health, ejection
-//! state and counters carry over for backends that stay); listener sockets
-//! belong to the workers, so a change to the listeners themselves is refused
-//! for now with a message saying a restart applies it.
+//! Applying a new configuration to the running process: validate → diff →
+//! publish. The new config is checked whole first; an invalid one changes
+//! nothing and is reported. Listeners that keep their name and address keep
+//! their sockets; added ones are bound (every bind before anything is
+//! published, so a failed bind changes nothing) and handed to the workers;
+//! removed ones stop accepting while their connections run on. Pools and
+//! backends are replaced by publishing a new snapshot; health, ejection state
+//! and counters carry over for backends that stay.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::snapshot::Snapshot;
-use super::State;
+use super::{read_token, BoundListener, State};
 use crate::config::{self, Config};
+use crate::dataplane::{self, BindError, Command};
 use crate::log;
 
-/// Why a reload was refused.
+/// Why a new configuration was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("invalid configuration:\n{0}")]
     Invalid(#[from] config::ConfigErrors),
     #[error("{0} (restart spliced to apply it); nothing was changed")]
     NeedsRestart(String),
+    #[error("{0}; nothing was changed")]
+    Bind(#[from] BindError),
+    #[error("{0:#}; nothing was changed")]
+    Token(anyhow::Error),
+    #[error("there is no config file to re-read (the configuration is built in)")]
+    NoFile,
 }
 
 /// What about `new` cannot be applied to a running process, if anything.
@@ -31,63 +39,117 @@ pub fn restart_needed(old: &Config, new: &Config) -> Option<String> {
             old.workers, new.workers
         ));
     }
-    if old.admin != new.admin {
-        return Some("the `admin` section changed".to_string());
-    }
-    let names = |c: &Config| {
-        c.listeners
-            .iter()
-            .map(|l| l.name.clone())
-            .collect::<Vec<_>>()
-    };
-    if names(old) != names(new) {
-        return Some(format!(
-            "listeners were added, removed or reordered ({:?} → {:?})",
-            names(old),
-            names(new)
-        ));
-    }
-    for (o, n) in old.listeners.iter().zip(&new.listeners) {
-        if o.listen != n.listen || o.backlog != n.backlog {
-            return Some(format!(
-                "listener {:?} changed its `listen` or `backlog`",
-                o.name
-            ));
-        }
+    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+        return Some("`admin.listen` changed".to_string());
     }
     None
 }
 
-/// Applies `new` in place of `current`, or explains why not.
-pub fn apply(state: &State, current: &mut Config, new: Config) -> Result<(), ReloadError> {
-    if let Some(why) = restart_needed(current, &new) {
+/// Applies `new` in place of the running config, or explains why not.
+pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
+    let mut inner = state.inner();
+    if let Some(why) = restart_needed(&inner.config, &new) {
         return Err(ReloadError::NeedsRestart(why));
     }
-    let shared = &state.shared;
-    let old = shared.snapshot.load_full();
-    let next = Snapshot::build(&new, new.workers, Some(&old));
-    shared.snapshot.store(Arc::new(next));
-    *current = new;
+    let token = read_token(&new).map_err(ReloadError::Token)?;
+    let workers = new.workers;
+
+    // Diff listeners: same name, address and backlog = unchanged.
+    let mut bound = Vec::with_capacity(new.listeners.len());
+    let mut added = Vec::new();
+    let mut next_id = inner.next_listener_id;
+    for l in &new.listeners {
+        let kept = inner
+            .config
+            .listeners
+            .iter()
+            .position(|o| o.name == l.name && o.listen == l.listen && o.backlog == l.backlog);
+        match kept {
+            Some(i) => bound.push(inner.listeners[i].clone()),
+            None => {
+                let (sockets, addr) = dataplane::bind_listener(l, workers)?;
+                bound.push(BoundListener {
+                    id: next_id,
+                    name: l.name.clone(),
+                    addr,
+                });
+                added.push((next_id, sockets));
+                next_id += 1;
+            }
+        }
+    }
+    let removed: Vec<BoundListener> = inner
+        .listeners
+        .iter()
+        .filter(|o| !bound.iter().any(|b| b.id == o.id))
+        .cloned()
+        .collect();
+
+    // Publish.
+    let ids: Vec<u32> = bound.iter().map(|b| b.id).collect();
+    let old = state.shared.snapshot.load_full();
+    state
+        .shared
+        .snapshot
+        .store(Arc::new(Snapshot::build(&new, &ids, workers, Some(&old))));
+    for (id, sockets) in added {
+        for (w, socket) in sockets.into_iter().enumerate() {
+            inner.workers[w].send(Command::Listen { id, socket });
+        }
+        if let Some(b) = bound.iter().find(|b| b.id == id) {
+            log::info("listening", &[("listener", &b.name), ("addr", &b.addr)]);
+        }
+    }
+    for r in &removed {
+        for w in &inner.workers {
+            w.send(Command::Unlisten { id: r.id });
+        }
+        log::info(
+            "listener removed; its open connections run on",
+            &[("listener", &r.name), ("addr", &r.addr)],
+        );
+    }
+    inner.next_listener_id = next_id;
+    inner.listeners = bound;
+    inner.token = token;
+    inner.config = new;
     Ok(())
 }
 
-/// Re-reads `path` and applies it; logs and counts the outcome.
-pub fn reload_file(state: &State, current: &mut Config, path: &Path) -> Result<(), ReloadError> {
-    let result = config::load_file(path)
-        .map_err(ReloadError::from)
-        .and_then(|new| apply(state, current, new));
+/// Applies `new`, counting and logging the outcome as a reload from `source`.
+pub fn apply_and_report(
+    state: &State,
+    new: Result<Config, ReloadError>,
+    source: &str,
+) -> Result<(), ReloadError> {
+    let result = new.and_then(|c| apply(state, c));
     match &result {
         Ok(()) => {
             state.reloads_ok.fetch_add(1, Ordering::Relaxed);
-            log::info("configuration reloaded", &[("file", &path.display())]);
+            state.events.push(
+                "",
+                "",
+                "reload",
+                format!("configuration reloaded from {source}"),
+            );
+            log::info("configuration reloaded", &[("source", &source)]);
         }
         Err(e) => {
             state.reloads_error.fetch_add(1, Ordering::Relaxed);
             log::error(
                 "configuration reload failed; the running configuration is unchanged",
-                &[("file", &path.display()), ("error", e)],
+                &[("source", &source), ("error", e)],
             );
         }
     }
     result
+}
+
+/// Re-reads the config file and applies it (SIGHUP, `POST /api/v1/reload`).
+pub fn reload_file(state: &State) -> Result<(), ReloadError> {
+    let Some(path) = state.path.clone() else {
+        return Err(ReloadError::NoFile);
+    };
+    let new = config::load_file(&path).map_err(ReloadError::from);
+    apply_and_report(state, new, &path.display().to_string())
 }

@@ -23,6 +23,9 @@ pub struct Snapshot {
 
 pub struct Listener {
     pub name: String,
+    /// Stable across reloads while the listener keeps its address: workers
+    /// tag their sockets and accepts with it.
+    pub id: u32,
     /// Index in `Snapshot::listeners` (and of the worker's socket for it).
     pub index: usize,
     pub pool: usize,
@@ -167,7 +170,13 @@ impl Backend {
 impl Snapshot {
     /// Builds the view of `config`, reusing the counters of listeners and
     /// backends that `previous` already had (same name; same pool and address).
-    pub fn build(config: &Config, workers: usize, previous: Option<&Snapshot>) -> Snapshot {
+    /// `listener_ids[i]` is the id of `config.listeners[i]`.
+    pub fn build(
+        config: &Config,
+        listener_ids: &[u32],
+        workers: usize,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let pools = config
             .pools
             .iter()
@@ -211,7 +220,7 @@ impl Snapshot {
                     .and_then(|s| s.listeners.iter().find(|old| old.name == l.name))
                     .map(|old| old.stats.clone())
                     .unwrap_or_else(|| Arc::new(ListenerStats::new(workers)));
-                Arc::new(Listener::new(l, index, stats))
+                Arc::new(Listener::new(l, listener_ids[index], index, stats))
             })
             .collect();
         Snapshot { listeners, pools }
@@ -219,9 +228,10 @@ impl Snapshot {
 }
 
 impl Listener {
-    fn new(l: &ListenerConfig, index: usize, stats: Arc<ListenerStats>) -> Listener {
+    fn new(l: &ListenerConfig, id: u32, index: usize, stats: Arc<ListenerStats>) -> Listener {
         Listener {
             name: l.name.clone(),
+            id,
             index,
             pool: l.pool.0,
             connect_timeout: l.connect_timeout,

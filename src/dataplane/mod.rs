@@ -98,41 +98,72 @@ fn listen_socket(l: &ListenerConfig, addr: SocketAddr) -> Result<Socket, BindErr
     Ok(s)
 }
 
-/// Binds every listener once per worker (`[worker][listener]`), all on the
-/// same port; a port of 0 is resolved by the first bind. Returns the sockets
-/// and the addresses actually bound.
+/// Binds one listener once per worker, all on the same port; a port of 0 is
+/// resolved by the first bind. Returns one socket per worker and the address
+/// actually bound.
+pub fn bind_listener(
+    l: &ListenerConfig,
+    workers: usize,
+) -> Result<(Vec<Socket>, SocketAddr), BindError> {
+    let first = listen_socket(l, l.listen)?;
+    let addr = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(l.listen);
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(listen_socket(l, addr)?);
+    }
+    Ok((sockets, addr))
+}
+
+/// Binds every listener (see [`bind_listener`]); returns the sockets per
+/// worker (`[worker][listener]`, tagged with the listener ids given) and the
+/// addresses bound.
 pub fn bind_listeners(
     listeners: &[ListenerConfig],
+    ids: &[u32],
     workers: usize,
-) -> Result<(Vec<Vec<Socket>>, Vec<SocketAddr>), BindError> {
-    let mut per_worker: Vec<Vec<Socket>> = (0..workers).map(|_| Vec::new()).collect();
+) -> Result<(Vec<Vec<(u32, Socket)>>, Vec<SocketAddr>), BindError> {
+    let mut per_worker: Vec<Vec<(u32, Socket)>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
-    for l in listeners {
-        let first = listen_socket(l, l.listen)?;
-        let addr = first
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .unwrap_or(l.listen);
-        per_worker[0].push(first);
-        for sockets in per_worker.iter_mut().skip(1) {
-            sockets.push(listen_socket(l, addr)?);
+    for (l, &id) in listeners.iter().zip(ids) {
+        let (sockets, addr) = bind_listener(l, workers)?;
+        for (w, s) in sockets.into_iter().enumerate() {
+            per_worker[w].push((id, s));
         }
         bound.push(addr);
     }
     Ok((per_worker, bound))
 }
 
+/// A listener change sent to a worker by a reload.
+pub enum Command {
+    /// Start accepting on this worker's socket of a new listener.
+    Listen { id: u32, socket: Socket },
+    /// Stop accepting on a removed listener; its connections run on.
+    Unlisten { id: u32 },
+}
+
 /// A running worker as the control thread sees it.
 pub struct WorkerHandle {
     pub thread: JoinHandle<()>,
     pub wake: OwnedFd,
+    pub commands: std::sync::mpsc::Sender<Command>,
 }
 
 impl WorkerHandle {
-    /// Makes the worker look at the shared flags now.
+    /// Makes the worker look at the shared flags and its commands now.
     pub fn wake(&self) {
         let _ = sys::eventfd_signal(&self.wake);
+    }
+
+    /// Sends a listener change and wakes the worker to apply it.
+    pub fn send(&self, cmd: Command) {
+        // A worker that already stopped has no listeners to change.
+        let _ = self.commands.send(cmd);
+        self.wake();
     }
 }
 
@@ -140,7 +171,7 @@ impl WorkerHandle {
 /// turn. `on_exit` runs on each worker thread as it ends.
 pub fn spawn_workers(
     shared: &Arc<Shared>,
-    sockets: Vec<Vec<Socket>>,
+    sockets: Vec<Vec<(u32, Socket)>>,
     on_exit: impl Fn() + Send + Sync + 'static,
 ) -> io::Result<Vec<WorkerHandle>> {
     let cpus = sys::allowed_cpus();
@@ -149,6 +180,7 @@ pub fn spawn_workers(
     for (id, socks) in sockets.into_iter().enumerate() {
         let wake = sys::eventfd()?;
         let worker_wake = wake.try_clone()?;
+        let (commands, command_rx) = std::sync::mpsc::channel();
         let shared = shared.clone();
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
         let on_exit = on_exit.clone();
@@ -163,8 +195,9 @@ pub fn spawn_workers(
                         );
                     }
                 }
-                let result = worker::Worker::new(id, shared.clone(), socks, worker_wake)
-                    .and_then(|w| w.run());
+                let result =
+                    worker::Worker::new(id, shared.clone(), socks, worker_wake, command_rx)
+                        .and_then(|w| w.run());
                 if let Err(e) = result {
                     log::error(
                         "worker stopped with an error",
@@ -176,7 +209,11 @@ pub fn spawn_workers(
                 }
                 on_exit();
             })?;
-        handles.push(WorkerHandle { thread, wake });
+        handles.push(WorkerHandle {
+            thread,
+            wake,
+            commands,
+        });
     }
     Ok(handles)
 }

@@ -15,13 +15,14 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::conn::{Conn, Phase};
 use super::token::{Op, Token, B2C, C2B};
-use super::Shared;
+use super::{Command, Shared};
 use crate::balance::{self, Choice, PickContext};
 use crate::clock;
 use crate::control::snapshot::Pool;
 use crate::log;
 use crate::metrics::{bump, WorkerStats};
 use crate::uring::{sys, timespec, BufRing, Completion, PipePool, Ring, Timespec};
+use std::sync::mpsc::Receiver;
 
 /// Provided buffers per worker and their size. WHY 256 × 32 KiB (8 MiB of
 /// address space, touched lazily): research/uring-datapath.md found 64 KiB+
@@ -43,7 +44,11 @@ const TICK: Duration = Duration::from_secs(1);
 const BUF_GROUP: u16 = 0;
 
 struct ListenSocket {
+    /// The listener's stable id (see `Listener::id`).
+    id: u32,
     socket: Option<Socket>,
+    /// Removed by a reload: close once the accept is cancelled.
+    closing: bool,
     /// A multishot accept is in flight.
     armed: bool,
     /// Waiting for the back-off timer after an fd-exhaustion error.
@@ -64,6 +69,8 @@ pub struct Worker {
     live: usize,
     listeners: Vec<ListenSocket>,
     wake: OwnedFd,
+    /// Listener changes from the control thread (reload), read on wake-up.
+    commands: Receiver<Command>,
     tick: Timespec,
     backoff: Timespec,
     pub(super) now: Instant,
@@ -95,8 +102,9 @@ impl Worker {
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        sockets: Vec<Socket>,
+        sockets: Vec<(u32, Socket)>,
         wake: OwnedFd,
+        commands: Receiver<Command>,
     ) -> io::Result<Worker> {
         let ring = Ring::new().map_err(io::Error::other)?;
         let bufs = BufRing::new(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
@@ -117,13 +125,16 @@ impl Worker {
             live: 0,
             listeners: sockets
                 .into_iter()
-                .map(|s| ListenSocket {
+                .map(|(id, s)| ListenSocket {
+                    id,
                     socket: Some(s),
+                    closing: false,
                     armed: false,
                     backing_off: false,
                 })
                 .collect(),
             wake,
+            commands,
             tick: timespec(TICK),
             backoff: timespec(ACCEPT_BACKOFF),
             now: Instant::now(),
@@ -136,6 +147,19 @@ impl Worker {
             last_fd_warning: None,
             rng: Rng(0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) << 32) ^ clock::now_ms()),
         })
+    }
+
+    /// Logs running out of fds or memory at most once a second per worker: the
+    /// condition repeats for every connection while it lasts.
+    fn warn_resources(&mut self, msg: &str, error: &io::Error) {
+        let now = self.now;
+        if self
+            .last_fd_warning
+            .is_none_or(|t| now - t >= Duration::from_secs(1))
+        {
+            self.last_fd_warning = Some(now);
+            log::warn(msg, &[("worker", &self.id), ("error", error)]);
+        }
     }
 
     pub(super) fn stats(&self) -> &WorkerStats {
@@ -182,11 +206,16 @@ impl Worker {
             return;
         };
         match t.op {
-            Op::Accept => self.on_accept(t.slot as usize, c),
+            Op::Accept => {
+                if let Some(i) = self.listener_index(t.slot) {
+                    self.on_accept(i, c);
+                }
+            }
             Op::AcceptBackoff => {
-                let i = t.slot as usize;
-                self.listeners[i].backing_off = false;
-                self.arm_accept(i);
+                if let Some(i) = self.listener_index(t.slot) {
+                    self.listeners[i].backing_off = false;
+                    self.arm_accept(i);
+                }
             }
             Op::Tick => {
                 self.on_tick();
@@ -203,6 +232,7 @@ impl Worker {
                         Token::new(Op::Wake, 0, 0).encode(),
                     );
                 }
+                self.run_commands();
                 self.check_shutdown();
             }
             _ => {
@@ -260,16 +290,60 @@ impl Worker {
 
     // ---- accept ------------------------------------------------------------
 
+    fn listener_index(&self, id: u32) -> Option<usize> {
+        self.listeners.iter().position(|l| l.id == id)
+    }
+
     fn arm_accept(&mut self, i: usize) {
         let l = &mut self.listeners[i];
-        if self.draining || l.armed || l.backing_off {
+        if self.draining || l.closing || l.armed || l.backing_off {
             return;
         }
         if let Some(s) = &l.socket {
             l.armed = true;
             let fd = s.as_raw_fd();
             self.ring
-                .accept_multi(fd, Token::new(Op::Accept, i as u32, 0).encode());
+                .accept_multi(fd, Token::new(Op::Accept, l.id, 0).encode());
+        }
+    }
+
+    /// Applies listener changes the control thread sent with a reload.
+    fn run_commands(&mut self) {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Listen { id, socket } => {
+                    self.listeners.push(ListenSocket {
+                        id,
+                        socket: Some(socket),
+                        closing: false,
+                        armed: false,
+                        backing_off: false,
+                    });
+                    self.arm_accept(self.listeners.len() - 1);
+                }
+                Command::Unlisten { id } => {
+                    if let Some(i) = self.listener_index(id) {
+                        self.stop_listening(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops accepting on listener `i`: cancels its accept and closes the
+    /// socket once the cancellation completes (at once if none is armed).
+    fn stop_listening(&mut self, i: usize) {
+        let l = &mut self.listeners[i];
+        l.closing = true;
+        match (&l.socket, l.armed) {
+            (Some(s), true) => {
+                let fd = s.as_raw_fd();
+                self.ring
+                    .cancel_fd(fd, Token::new(Op::Cancel, u32::MAX, 0).encode());
+            }
+            _ => {
+                self.listeners.remove(i);
+            }
         }
     }
 
@@ -284,35 +358,28 @@ impl Worker {
             match -c.result {
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
                     bump(&self.stats().accept_resource_errors, 1);
-                    let now = self.now;
-                    if self
-                        .last_fd_warning
-                        .is_none_or(|t| now - t >= Duration::from_secs(1))
-                    {
-                        self.last_fd_warning = Some(now);
-                        log::warn(
-                            "accept failed: out of file descriptors or memory; backing off (raise `ulimit -n` / LimitNOFILE)",
-                            &[("worker", &self.id), ("error", &io::Error::from_raw_os_error(-c.result))],
-                        );
-                    }
+                    self.warn_resources(
+                        "accept failed: out of file descriptors or memory; backing off (raise `ulimit -n` / LimitNOFILE)",
+                        &io::Error::from_raw_os_error(-c.result),
+                    );
                     if !self.listeners[i].armed && !self.listeners[i].backing_off {
                         self.listeners[i].backing_off = true;
                         self.ring.timeout(
                             &self.backoff,
-                            Token::new(Op::AcceptBackoff, i as u32, 0).encode(),
+                            Token::new(Op::AcceptBackoff, self.listeners[i].id, 0).encode(),
                         );
                     }
-                }
-                libc::ECANCELED if self.draining => {
-                    // The accept was cancelled for shutdown: stop listening now,
-                    // so the kernel refuses new connections.
-                    self.listeners[i].socket = None;
                 }
                 _ => {}
             }
         }
         if !self.listeners[i].armed {
-            if self.draining {
+            if self.listeners[i].closing {
+                // Cancelled for a reload that removed it: close it now, so the
+                // kernel refuses new connections on it.
+                self.listeners.remove(i);
+            } else if self.draining {
+                // Cancelled for shutdown.
                 self.listeners[i].socket = None;
             } else {
                 self.arm_accept(i);
@@ -320,11 +387,14 @@ impl Worker {
         }
     }
 
-    fn accept_conn(&mut self, li: usize, fd: OwnedFd) {
+    fn accept_conn(&mut self, i: usize, fd: OwnedFd) {
         let snapshot = self.shared.snapshot.load_full();
-        let Some(listener) = snapshot.listeners.get(li) else {
+        let id = self.listeners[i].id;
+        // A listener a reload just removed may still hand over a connection.
+        let Some(li) = snapshot.listeners.iter().position(|l| l.id == id) else {
             return;
         };
+        let listener = &snapshot.listeners[li];
         let ls = listener.stats.worker(self.id);
         bump(&ls.accepted, 1);
         bump(&self.stats().accepted, 1);
@@ -413,10 +483,12 @@ impl Worker {
             Some(Protocol::TCP),
         ) {
             Ok(s) => s,
-            Err(_) => {
-                // Out of fds or memory: nothing to log per connection here; the
-                // accept side reports fd exhaustion.
+            Err(e) => {
                 bump(&backend.stats.worker(self.id).connect_errors_other, 1);
+                self.warn_resources(
+                    "cannot create a backend socket: out of file descriptors or memory (raise `ulimit -n` / LimitNOFILE)",
+                    &e,
+                );
                 self.abort(slot);
                 return;
             }

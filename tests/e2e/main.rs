@@ -3,6 +3,7 @@
 
 mod balancing;
 mod config_check;
+mod dashboard;
 mod harness;
 mod health;
 mod idle;

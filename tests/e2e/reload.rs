@@ -82,12 +82,9 @@ fn an_invalid_reload_changes_nothing_and_is_reported() {
         lb.metric("spliced_config_reloads_total", &[("result", "error")]),
         1.0
     );
-    // A listener change needs a restart: refused, with the reason.
-    let moved = config(a.addr, b.addr, "").replace(
-        "name: lb, listen: 127.0.0.1:0",
-        "name: lb, listen: 127.0.0.1:1",
-    );
-    reload(&lb, &moved, "configuration reload failed");
+    // A change of `workers` needs a restart: refused, with the reason.
+    let more_workers = config(a.addr, b.addr, "").replace("workers: 2", "workers: 3");
+    reload(&lb, &more_workers, "configuration reload failed");
     assert!(lb.log_text().contains("restart spliced to apply it"));
     assert_eq!(
         lb.metric("spliced_config_reloads_total", &[("result", "error")]),
@@ -100,4 +97,42 @@ fn an_invalid_reload_changes_nothing_and_is_reported() {
         seen.insert(exchange(&s, "x"));
     }
     assert_eq!(seen.len(), 2, "both backends still in rotation: {seen:?}");
+}
+
+#[test]
+fn a_reload_can_add_move_and_remove_listeners() {
+    let a = Backend::named("a");
+    let b = Backend::named("b");
+    let base = config(a.addr, b.addr, "");
+    let lb = Spliced::start(&base);
+    let first = lb.addr("lb");
+    let held = connect(first);
+    assert!(exchange(&held, "x").ends_with(" x"));
+
+    // Add a second listener: it starts serving at once.
+    let two = base.replace(
+        "pools:",
+        "  - { name: extra, listen: 127.0.0.1:0, pool: p }\npools:",
+    );
+    reload(&lb, &two, "configuration reloaded");
+    let line = lb
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|l| l.contains("listening listener=extra"))
+        .cloned()
+        .expect("the new listener is logged with its address");
+    let extra: SocketAddr = field(&line, "addr").unwrap().parse().unwrap();
+    assert!(exchange(&connect(extra), "y").ends_with(" y"));
+
+    // Remove the first: new connections are refused there, the held one runs on.
+    let only_extra = two.replace("  - { name: lb, listen: 127.0.0.1:0, pool: p }\n", "");
+    reload(&lb, &only_extra, "configuration reloaded");
+    wait_until("the removed listener refuses connections", || {
+        TcpStream::connect_timeout(&first, std::time::Duration::from_secs(1)).is_err()
+    });
+    assert!(exchange(&held, "still").ends_with(" still"));
+    assert!(exchange(&connect(extra), "z").ends_with(" z"));
 }

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::State;
 use crate::clock;
 use crate::config::HealthCheck;
-use crate::dataplane::Shared;
 use crate::log;
 use crate::metrics::{bump, BackendStats};
 use state::{Hysteresis, Transition};
@@ -52,6 +52,7 @@ impl Jitter {
 
 /// Probes one backend forever (until its task is aborted).
 async fn probe_loop(
+    state: Arc<State>,
     pool: String,
     name: String,
     addr: SocketAddr,
@@ -77,6 +78,7 @@ async fn probe_loop(
                 stats.up.store(false, Ordering::Relaxed);
                 bump(&stats.went_down, 1);
                 let reason = result.err().map(|e| e.to_string()).unwrap_or_default();
+                state.events.push(&pool, &name, "down", reason.clone());
                 log::warn(
                     "backend down",
                     &[
@@ -93,6 +95,9 @@ async fn probe_loop(
                     .store(clock::now_ms(), Ordering::Relaxed);
                 stats.up.store(true, Ordering::Relaxed);
                 bump(&stats.went_up, 1);
+                state
+                    .events
+                    .push(&pool, &name, "up", format!("{} good probes", hc.rise));
                 log::info(
                     "backend up",
                     &[("pool", &pool), ("backend", &name), ("rise", &hc.rise)],
@@ -109,7 +114,8 @@ async fn probe_loop(
 type ProbeKey = (String, SocketAddr, String);
 
 /// Runs the health supervisor until the runtime stops.
-pub async fn supervise(shared: Arc<Shared>) {
+pub async fn supervise(state: Arc<State>) {
+    let shared = state.shared.clone();
     let mut loops: HashMap<ProbeKey, JoinHandle<()>> = HashMap::new();
     let mut ejected: HashMap<(String, SocketAddr), bool> = HashMap::new();
     loop {
@@ -124,6 +130,12 @@ pub async fn supervise(shared: Arc<Shared>) {
                 let was = ejected.insert(key, is_ejected).unwrap_or(false);
                 if is_ejected && !was {
                     let until = b.stats.ejected_until_ms.load(Ordering::Relaxed);
+                    state.events.push(
+                        &pool.name,
+                        &b.name,
+                        "ejected",
+                        format!("for {}ms", until.saturating_sub(now)),
+                    );
                     log::warn(
                         "backend ejected after consecutive connect failures",
                         &[
@@ -133,6 +145,9 @@ pub async fn supervise(shared: Arc<Shared>) {
                         ],
                     );
                 } else if was && !is_ejected {
+                    state
+                        .events
+                        .push(&pool.name, &b.name, "returned", "ejection ended");
                     log::info(
                         "backend back from ejection",
                         &[("pool", &pool.name), ("backend", &b.name)],
@@ -150,6 +165,7 @@ pub async fn supervise(shared: Arc<Shared>) {
                 let key = (pool.name.clone(), b.addr, format!("{hc:?}"));
                 if !loops.contains_key(&key) {
                     let task = tokio::spawn(probe_loop(
+                        state.clone(),
                         pool.name.clone(),
                         b.name.clone(),
                         b.addr,

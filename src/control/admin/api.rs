@@ -1,0 +1,551 @@
+//! The admin API's routes (DESIGN.md §3): read-only views (dashboard, health,
+//! readiness, metrics, pools) and mutations (backends added, removed or
+//! patched; reload; a posted config). Every mutation builds a whole new config
+//! and goes through the same apply path as a reload, so it is atomic: a bad
+//! request changes nothing and gets a 4xx with a JSON error. Mutating calls
+//! need the bearer token when `admin.token_file` is set.
+//!
+//! Changes made here live until the next reload of the config file, as with
+//! HAProxy's runtime API: write them to the file to keep them.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Request, Response};
+use crate::clock;
+use crate::config::{self, BackendConfig, Config, HealthKind, MAX_WEIGHT};
+use crate::control::reload::{self, ReloadError};
+use crate::control::snapshot::WEIGHT_SCALE;
+use crate::control::State;
+use crate::metrics;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// Routes one request.
+pub async fn route(state: &State, req: &Request) -> Response {
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let mutating = matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+    if mutating {
+        if let Err(r) = authorize(state, req) {
+            return r;
+        }
+    }
+    match (req.method.as_str(), segments.as_slice()) {
+        ("GET", [""]) => Response {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: DASHBOARD.as_bytes().to_vec(),
+        },
+        ("GET", ["health"]) => Response::text(200, "ok\n"),
+        ("GET", ["ready"]) => {
+            if state.ready.load(Ordering::Acquire) {
+                Response::text(200, "ready\n")
+            } else {
+                Response::text(503, "starting\n")
+            }
+        }
+        ("GET", ["metrics"]) => Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: metrics_text(state).into_bytes(),
+        },
+        ("GET", ["api", "v1", "pools"]) => Response::json(200, &pools_json(state)),
+        ("POST", ["api", "v1", "pools", pool, "backends"]) => add_backend(state, pool, &req.body),
+        ("DELETE", ["api", "v1", "pools", pool, "backends", address]) => {
+            remove_backend(state, pool, &percent_decode(address))
+        }
+        ("PATCH", ["api", "v1", "pools", pool, "backends", address]) => {
+            patch_backend(state, pool, &percent_decode(address), &req.body)
+        }
+        ("POST", ["api", "v1", "reload"]) => match reload::reload_file(state) {
+            Ok(()) => Response::json(200, &json!({"result": "reloaded"})),
+            Err(e) => reload_error(e),
+        },
+        ("PUT", ["api", "v1", "config"]) => put_config(state, &req.body),
+        ("POST", ["api", "v1", "demo", "load"]) => demo_load(state, &req.body),
+        (_, ["health" | "ready" | "metrics"]) | (_, [""]) => {
+            Response::error(405, "method not allowed")
+        }
+        (_, ["api", "v1", ..]) => Response::error(
+            404,
+            format!("no such endpoint: {} {}", req.method, req.path),
+        ),
+        _ => Response::error(404, "not found"),
+    }
+}
+
+fn authorize(state: &State, req: &Request) -> Result<(), Response> {
+    let inner = state.inner();
+    let Some(token) = inner.token.as_deref() else {
+        return Ok(());
+    };
+    let given = req
+        .authorization
+        .as_deref()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(Response::error(401, "wrong admin token")),
+        None => Err(Response::error(
+            401,
+            "this call needs `Authorization: Bearer <token>` (admin.token_file is set)",
+        )),
+    }
+}
+
+/// Compares without stopping at the first difference (no timing hint).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `%XX` escapes in a path segment (backend addresses contain ':' and '[').
+pub fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn metrics_text(state: &State) -> String {
+    let snapshot = state.shared.snapshot.load();
+    let reloads = (
+        state.reloads_ok.load(Ordering::Relaxed),
+        state.reloads_error.load(Ordering::Relaxed),
+    );
+    metrics::render(&snapshot, &state.shared.stats, reloads)
+}
+
+fn pools_json(state: &State) -> Value {
+    let snapshot = state.shared.snapshot.load_full();
+    let inner = state.inner();
+    let now = clock::now_ms();
+    let listeners: Vec<Value> = snapshot
+        .listeners
+        .iter()
+        .map(|l| {
+            let addr = inner
+                .listeners
+                .iter()
+                .find(|b| b.id == l.id)
+                .map(|b| b.addr.to_string());
+            json!({
+                "name": l.name,
+                "listen": addr,
+                "pool": snapshot.pools[l.pool].name,
+                "active": l.stats.active.load(Ordering::Relaxed),
+                "accepted": l.stats.sum(|s| &s.accepted),
+                "rejected": {
+                    "max_connections": l.stats.sum(|s| &s.rejected_max_connections),
+                    "no_backend": l.stats.sum(|s| &s.rejected_no_backend),
+                    "backends_full": l.stats.sum(|s| &s.rejected_backends_full),
+                },
+                "fail_open": l.stats.sum(|s| &s.fail_open),
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = snapshot
+        .pools
+        .iter()
+        .zip(&inner.config.pools)
+        .map(|(p, pc)| {
+            let backends: Vec<Value> = p
+                .backends
+                .iter()
+                .map(|b| {
+                    let ejected = b.ejected(now);
+                    let state = if b.disabled {
+                        "disabled"
+                    } else if b.drain || b.weight == 0 {
+                        "draining"
+                    } else if ejected {
+                        "ejected"
+                    } else if !b.up() {
+                        "down"
+                    } else {
+                        "up"
+                    };
+                    let s = &b.stats;
+                    json!({
+                        "address": b.name,
+                        "resolved": b.addr.to_string(),
+                        "weight": b.weight,
+                        "effective_weight": b.effective_weight(now) as f64 / WEIGHT_SCALE as f64,
+                        "backup": b.backup,
+                        "drain": b.drain,
+                        "disabled": b.disabled,
+                        "max_connections": b.max_connections,
+                        "healthy": b.up(),
+                        "ejected": ejected,
+                        "ejected_for_ms": s.ejected_until_ms.load(Ordering::Relaxed).saturating_sub(now),
+                        "state": state,
+                        "active": b.active(),
+                        "connections": s.sum(|w| &w.connections),
+                        "bytes_client_to_backend": s.sum(|w| &w.bytes[0]),
+                        "bytes_backend_to_client": s.sum(|w| &w.bytes[1]),
+                        "connect_errors": s.sum(|w| &w.connect_errors_refused)
+                            + s.sum(|w| &w.connect_errors_timeout)
+                            + s.sum(|w| &w.connect_errors_other),
+                        "checks_ok": s.checks_ok.load(Ordering::Relaxed),
+                        "checks_failed": s.checks_failed.load(Ordering::Relaxed),
+                    })
+                })
+                .collect();
+            let health = pc.health_check.as_ref().map(|h| {
+                json!({
+                    "kind": match h.kind { HealthKind::Tcp { .. } => "tcp", HealthKind::Http { .. } => "http" },
+                    "interval_ms": h.interval.as_millis() as u64,
+                    "timeout_ms": h.timeout.as_millis() as u64,
+                    "rise": h.rise,
+                    "fall": h.fall,
+                })
+            });
+            json!({
+                "name": p.name,
+                "algorithm": pc.algorithm.as_str(),
+                "on_all_down": pc.on_all_down.as_str(),
+                "health_check": health,
+                "backends": backends,
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "demo": state.demo.is_some(),
+        "token_required": inner.token.is_some(),
+        "listeners": listeners,
+        "pools": pools,
+        "events": state.events.recent(),
+    })
+}
+
+fn reload_error(e: ReloadError) -> Response {
+    let status = match e {
+        ReloadError::Invalid(_) | ReloadError::Token(_) => 422,
+        ReloadError::NeedsRestart(_) | ReloadError::Bind(_) => 409,
+        ReloadError::NoFile => 409,
+    };
+    Response::error(status, e)
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| Response::error(400, format!("invalid JSON body: {e}")))
+}
+
+/// Runs `change` on a copy of the running config and applies the result.
+fn mutate(
+    state: &State,
+    pool: &str,
+    event: (&str, &'static str, String),
+    change: impl FnOnce(&mut Config, usize) -> Result<(), Response>,
+) -> Result<(), Response> {
+    let mut config = state.inner().config.clone();
+    let Some(pi) = config.pools.iter().position(|p| p.name == pool) else {
+        return Err(Response::error(404, format!("no pool named {pool:?}")));
+    };
+    change(&mut config, pi)?;
+    reload::apply(state, config).map_err(reload_error)?;
+    state.events.push(pool, event.0, event.1, event.2);
+    Ok(())
+}
+
+fn find_backend(config: &Config, pi: usize, address: &str) -> Result<usize, Response> {
+    config.pools[pi]
+        .backends
+        .iter()
+        .position(|b| b.name == address || b.addr.to_string() == address)
+        .ok_or_else(|| {
+            Response::error(
+                404,
+                format!(
+                    "pool {:?} has no backend {address:?}",
+                    config.pools[pi].name
+                ),
+            )
+        })
+}
+
+fn check_weight(weight: u32) -> Result<(), Response> {
+    if weight > MAX_WEIGHT {
+        return Err(Response::error(
+            422,
+            format!("weight {weight} is out of range: use 0..={MAX_WEIGHT}"),
+        ));
+    }
+    Ok(())
+}
+
+fn keeps_a_primary(config: &Config, pi: usize) -> Result<(), Response> {
+    if config.pools[pi].backends.iter().any(|b| !b.backup) {
+        Ok(())
+    } else {
+        Err(Response::error(
+            409,
+            "a pool needs at least one backend that is not a backup",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBackend {
+    address: String,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    backup: bool,
+    #[serde(default)]
+    max_connections: u32,
+    #[serde(default)]
+    drain: bool,
+    #[serde(default)]
+    disabled: bool,
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, Response> {
+    if let Ok(a) = address.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            Response::error(
+                422,
+                format!("{address:?} is not an IP:port and does not resolve as host:port"),
+            )
+        })
+}
+
+fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
+    let nb: NewBackend = match parse_json(body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = (|| {
+        let addr = resolve(&nb.address)?;
+        let weight = nb.weight.unwrap_or(config::DEFAULT_WEIGHT);
+        check_weight(weight)?;
+        mutate(
+            state,
+            pool,
+            (&nb.address, "added", format!("weight {weight}")),
+            |config, pi| {
+                let backends = &mut config.pools[pi].backends;
+                if backends
+                    .iter()
+                    .any(|b| b.addr == addr || b.name == nb.address)
+                {
+                    return Err(Response::error(
+                        409,
+                        format!("pool {pool:?} already has backend {}", nb.address),
+                    ));
+                }
+                let mut b = BackendConfig::new(nb.address.clone(), addr);
+                b.weight = weight;
+                b.backup = nb.backup;
+                b.max_connections = nb.max_connections;
+                b.drain = nb.drain;
+                b.disabled = nb.disabled;
+                backends.push(b);
+                keeps_a_primary(config, pi)
+            },
+        )
+    })();
+    match result {
+        Ok(()) => Response::json(
+            201,
+            &json!({"result": "added", "pool": pool, "address": nb.address}),
+        ),
+        Err(r) => r,
+    }
+}
+
+fn remove_backend(state: &State, pool: &str, address: &str) -> Response {
+    let result = mutate(
+        state,
+        pool,
+        (address, "removed", String::new()),
+        |config, pi| {
+            let i = find_backend(config, pi, address)?;
+            config.pools[pi].backends.remove(i);
+            if config.pools[pi].backends.is_empty() {
+                return Err(Response::error(
+                    409,
+                    "cannot remove the last backend of a pool",
+                ));
+            }
+            keeps_a_primary(config, pi)
+        },
+    );
+    match result {
+        Ok(()) => Response::json(
+            200,
+            &json!({"result": "removed", "pool": pool, "address": address}),
+        ),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendPatch {
+    weight: Option<u32>,
+    drain: Option<bool>,
+    disabled: Option<bool>,
+}
+
+fn patch_backend(state: &State, pool: &str, address: &str, body: &[u8]) -> Response {
+    let patch: BackendPatch = match parse_json(body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if patch.weight.is_none() && patch.drain.is_none() && patch.disabled.is_none() {
+        return Response::error(
+            400,
+            "nothing to change: send any of {\"weight\": N, \"drain\": bool, \"disabled\": bool}",
+        );
+    }
+    if let Some(w) = patch.weight {
+        if let Err(r) = check_weight(w) {
+            return r;
+        }
+    }
+    let (event, detail) = match (patch.drain, patch.disabled, patch.weight) {
+        (Some(true), _, _) => ("drain", String::new()),
+        (Some(false), _, _) => ("undrain", String::new()),
+        (_, Some(true), _) => ("disabled", String::new()),
+        (_, Some(false), _) => ("enabled", String::new()),
+        (_, _, Some(w)) => ("weight", format!("weight {w}")),
+        _ => unreachable!("checked above"),
+    };
+    let result = mutate(state, pool, (address, event, detail), |config, pi| {
+        let i = find_backend(config, pi, address)?;
+        let b = &mut config.pools[pi].backends[i];
+        if let Some(w) = patch.weight {
+            b.weight = w;
+        }
+        if let Some(d) = patch.drain {
+            b.drain = d;
+        }
+        if let Some(d) = patch.disabled {
+            b.disabled = d;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => {
+            let inner = state.inner();
+            let b = inner
+                .config
+                .pools
+                .iter()
+                .find(|p| p.name == pool)
+                .and_then(|p| {
+                    p.backends
+                        .iter()
+                        .find(|b| b.name == address || b.addr.to_string() == address)
+                });
+            match b {
+                Some(b) => Response::json(
+                    200,
+                    &json!({"pool": pool, "address": b.name, "weight": b.weight, "drain": b.drain, "disabled": b.disabled}),
+                ),
+                None => Response::json(200, &json!({"pool": pool, "address": address})),
+            }
+        }
+        Err(r) => r,
+    }
+}
+
+fn put_config(state: &State, body: &[u8]) -> Response {
+    let Ok(yaml) = std::str::from_utf8(body) else {
+        return Response::error(400, "the config must be UTF-8 YAML");
+    };
+    let new = config::parse_str(yaml).map_err(ReloadError::from);
+    match reload::apply_and_report(state, new, "PUT /api/v1/config") {
+        Ok(()) => Response::json(200, &json!({"result": "applied"})),
+        Err(e) => reload_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadRequest {
+    #[serde(default = "default_load_seconds")]
+    seconds: u64,
+}
+
+fn default_load_seconds() -> u64 {
+    30
+}
+
+fn demo_load(state: &State, body: &[u8]) -> Response {
+    let Some(addr) = state.demo else {
+        return Response::error(404, "load generation is only available in `spliced demo`");
+    };
+    let req: LoadRequest = if body.is_empty() {
+        LoadRequest {
+            seconds: default_load_seconds(),
+        }
+    } else {
+        match parse_json(body) {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+    let seconds = req.seconds.clamp(1, 600);
+    tokio::spawn(crate::demo::generate_load(
+        addr,
+        Duration::from_secs(seconds),
+    ));
+    Response::json(
+        200,
+        &json!({"result": "generating load", "seconds": seconds}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("127.0.0.1%3A9001"), "127.0.0.1:9001");
+        assert_eq!(percent_decode("%5B%3A%3A1%5D%3A80"), "[::1]:80");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("trail%4"), "trail%4");
+    }
+
+    #[test]
+    fn compares_tokens_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}
