@@ -125,8 +125,8 @@ pub fn bind_listeners(
     listeners: &[ListenerConfig],
     ids: &[u32],
     workers: usize,
-) -> Result<(Vec<Vec<(u32, Socket)>>, Vec<SocketAddr>), BindError> {
-    let mut per_worker: Vec<Vec<(u32, Socket)>> = (0..workers).map(|_| Vec::new()).collect();
+) -> Result<(Vec<WorkerSockets>, Vec<SocketAddr>), BindError> {
+    let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for (l, &id) in listeners.iter().zip(ids) {
         let (sockets, addr) = bind_listener(l, workers)?;
@@ -137,6 +137,9 @@ pub fn bind_listeners(
     }
     Ok((per_worker, bound))
 }
+
+/// One worker's listening sockets, each tagged with its listener's id.
+pub type WorkerSockets = Vec<(u32, Socket)>;
 
 /// A listener change sent to a worker by a reload.
 pub enum Command {
@@ -171,7 +174,7 @@ impl WorkerHandle {
 /// turn. `on_exit` runs on each worker thread as it ends.
 pub fn spawn_workers(
     shared: &Arc<Shared>,
-    sockets: Vec<Vec<(u32, Socket)>>,
+    sockets: Vec<WorkerSockets>,
     on_exit: impl Fn() + Send + Sync + 'static,
 ) -> io::Result<Vec<WorkerHandle>> {
     let cpus = sys::allowed_cpus();

@@ -484,7 +484,8 @@ impl Worker {
         ) {
             Ok(s) => s,
             Err(e) => {
-                bump(&backend.stats.worker(self.id).connect_errors_other, 1);
+                // Our own shortage, not the backend's fault: count it on the listener.
+                bump(&ls.rejected_resources, 1);
                 self.warn_resources(
                     "cannot create a backend socket: out of file descriptors or memory (raise `ulimit -n` / LimitNOFILE)",
                     &e,

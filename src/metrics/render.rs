@@ -239,6 +239,7 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
             ),
             ("no_backend", l.stats.sum(|s| &s.rejected_no_backend)),
             ("backends_full", l.stats.sum(|s| &s.rejected_backends_full)),
+            ("resources", l.stats.sum(|s| &s.rejected_resources)),
         ] {
             let _ = writeln!(
                 out,

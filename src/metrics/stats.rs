@@ -126,6 +126,8 @@ pub struct ListenerWorkerStats {
     pub rejected_max_connections: AtomicU64,
     pub rejected_no_backend: AtomicU64,
     pub rejected_backends_full: AtomicU64,
+    /// Closed because spliced ran out of fds or memory for the backend socket.
+    pub rejected_resources: AtomicU64,
     /// New connections sent to an unhealthy backend because all were down (fail_open).
     pub fail_open: AtomicU64,
 }

@@ -10,3 +10,4 @@ mod idle;
 mod lifecycle;
 mod relay;
 mod reload;
+mod prometheus;

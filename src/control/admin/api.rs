@@ -160,6 +160,7 @@ fn pools_json(state: &State) -> Value {
                     "max_connections": l.stats.sum(|s| &s.rejected_max_connections),
                     "no_backend": l.stats.sum(|s| &s.rejected_no_backend),
                     "backends_full": l.stats.sum(|s| &s.rejected_backends_full),
+                    "resources": l.stats.sum(|s| &s.rejected_resources),
                 },
                 "fail_open": l.stats.sum(|s| &s.fail_open),
             })
