@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `spliced` binary, real backends, real clients,
 //! all on loopback. One test binary (STYLE.md rule 15).
 
+mod admin;
 mod balancing;
 mod config_check;
 mod dashboard;
@@ -8,6 +9,6 @@ mod harness;
 mod health;
 mod idle;
 mod lifecycle;
+mod prometheus;
 mod relay;
 mod reload;
-mod prometheus;

@@ -136,12 +136,7 @@ fn run(program: &Path, args: &[&str], stdin: &str, within: Duration) -> (Option<
 
 fn promtool_ok(promtool: &Path, args: &[&str]) -> String {
     let (code, out) = run(promtool, args, "", WAIT);
-    assert_eq!(
-        code,
-        Some(0),
-        "promtool {} failed:\n{out}",
-        args.join(" ")
-    );
+    assert_eq!(code, Some(0), "promtool {} failed:\n{out}", args.join(" "));
     out
 }
 
@@ -296,7 +291,11 @@ struct Setup {
 fn setup() -> Setup {
     let names = ["b0", "b1", "b2"];
     let keep: Vec<Backend> = names.iter().map(|&n| tagged_echo(n)).collect();
-    let backends: Vec<_> = names.iter().copied().zip(keep.iter().map(|b| b.addr)).collect();
+    let backends: Vec<_> = names
+        .iter()
+        .copied()
+        .zip(keep.iter().map(|b| b.addr))
+        .collect();
     let mut config = String::from(
         "workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - { name: lb, listen: 127.0.0.1:0, pool: p }\npools:\n  - name: p\n    algorithm: round_robin\n    health_check: { kind: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 3 }\n    backends:\n",
     );
@@ -341,15 +340,24 @@ fn observed(s: &Setup, body: &str) -> BTreeMap<String, u64> {
         let b = b.as_str();
         o.insert(
             format!("{name} connections"),
-            get("spliced_connections_total", &[("backend", b), ("listener", "lb"), ("pool", "p")]),
+            get(
+                "spliced_connections_total",
+                &[("backend", b), ("listener", "lb"), ("pool", "p")],
+            ),
         );
         o.insert(
             format!("{name} bytes client_to_backend"),
-            get("spliced_bytes_total", &[("backend", b), ("direction", "client_to_backend")]),
+            get(
+                "spliced_bytes_total",
+                &[("backend", b), ("direction", "client_to_backend")],
+            ),
         );
         o.insert(
             format!("{name} bytes backend_to_client"),
-            get("spliced_bytes_total", &[("backend", b), ("direction", "backend_to_client")]),
+            get(
+                "spliced_bytes_total",
+                &[("backend", b), ("direction", "backend_to_client")],
+            ),
         );
         o.insert(
             format!("{name} active"),
@@ -427,7 +435,10 @@ fn metrics_matching(s: &Setup, done: &Done) -> String {
             return body;
         }
         if Instant::now() >= deadline {
-            assert_eq!(got, want, "counters never matched the traffic; /metrics:\n{body}");
+            assert_eq!(
+                got, want,
+                "counters never matched the traffic; /metrics:\n{body}"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -465,7 +476,10 @@ fn every_alert_has_severity_annotations_and_a_unit_test_that_fires_it() {
     let mut alerts = BTreeSet::new();
     for group in rules["groups"].as_sequence().expect("groups") {
         for rule in group["rules"].as_sequence().expect("rules") {
-            let name = rule["alert"].as_str().expect("only alerting rules").to_string();
+            let name = rule["alert"]
+                .as_str()
+                .expect("only alerting rules")
+                .to_string();
             let severity = rule["labels"]["severity"].as_str().unwrap_or("");
             assert!(
                 ["critical", "warning", "info"].contains(&severity),
@@ -473,7 +487,9 @@ fn every_alert_has_severity_annotations_and_a_unit_test_that_fires_it() {
             );
             for a in ["summary", "description"] {
                 assert!(
-                    rule["annotations"][a].as_str().is_some_and(|s| s.len() > 20),
+                    rule["annotations"][a]
+                        .as_str()
+                        .is_some_and(|s| s.len() > 20),
                     "{name}: no {a} annotation"
                 );
             }
@@ -492,10 +508,9 @@ fn every_alert_has_severity_annotations_and_a_unit_test_that_fires_it() {
     ] {
         assert!(alerts.contains(required), "alerts.yml lacks {required}");
     }
-    let tests: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(Path::new(REPO).join(ALERT_TESTS)).unwrap(),
-    )
-    .unwrap();
+    let tests: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(Path::new(REPO).join(ALERT_TESTS)).unwrap())
+            .unwrap();
     let mut fired = BTreeSet::new();
     for t in tests["tests"].as_sequence().expect("tests") {
         for a in t["alert_rule_test"].as_sequence().into_iter().flatten() {
@@ -806,8 +821,14 @@ impl PromServer {
                 .unwrap();
             let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
             let mut child = Command::new(prometheus)
-                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
                 .arg(format!("--web.listen-address={addr}"))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -906,7 +927,12 @@ fn a_real_prometheus_scrapes_spliced_and_its_query_api_sees_every_backend_up() {
             last = prom.query("spliced_backend_up");
             let up: BTreeMap<String, f64> = last
                 .iter()
-                .map(|r| (r["metric"]["backend"].as_str().unwrap().to_string(), value(r)))
+                .map(|r| {
+                    (
+                        r["metric"]["backend"].as_str().unwrap().to_string(),
+                        value(r),
+                    )
+                })
                 .collect();
             let all = s
                 .backends
@@ -976,8 +1002,11 @@ fn a_real_prometheus_scrapes_spliced_and_its_query_api_sees_every_backend_up() {
             .replace("$instance", ".*")
             .replace("$pool", ".*")
             .replace("$backend", ".*");
-        let (status, body) = http10_get(prom.addr, &format!("/api/v1/query?query={}", urlencode(&promql)))
-            .expect("prometheus answers");
+        let (status, body) = http10_get(
+            prom.addr,
+            &format!("/api/v1/query?query={}", urlencode(&promql)),
+        )
+        .expect("prometheus answers");
         assert_eq!(status, 200, "dashboard query {promql}: {body}");
     }
     eprintln!(
