@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it: installs what the tests need on
-# a fresh Debian/Ubuntu machine, then runs formatting and lint checks, the unit
-# tests and the end-to-end tests (real sockets on loopback).
+# a fresh Debian/Ubuntu machine (a C compiler, util-linux's prlimit, Chromium
+# and playwright-core for the dashboard test, Prometheus and promtool), then
+# runs formatting and lint checks, the unit tests and the end-to-end tests
+# (real sockets on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
-command -v curl >/dev/null || need_apt+=(curl)
+command -v prlimit >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-  fi
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 if ! command -v cargo >/dev/null; then
-  echo "cargo not found: install Rust from your distribution or rustup first" >&2
+  echo "cargo not found: install Rust (rustup or your distribution's package) first" >&2
   exit 1
 fi
-rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+scripts/install-browser.sh
+scripts/install-prometheus.sh
+# The browser and Prometheus tests must not skip silently here.
+export SPLICED_REQUIRE_BROWSER=1 SPLICED_REQUIRE_PROMETHEUS=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

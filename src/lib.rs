@@ -28,8 +28,10 @@
 //! - [`uring`]: the only `unsafe` code: rings, buffer rings, pipes, syscalls.
 //! - [`balance`]: backend selection algorithms behind one trait.
 //! - [`metrics`]: per-worker counters and Prometheus rendering.
+//! - [`accesslog`]: one line per finished connection, written off the data path.
 #![deny(unsafe_code)]
 
+pub mod accesslog;
 pub mod balance;
 pub mod clock;
 pub mod config;

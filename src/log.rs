@@ -51,11 +51,18 @@ fn json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, without a date library.
+/// The current time as an RFC 3339 UTC timestamp with milliseconds, without
+/// a date library.
 fn timestamp() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    rfc3339(d.as_millis() as u64)
+}
+
+/// Formats Unix epoch milliseconds as an RFC 3339 UTC timestamp.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let d = std::time::Duration::from_millis(unix_ms);
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).

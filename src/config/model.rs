@@ -30,6 +30,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// How long a graceful shutdown waits for open connections.
     pub shutdown_timeout: Duration,
+    /// One line per finished connection; `None` = off (the default).
+    pub access_log: Option<AccessLogConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub pools: Vec<PoolConfig>,
 }
@@ -260,6 +262,36 @@ impl HealthKind {
         match self {
             HealthKind::Tcp { .. } => "tcp",
             HealthKind::Http { .. } => "http",
+        }
+    }
+}
+
+/// Where and how the access log is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    pub target: AccessLogTarget,
+    pub format: AccessLogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccessLogTarget {
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Json,
+    Logfmt,
+}
+
+impl AccessLogFormat {
+    pub const ALL: [AccessLogFormat; 2] = [AccessLogFormat::Json, AccessLogFormat::Logfmt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLogFormat::Json => "json",
+            AccessLogFormat::Logfmt => "logfmt",
         }
     }
 }

@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub workers: Option<Value>,
     pub shutdown_timeout: Option<Value>,
     pub admin: Option<RawAdmin>,
+    pub access_log: Option<RawAccessLog>,
     /// `None` items are list entries already reported as malformed; they stay
     /// in place so the indices in later error paths still match the file.
     pub listeners: Option<Vec<Option<RawListener>>>,
@@ -33,6 +34,13 @@ pub(super) struct RawConfig {
 pub(super) struct RawAdmin {
     pub listen: Option<Value>,
     pub token_file: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessLog {
+    pub path: Option<Value>,
+    pub format: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +171,11 @@ pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
             "admin" => match value {
                 Value::Null => Value::Null,
                 value => mapping_at(value, &path, keys_of::<RawAdmin>(), &[], errors)
+                    .map_or(Value::Null, Value::Mapping),
+            },
+            "access_log" => match value {
+                Value::Null => Value::Null,
+                value => mapping_at(value, &path, keys_of::<RawAccessLog>(), &[], errors)
                     .map_or(Value::Null, Value::Mapping),
             },
             "listeners" => list_at(value, &path, "listener", errors, |item, path, errors| {
@@ -546,7 +559,14 @@ mod tests {
     fn key_lists_come_from_the_structs() {
         assert_eq!(
             keys_of::<RawConfig>(),
-            ["workers", "shutdown_timeout", "admin", "listeners", "pools"]
+            [
+                "workers",
+                "shutdown_timeout",
+                "admin",
+                "access_log",
+                "listeners",
+                "pools"
+            ]
         );
         assert_eq!(keys_of::<RawAdmin>(), ["listen", "token_file"]);
         assert_eq!(
@@ -639,6 +659,7 @@ mod tests {
         let keys = [
             keys_of::<RawConfig>(),
             keys_of::<RawAdmin>(),
+            keys_of::<RawAccessLog>(),
             keys_of::<RawListener>(),
             keys_of::<RawPool>(),
             keys_of::<RawBackendEntry>(),

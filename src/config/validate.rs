@@ -19,17 +19,18 @@ use serde_yaml::Value;
 
 use super::error::{Collector, YamlPath};
 use super::model::{
-    AdminConfig, Algorithm, BackendConfig, Config, HealthCheck, HealthKind, ListenerConfig,
-    OnAllDown, PoolConfig, PoolId, DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_TIME,
-    DEFAULT_EJECT_AFTER, DEFAULT_EXPECT_STATUS, DEFAULT_HASH_TABLE_SIZE, DEFAULT_HEALTH_FALL,
-    DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EJECTION_PERCENT,
-    DEFAULT_MAX_EJECTION_TIME, DEFAULT_ON_ALL_DOWN, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_SLOW_START, DEFAULT_WEIGHT, MAX_WEIGHT,
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Algorithm, BackendConfig,
+    Config, HealthCheck, HealthKind, ListenerConfig, OnAllDown, PoolConfig, PoolId,
+    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
+    DEFAULT_EXPECT_STATUS, DEFAULT_HASH_TABLE_SIZE, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME,
+    DEFAULT_ON_ALL_DOWN, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_START,
+    DEFAULT_WEIGHT, MAX_WEIGHT,
 };
 use super::raw::{
-    closest, kind, scalar_text, RawAdmin, RawBackend, RawConfig, RawHealthCheck, RawListener,
-    RawPool,
+    closest, kind, scalar_text, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawHealthCheck,
+    RawListener, RawPool,
 };
 
 /// Resolves a backend `host`name with `port` to the one address to use.
@@ -81,6 +82,10 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         .admin
         .as_ref()
         .map(|admin| admin_section(admin, &root.key("admin"), errors));
+    let access_log = raw
+        .access_log
+        .as_ref()
+        .map(|log| access_log_section(log, &root.key("access_log"), errors));
 
     // Pool names first, so a listener's `pool:` can be checked in file order.
     let pools_path = root.key("pools");
@@ -146,8 +151,62 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
             Some(admin) => Some(admin?),
         },
         shutdown_timeout: shutdown_timeout?,
+        access_log: match access_log {
+            None => None,
+            Some(log) => Some(log?),
+        },
         listeners: listeners?.into_iter().collect::<Option<_>>()?,
         pools: pools?.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+fn access_log_section(
+    log: &RawAccessLog,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<AccessLogConfig> {
+    let target_path = path.key("path");
+    let target = required(
+        log.path.as_ref(),
+        &target_path,
+        "add path: stderr, or a file such as /var/log/spliced/access.log",
+        errors,
+    )
+    .and_then(|v| string(v, &target_path, "stderr or a file path", errors))
+    .and_then(|text| match text.trim() {
+        "" => {
+            errors.push(
+                &target_path,
+                Some(text),
+                "is an empty path",
+                "write stderr, or a file such as /var/log/spliced/access.log",
+            );
+            None
+        }
+        "stderr" => Some(AccessLogTarget::Stderr),
+        file => Some(AccessLogTarget::File(PathBuf::from(file))),
+    });
+    let format = match log.format.as_ref() {
+        None => Some(AccessLogFormat::Json),
+        Some(value) => {
+            let names = AccessLogFormat::ALL.map(AccessLogFormat::as_str);
+            keyword(
+                value,
+                &path.key("format"),
+                &names,
+                "access log format",
+                errors,
+            )
+            .and_then(|word| {
+                AccessLogFormat::ALL
+                    .into_iter()
+                    .find(|f| f.as_str() == word)
+            })
+        }
+    };
+    Some(AccessLogConfig {
+        target: target?,
+        format: format?,
     })
 }
 

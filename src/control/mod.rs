@@ -178,6 +178,10 @@ pub fn run(
             None => None,
         };
         tokio::spawn(health::supervise(state.clone()));
+        shared
+            .access_log_on
+            .store(state.inner().config.access_log.is_some(), Ordering::Relaxed);
+        tokio::spawn(crate::accesslog::run(state.clone()));
 
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let handles = dataplane::spawn_workers(&shared, sockets, move || {

@@ -10,6 +10,7 @@ use std::time::Instant;
 use socket2::Socket;
 
 use super::token::{Dir, B2C, C2B};
+use crate::accesslog::Termination;
 use crate::control::snapshot::Snapshot;
 use crate::uring::{BufId, Pipe};
 
@@ -94,6 +95,13 @@ pub struct Conn {
     pub attempts: usize,
     pub dirs: [Direction; 2],
     pub last_active: Instant,
+    pub accepted_at: Instant,
+    /// When the current connect attempt started.
+    pub connect_started: Instant,
+    /// How long the successful connect took.
+    pub connect_us: Option<u64>,
+    /// Why it ended: the first cause recorded wins.
+    pub termination: Option<Termination>,
 }
 
 impl Conn {
@@ -122,7 +130,16 @@ impl Conn {
             attempts: 0,
             dirs: [Direction::new(), Direction::new()],
             last_active: now,
+            accepted_at: now,
+            connect_started: now,
+            connect_us: None,
+            termination: None,
         }
+    }
+
+    /// Records why the connection ends, unless a cause is already known.
+    pub fn ends_because(&mut self, why: Termination) {
+        self.termination.get_or_insert(why);
     }
 
     pub fn client_fd(&self) -> RawFd {

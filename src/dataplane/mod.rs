@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::accesslog;
 use crate::config::ListenerConfig;
 use crate::control::snapshot::Snapshot;
 use crate::log;
@@ -35,6 +37,10 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Shutdown deadline passed: close every connection now.
     pub abort: AtomicBool,
+    /// Workers hand finished connections to the access log.
+    pub access_log_on: AtomicBool,
+    /// One access-log queue per worker, drained by the control thread.
+    pub access_queues: Box<[ArrayQueue<accesslog::Record>]>,
 }
 
 impl Shared {
@@ -44,6 +50,10 @@ impl Shared {
             stats: Stats::new(workers),
             draining: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            access_log_on: AtomicBool::new(false),
+            access_queues: (0..workers.max(1))
+                .map(|_| ArrayQueue::new(accesslog::QUEUE_CAPACITY))
+                .collect(),
         }
     }
 }

@@ -9,14 +9,22 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use super::conn::{Held, Mode, Phase};
-use super::token::{Dir, Op};
+use super::token::{Dir, Op, C2B};
 use super::worker::{Worker, BUF_SIZE};
+use crate::accesslog::Termination;
 use crate::metrics::{bump, WorkerStats};
 use crate::uring::{sys, Completion};
 
 /// Consecutive full-buffer receives that mark a direction as bulk
 /// (research/uring-datapath.md: "about 2", as HAProxy's splice-auto).
 const BULK_FULL_READS: u8 = 2;
+/// Which socket of a direction an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Source,
+    Destination,
+}
+
 /// Splice steps before a pump yields to other connections.
 const PUMP_STEPS: usize = 16;
 
@@ -62,13 +70,13 @@ impl Worker {
             let gen = self.conn(slot).gen;
             self.starved.push((slot, gen, d));
         } else {
-            self.abort(slot);
+            self.fail(slot, d, End::Source);
         }
     }
 
     pub(super) fn on_send(&mut self, slot: u32, d: Dir, result: i32) {
         if result < 0 {
-            self.abort(slot);
+            self.fail(slot, d, End::Destination);
             return;
         }
         let now = self.now;
@@ -128,9 +136,27 @@ impl Worker {
         }
     }
 
+    /// A socket of direction `d` failed: close the connection, blaming the
+    /// side that failed.
+    fn fail(&mut self, slot: u32, d: Dir, end: End) {
+        let client_side = (d == C2B) == (end == End::Source);
+        self.conn(slot).ends_because(if client_side {
+            Termination::ClientError
+        } else {
+            Termination::BackendError
+        });
+        self.abort(slot);
+    }
+
     /// The source of `d` sent FIN and nothing of it is buffered: pass the FIN on.
     fn source_eof(&mut self, slot: u32, d: Dir) {
         let conn = self.conn(slot);
+        // Whoever closed first is why the connection ends.
+        conn.ends_because(if d == C2B {
+            Termination::ClientClosed
+        } else {
+            Termination::BackendClosed
+        });
         let (_, dst) = conn.ends(d);
         // ENOTCONN (peer already gone) is fine: the FIN has nowhere to go.
         let _ = sys::shutdown(dst, sys::Shut::Write);
@@ -175,7 +201,7 @@ impl Worker {
                     }
                     Err(_) => {
                         self.count_bytes(slot, d, moved_out, Mode::Splice);
-                        self.abort(slot);
+                        self.fail(slot, d, End::Destination);
                         return;
                     }
                 }
@@ -236,7 +262,7 @@ impl Worker {
                 }
                 Err(_) => {
                     self.count_bytes(slot, d, moved_out, Mode::Splice);
-                    self.abort(slot);
+                    self.fail(slot, d, End::Source);
                     return;
                 }
             }

@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use super::conn::{Conn, Phase};
 use super::token::{Op, Token, B2C, C2B};
 use super::{Command, Shared};
+use crate::accesslog::{Record, Termination};
 use crate::balance::{self, Choice, PickContext};
 use crate::clock;
 use crate::control::snapshot::Pool;
@@ -147,6 +148,14 @@ impl Worker {
             last_fd_warning: None,
             rng: Rng(0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) << 32) ^ clock::now_ms()),
         })
+    }
+
+    /// Hands a finished connection to the access log; drops it (counted) when
+    /// the control thread has fallen behind.
+    pub(super) fn log_access(&mut self, record: Record) {
+        if self.shared.access_queues[self.id].push(record).is_err() {
+            bump(&self.stats().access_log_dropped, 1);
+        }
     }
 
     /// Logs running out of fds or memory at most once a second per worker: the
@@ -402,6 +411,29 @@ impl Worker {
         {
             listener.stats.active.fetch_sub(1, Ordering::Relaxed);
             bump(&ls.rejected_max_connections, 1);
+            bump(
+                &self.stats().terminations[Termination::MaxConnections.index()],
+                1,
+            );
+            if self.shared.access_log_on.load(Ordering::Relaxed) {
+                let client = SockRef::from(&fd)
+                    .peer_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket());
+                let record = Record {
+                    end_unix_ms: unix_ms(),
+                    snapshot: snapshot.clone(),
+                    listener: li,
+                    backend: None,
+                    client,
+                    bytes_client_to_backend: 0,
+                    bytes_backend_to_client: 0,
+                    duration_us: 0,
+                    connect_us: None,
+                    termination: Termination::MaxConnections,
+                };
+                self.log_access(record);
+            }
             return;
         }
         let _ = SockRef::from(&fd).set_tcp_nodelay(true);
@@ -461,16 +493,24 @@ impl Worker {
                 i
             }
             Choice::AllFull => {
-                if first {
+                let why = if first {
                     bump(&ls.rejected_backends_full, 1);
-                }
+                    Termination::BackendsFull
+                } else {
+                    Termination::ConnectFailed
+                };
+                self.conn(slot).ends_because(why);
                 self.abort(slot);
                 return;
             }
             Choice::NoneLeft => {
-                if first {
+                let why = if first {
                     bump(&ls.rejected_no_backend, 1);
-                }
+                    Termination::NoBackend
+                } else {
+                    Termination::ConnectFailed
+                };
+                self.conn(slot).ends_because(why);
                 self.abort(slot);
                 return;
             }
@@ -486,6 +526,7 @@ impl Worker {
             Err(e) => {
                 // Our own shortage, not the backend's fault: count it on the listener.
                 bump(&ls.rejected_resources, 1);
+                self.conn(slot).ends_because(Termination::Resources);
                 self.warn_resources(
                     "cannot create a backend socket: out of file descriptors or memory (raise `ulimit -n` / LimitNOFILE)",
                     &e,
@@ -498,11 +539,13 @@ impl Worker {
         backend.stats.active.fetch_add(1, Ordering::Relaxed);
         bump(&backend.stats.worker(self.id).connections, 1);
         let fd = socket.as_raw_fd();
+        let now = self.now;
         let conn = self.conn(slot);
         conn.tried[conn.attempts] = index as u32;
         conn.attempts += 1;
         conn.backend_index = Some(index);
         conn.backend = Some(socket);
+        conn.connect_started = now;
         conn.inflight += 2;
         let (t_connect, t_timeout) = (
             self.token(Op::Connect, slot),
@@ -534,6 +577,15 @@ impl Worker {
             }
             conn.phase = Phase::Relaying;
             conn.last_active = now;
+            let connect_us = now
+                .saturating_duration_since(conn.connect_started)
+                .as_micros() as u64;
+            conn.connect_us = Some(connect_us);
+            self.shared
+                .stats
+                .worker(id)
+                .connect_duration
+                .observe(connect_us);
             self.arm_recv(slot, C2B);
             self.arm_recv(slot, B2C);
             return;
@@ -590,17 +642,17 @@ impl Worker {
         if conn.phase != Phase::Closing || conn.inflight > 0 {
             return;
         }
-        let conn = self.slots[slot as usize]
+        let mut conn = self.slots[slot as usize]
             .take()
             .expect("live connection slot");
         self.free.push(slot);
         self.live -= 1;
-        for dir in conn.dirs {
-            if let Some(h) = dir.held {
+        for dir in conn.dirs.iter_mut() {
+            if let Some(h) = dir.held.take() {
                 self.bufs.recycle(h.buf);
                 self.recycled = true;
             }
-            if let Some(p) = dir.pipe {
+            if let Some(p) = dir.pipe.take() {
                 if dir.pipe_bytes > 0 {
                     self.pipes.discard(p);
                 } else {
@@ -622,6 +674,28 @@ impl Worker {
                 .stats
                 .active
                 .fetch_sub(1, Ordering::Relaxed);
+        }
+        let termination = conn.termination.unwrap_or(Termination::ClientClosed);
+        let duration_us = self
+            .now
+            .saturating_duration_since(conn.accepted_at)
+            .as_micros() as u64;
+        stats.connection_duration.observe(duration_us);
+        bump(&stats.terminations[termination.index()], 1);
+        if self.shared.access_log_on.load(Ordering::Relaxed) {
+            let record = Record {
+                end_unix_ms: unix_ms(),
+                snapshot: conn.snapshot.clone(),
+                listener: conn.listener,
+                backend: conn.backend_index,
+                client: conn.client_addr,
+                bytes_client_to_backend: conn.dirs[C2B].bytes,
+                bytes_backend_to_client: conn.dirs[B2C].bytes,
+                duration_us,
+                connect_us: conn.connect_us,
+                termination,
+            };
+            self.log_access(record);
         }
         // Dropping `conn` closes both sockets.
     }
@@ -645,6 +719,7 @@ impl Worker {
             .collect();
         for slot in expired {
             bump(&self.stats().idle_timeouts, 1);
+            self.conn(slot).ends_because(Termination::IdleTimeout);
             self.abort(slot);
         }
     }
@@ -675,6 +750,7 @@ impl Worker {
                 .collect();
             bump(&self.stats().shutdown_closed, open.len() as u64);
             for slot in open {
+                self.conn(slot).ends_because(Termination::Shutdown);
                 self.abort(slot);
             }
         }
@@ -704,4 +780,11 @@ fn eject(pool: &Pool, i: usize, now_ms: u64) {
         .store(now_ms + length, Ordering::Relaxed);
     b.stats.consecutive_failures.store(0, Ordering::Relaxed);
     b.stats.ejections_total.fetch_add(1, Ordering::Relaxed);
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -174,3 +174,27 @@ metric!(
     "counter",
     "Connections sent to an unhealthy backend because no backend was eligible (on_all_down: fail_open)."
 );
+metric!(
+    CONNECT_DURATION,
+    "spliced_connect_duration_seconds",
+    "histogram",
+    "Time from starting a connect to a backend to its success."
+);
+metric!(
+    CONNECTION_DURATION,
+    "spliced_connection_duration_seconds",
+    "histogram",
+    "Lifetime of client connections, from accept to close."
+);
+metric!(
+    TERMINATIONS_TOTAL,
+    "spliced_connections_closed_total",
+    "counter",
+    "Client connections ended, by why (client_closed, backend_closed, client_error, backend_error, idle_timeout, connect_failed, max_connections, backends_full, no_backend, resources, shutdown)."
+);
+metric!(
+    ACCESS_LOG_DROPPED_TOTAL,
+    "spliced_access_log_dropped_total",
+    "counter",
+    "Access log records dropped because a worker's queue was full."
+);

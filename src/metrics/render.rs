@@ -5,13 +5,46 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::names::{self, Metric};
-use super::stats::{Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
+use super::stats::{Histogram, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
+use crate::accesslog::Termination;
 use crate::control::snapshot::Snapshot;
 
 const DIRECTIONS: [(usize, &str); 2] = [
     (CLIENT_TO_BACKEND, "client_to_backend"),
     (BACKEND_TO_CLIENT, "backend_to_client"),
 ];
+
+/// Renders a histogram summed over workers, in seconds.
+fn histogram<const N: usize>(
+    out: &mut String,
+    m: &Metric,
+    stats: &Stats,
+    field: impl Fn(&super::WorkerStats) -> &Histogram<N>,
+) {
+    header(out, m);
+    let Some(first) = stats.workers().next() else {
+        return;
+    };
+    let bounds = field(first).bounds_us;
+    let mut cumulative = 0;
+    for (i, bound) in bounds.iter().enumerate() {
+        cumulative += stats
+            .workers()
+            .map(|w| load(&field(w).buckets[i]))
+            .sum::<u64>();
+        let _ = writeln!(
+            out,
+            "{}_bucket{{le=\"{}\"}} {cumulative}",
+            m.name,
+            *bound as f64 / 1e6
+        );
+    }
+    let count: u64 = stats.workers().map(|w| load(&field(w).count)).sum();
+    let sum_us: u64 = stats.workers().map(|w| load(&field(w).sum_us)).sum();
+    let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", m.name);
+    let _ = writeln!(out, "{}_sum {}", m.name, sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{}_count {count}", m.name);
+}
 
 /// Selects one counter of a worker's stats.
 type WorkerField = fn(&super::WorkerStats) -> &AtomicU64;
@@ -296,6 +329,29 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
         header(&mut out, m);
         let _ = writeln!(out, "{} {}", m.name, stats.sum(field));
     }
+    histogram(&mut out, &names::CONNECT_DURATION, stats, |w| {
+        &w.connect_duration
+    });
+    histogram(&mut out, &names::CONNECTION_DURATION, stats, |w| {
+        &w.connection_duration
+    });
+    header(&mut out, &names::TERMINATIONS_TOTAL);
+    for t in Termination::ALL {
+        let _ = writeln!(
+            out,
+            "{}{{termination=\"{}\"}} {}",
+            names::TERMINATIONS_TOTAL.name,
+            t.as_str(),
+            stats.sum(|w| &w.terminations[t.index()])
+        );
+    }
+    header(&mut out, &names::ACCESS_LOG_DROPPED_TOTAL);
+    let _ = writeln!(
+        out,
+        "{} {}",
+        names::ACCESS_LOG_DROPPED_TOTAL.name,
+        stats.sum(|w| &w.access_log_dropped)
+    );
     header(&mut out, &names::WORKER_ACCEPTED_TOTAL);
     for (i, w) in stats.workers().enumerate() {
         let _ = writeln!(

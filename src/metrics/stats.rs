@@ -18,8 +18,65 @@ pub fn bump(counter: &AtomicU64, n: u64) {
 pub const CLIENT_TO_BACKEND: usize = 0;
 pub const BACKEND_TO_CLIENT: usize = 1;
 
+/// Upper bounds (µs) of the connect-time histogram's buckets.
+pub const CONNECT_BUCKETS_US: [u64; 13] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000,
+];
+/// Upper bounds (µs) of the connection-duration histogram's buckets.
+pub const DURATION_BUCKETS_US: [u64; 10] = [
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    60_000_000,
+    300_000_000,
+    1_800_000_000,
+    3_600_000_000,
+    86_400_000_000,
+];
+
+/// A fixed-bucket histogram written by one worker: per-bucket counts (not
+/// cumulative; the last slot counts values above every bound), a count and a
+/// sum. Rendering sums workers and accumulates.
+#[derive(Debug)]
+pub struct Histogram<const N: usize> {
+    pub bounds_us: &'static [u64; N],
+    pub buckets: [AtomicU64; N],
+    pub overflow: AtomicU64,
+    pub count: AtomicU64,
+    pub sum_us: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    pub fn new(bounds_us: &'static [u64; N]) -> Self {
+        Histogram {
+            bounds_us,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            overflow: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one value; only the owning worker calls this.
+    #[inline]
+    pub fn observe(&self, us: u64) {
+        match self.bounds_us.iter().position(|&b| us <= b) {
+            Some(i) => bump(&self.buckets[i], 1),
+            None => bump(&self.overflow, 1),
+        }
+        bump(&self.count, 1);
+        bump(&self.sum_us, us);
+    }
+}
+
+/// Connections ended, per [`crate::accesslog::Termination`] (indexed by `Termination::index`).
+pub const TERMINATIONS: usize = 11;
+
 /// One worker's own counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerStats {
     pub accepted: AtomicU64,
     /// Connections open on this worker right now (gauge).
@@ -42,6 +99,37 @@ pub struct WorkerStats {
     pub buffer_exhausted: AtomicU64,
     /// Connections closed when the shutdown deadline passed.
     pub shutdown_closed: AtomicU64,
+    /// Time from starting a backend connect to its success.
+    pub connect_duration: Histogram<13>,
+    /// Lifetime of client connections, accept to close.
+    pub connection_duration: Histogram<10>,
+    /// Why connections ended.
+    pub terminations: [AtomicU64; TERMINATIONS],
+    /// Access log records dropped because the worker's queue was full.
+    pub access_log_dropped: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            accepted: Default::default(),
+            active: Default::default(),
+            bytes_copied: Default::default(),
+            bytes_spliced: Default::default(),
+            splice_switches: Default::default(),
+            pipe_exhausted: Default::default(),
+            pipes_in_use: Default::default(),
+            pipes_max: Default::default(),
+            idle_timeouts: Default::default(),
+            accept_resource_errors: Default::default(),
+            buffer_exhausted: Default::default(),
+            shutdown_closed: Default::default(),
+            connect_duration: Histogram::new(&CONNECT_BUCKETS_US),
+            connection_duration: Histogram::new(&DURATION_BUCKETS_US),
+            terminations: Default::default(),
+            access_log_dropped: Default::default(),
+        }
+    }
 }
 
 /// Per-backend live state shared by workers and the control thread, kept

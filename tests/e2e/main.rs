@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `spliced` binary, real backends, real clients,
 //! all on loopback. One test binary (STYLE.md rule 15).
 
+mod accesslog;
 mod admin;
 mod balancing;
 mod config_check;
