@@ -813,11 +813,22 @@ def report(ctx, meta):
     def m(target, test, field):
         return med(vals(target, test, field))
 
+    def dirty(r):
+        return r.get("foreign", r["foreign_cores"]) > QUIET_LIMIT
+
+    def mark(target, test):
+        n = sum(1 for r in res if r["target"] == target and r["test"] == test and dirty(r))
+        return "*" * min(n, 3)
+
+    def cell(target, test, field, kind):
+        v = m(target, test, field)
+        return fnum(v, kind) + (mark(target, test) if v is not None else "")
+
     md = [f"# spliced benchmark — {meta['date']}", ""]
     md.append(
         f"{meta['reps']} rounds × {meta['dur']} s per test, medians over rounds. "
         f"Balancer pinned to CPU {LB_CPUS}, backends + load generators to CPU {LOAD_CPUS}"
-        + ("" if PIN else " (pinning OFF: fewer than 2 CPUs)")
+        + ("" if meta.get("pinned", PIN) else " (pinning OFF: fewer than 2 CPUs or no taskset)")
         + f". Backend: {meta['backend']}. Load average at start: {meta['loadavg_start']}."
     )
     md.append("")
@@ -825,11 +836,14 @@ def report(ctx, meta):
     md.append("")
     md.append("## Throughput and latency")
     md.append("")
+    md.append(f"`*` after a figure: one star per round whose test ran with more than {QUIET_LIMIT} cores "
+              "of foreign load (other people's work on the machine; see Run hygiene).")
+    md.append("")
     rows = []
     for t in targets:
         errs = sum((r.get("errors") or 0) + (r.get("non2xx") or 0) + (1 if r.get("error") else 0)
                    for r in res if r["target"] == t)
-        rows.append([t] + [fnum(m(t, test, f), k) for _, _, test, f, k, _ in FIGURES] + [str(errs)])
+        rows.append([t] + [cell(t, test, f, k) for _, _, test, f, k, _ in FIGURES] + [str(errs)])
     md.append(table(["target"] + [c for _, c, *_ in FIGURES] + ["errors"], rows))
     md.append("")
     md.append("## Balancer CPU efficiency (process-tree utime+stime)")
@@ -839,7 +853,7 @@ def report(ctx, meta):
         if t == "direct":
             continue
         busy = "/".join(fnum(m(t, test, "lb_cores"), "ratio") for test in ALL_TESTS if test in TESTS)
-        rows.append([t] + [fnum(m(t, test, f), k) for _, _, test, f, k, _ in EFFICIENCY] + [busy])
+        rows.append([t] + [cell(t, test, f, k) for _, _, test, f, k, _ in EFFICIENCY] + [busy])
     md.append(table(["target"] + [c for _, c, *_ in EFFICIENCY]
                     + ["balancer cores busy (" + "/".join(x for x in ALL_TESTS if x in TESTS) + ")"], rows))
     md.append("")
@@ -908,13 +922,15 @@ def report(ctx, meta):
     repeated = sum(1 for r in res if r.get("attempts", 1) > 1)
     fc = [r.get("foreign", r["foreign_cores"]) for r in res]
     waited = [r["quiet_wait_s"] for r in res if r["quiet_wait_s"] > 1]
-    dirty = [r for r in res if r.get("foreign", r["foreign_cores"]) > QUIET_LIMIT]
+    dirty_runs = [r for r in res if dirty(r)]
     md.append(
         f"{len(res)} tests kept out of {attempts} run; {repeated} repeated because foreign load "
         f"exceeded {QUIET_LIMIT} cores. Foreign (unaccounted) CPU in kept tests: median "
         f"{fnum(med(fc), 'ratio')}, max {fnum(max(fc) if fc else None, 'ratio')} cores; "
-        f"{len(dirty)} kept tests still above {QUIET_LIMIT} cores"
-        + (" (" + ", ".join(f"r{r['round']} {r['test']} {r['target']} {r.get('foreign', r['foreign_cores']):.2f}" for r in dirty) + ")" if dirty else "")
+        f"{len(dirty_runs)} kept tests still above {QUIET_LIMIT} cores"
+        + (" (by round: " + ", ".join(
+            f"r{n}: {sum(1 for r in dirty_runs if r['round'] == n)}/{sum(1 for r in res if r['round'] == n)}"
+            for n in sorted({r['round'] for r in res})) + ")" if dirty_runs else "")
         + f". Waited for quiet before {len(waited)} tests"
         + (f" (total {sum(waited):.0f} s)" if waited else "")
         + f"; {sum(1 for r in res if r.get('busy_start'))} started on a still-busy machine "
@@ -950,8 +966,25 @@ def version(cmd):
 PIN = False
 
 
+def rerender(out):
+    """bench.py --report DIR: rebuild DIR/results.md from DIR/summary.json."""
+    global TESTS
+    with open(os.path.join(out, "summary.json")) as f:
+        data = json.load(f)
+    meta = data["meta"]
+    TESTS = meta["tests"]
+    ctx = {"targets": meta["targets"], "results": data["results"], "balancers": {}}
+    md = report(ctx, meta)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
 def main():
     global PIN, TARGETS, TESTS
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        return rerender(sys.argv[2])
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     ncpu = os.cpu_count() or 1
@@ -1006,6 +1039,7 @@ def main():
         "tests": TESTS,
         "kernel": platform.release(),
         "cpus": ncpu,
+        "pinned": PIN,
         "loadavg_start": open("/proc/loadavg").read().split()[:3],
         "versions": {
             "spliced": version([spliced_bin, "--version"]) + (f" ({git})" if git else "") if "spliced" in targets else "–",

@@ -42,10 +42,14 @@ pub enum Termination {
     Resources,
     /// Closed when the shutdown deadline passed.
     Shutdown,
+    /// Turned away before reaching a backend for another reason (bad
+    /// ClientHello or PROXY header, untrusted source, access list, limits);
+    /// `spliced_rejected_connections_total` says which.
+    Rejected,
 }
 
 impl Termination {
-    pub const ALL: [Termination; 11] = [
+    pub const ALL: [Termination; 12] = [
         Termination::ClientClosed,
         Termination::BackendClosed,
         Termination::ClientError,
@@ -57,6 +61,7 @@ impl Termination {
         Termination::NoBackend,
         Termination::Resources,
         Termination::Shutdown,
+        Termination::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +77,7 @@ impl Termination {
             Termination::NoBackend => "no_backend",
             Termination::Resources => "resources",
             Termination::Shutdown => "shutdown",
+            Termination::Rejected => "rejected",
         }
     }
 
@@ -89,6 +95,8 @@ pub struct Record {
     /// The snapshot the connection ran under (names come from it).
     pub snapshot: Arc<Snapshot>,
     pub listener: usize,
+    /// The pool it was routed to (the listener's, or an SNI route's).
+    pub pool: usize,
     pub backend: Option<usize>,
     pub client: Option<SocketAddr>,
     pub bytes_client_to_backend: u64,
@@ -121,7 +129,7 @@ fn json_str(out: &mut String, s: &str) {
 /// Formats one record as a line (with its newline).
 pub fn format(r: &Record, format: AccessLogFormat) -> String {
     let listener = &r.snapshot.listeners[r.listener];
-    let pool = &r.snapshot.pools[listener.pool];
+    let pool = &r.snapshot.pools[r.pool];
     let backend = r
         .backend
         .map(|i| pool.backends[i].name.as_str())

@@ -38,6 +38,8 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod demo;
+pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod proto;
 pub mod uring;

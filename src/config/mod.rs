@@ -196,6 +196,16 @@ pools:
         assert_eq!(listener.retries, DEFAULT_RETRIES);
         assert_eq!(listener.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(listener.backlog, DEFAULT_BACKLOG);
+        assert_eq!(listener.sni_routes, []);
+        assert!(!listener.require_sni);
+        assert_eq!(listener.tls_inspect_timeout, DEFAULT_TLS_INSPECT_TIMEOUT);
+        assert_eq!(listener.proxy_protocol, ProxyProtocolSend::Off);
+        assert_eq!(listener.accept_proxy_protocol, ProxyProtocolAccept::Off);
+        assert_eq!(listener.trusted_proxies, []);
+        assert_eq!(listener.proxy_header_timeout, DEFAULT_PROXY_HEADER_TIMEOUT);
+        assert_eq!((&listener.allow, &listener.deny), (&vec![], &vec![]));
+        assert_eq!(listener.limits, None);
+        assert_eq!(config.limits_table_size, DEFAULT_LIMITS_TABLE_SIZE);
         let pool = config.pool(listener.pool);
         assert_eq!(
             *pool,
@@ -847,8 +857,17 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
                 .map(|line| {
                     let body = line.trim_start();
                     let indent = &line[..line.len() - body.len()];
+                    // A commented block keeps its own indentation after "# ".
+                    let key_of = |rest: &str| {
+                        let rest = rest.trim_start();
+                        rest.strip_prefix("- ").unwrap_or(rest).to_owned()
+                    };
                     match body.strip_prefix("# ") {
-                        Some(rest) if keys.iter().any(|k| rest.starts_with(&format!("{k}:"))) => {
+                        Some(rest)
+                            if keys
+                                .iter()
+                                .any(|k| key_of(rest).starts_with(&format!("{k}:"))) =>
+                        {
                             format!("{indent}{rest}\n")
                         }
                         _ => format!("{line}\n"),
@@ -866,6 +885,29 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
                 &example.replace("algorithm: round_robin", "algorithm: ip_hash"),
                 &["hash_balance_factor", "hash_table_size"],
             ),
+            uncomment(
+                &example.replace("require_sni: false", "require_sni: true"),
+                &["sni", "match", "pool", "alpn"],
+            ),
+            uncomment(
+                &example
+                    .replace("accept_proxy_protocol: off", "accept_proxy_protocol: any")
+                    .replace("    proxy_protocol: off", "    proxy_protocol: v2"),
+                &["trusted_proxies", "allow", "deny"],
+            ),
+            uncomment(
+                &example.replace("action: reject", "action: tarpit"),
+                &[
+                    "limits",
+                    "per_ip_rate",
+                    "per_ip_burst",
+                    "per_ip_connections",
+                    "per_ip_bandwidth",
+                    "action",
+                    "tarpit_delay",
+                    "ipv6_prefix",
+                ],
+            ),
         ];
         for (i, variant) in variants.iter().enumerate() {
             assert_ne!(*variant, example, "variant {i} changed nothing");
@@ -878,6 +920,39 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             &http.pools[0].health_check.as_ref().unwrap().kind,
             HealthKind::Http { path, .. } if path == "/"
         ));
+        let sni = &check(&variants[3]).unwrap().listeners[0];
+        assert!(sni.require_sni);
+        assert_eq!(
+            sni.sni_routes,
+            [SniRoute {
+                pattern: SniPattern::Exact("api.example.com".into()),
+                alpn: vec!["h2".into(), "http/1.1".into()],
+                pool: PoolId(0),
+            }]
+        );
+        let proxy = &check(&variants[4]).unwrap().listeners[0];
+        assert_eq!(proxy.proxy_protocol, ProxyProtocolSend::V2);
+        assert_eq!(proxy.accept_proxy_protocol, ProxyProtocolAccept::Any);
+        let shown = |cidrs: &[Cidr]| cidrs.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            shown(&proxy.trusted_proxies),
+            ["10.0.0.0/8", "::1/128", "127.0.0.1/32"]
+        );
+        assert_eq!(shown(&proxy.allow), ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(shown(&proxy.deny), ["192.0.2.0/24"]);
+        let limits = check(&variants[5]).unwrap().listeners[0].limits.clone();
+        assert_eq!(
+            limits,
+            Some(Limits {
+                per_ip_rate: Some(50.0),
+                per_ip_burst: Some(100),
+                per_ip_connections: Some(20),
+                per_ip_bandwidth: Some(10_000_000),
+                action: LimitAction::Tarpit,
+                tarpit_delay: DEFAULT_TARPIT_DELAY,
+                ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            })
+        );
         let tcp = check(&variants[0]).unwrap();
         assert_eq!(
             tcp.pools[0].health_check.as_ref().unwrap().kind,
@@ -905,6 +980,274 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
         assert_eq!(pool.name, "demo");
         let ports: Vec<u16> = pool.backends.iter().map(|b| b.addr.port()).collect();
         assert_eq!(ports, [9001, 9002, 9003]);
+    }
+
+    #[test]
+    fn sni_example_routes_by_name_and_alpn() {
+        let config = load_file(&repo_file("conf/sni.yaml")).unwrap();
+        let listener = &config.listeners[0];
+        assert_eq!(listener.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(listener.proxy_protocol, ProxyProtocolSend::V2);
+        let routes: Vec<(String, Vec<String>, &str)> = listener
+            .sni_routes
+            .iter()
+            .map(|r| {
+                (
+                    r.pattern.to_string(),
+                    r.alpn.clone(),
+                    config.pool(r.pool).name.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("api.example.com".into(), vec![], "api"),
+                ("grpc.example.net".into(), vec!["h2".into()], "grpc"),
+                ("*.example.com".into(), vec![], "wildcard"),
+            ]
+        );
+        assert_eq!(
+            listener.sni_routes[2].pattern,
+            SniPattern::Suffix(".example.com".into())
+        );
+        assert_eq!(config.pool(listener.pool).name, "default-tls");
+        for pool in &config.pools {
+            assert!(pool.backends.iter().all(|b| b.addr.ip().is_loopback()));
+        }
+    }
+
+    #[test]
+    fn limits_example_sets_lists_and_limits() {
+        let config = load_file(&repo_file("conf/limits.yaml")).unwrap();
+        let public = &config.listeners[0];
+        assert!(!public.allow.is_empty() && !public.deny.is_empty());
+        let limits = public.limits.as_ref().unwrap();
+        assert_eq!(limits.per_ip_rate, Some(50.0));
+        assert_eq!(limits.per_ip_bandwidth, Some(10_000_000));
+        let behind = &config.listeners[1];
+        assert_eq!(behind.accept_proxy_protocol, ProxyProtocolAccept::V2);
+        assert!(behind.trusted_proxies[0].contains("127.0.0.1".parse().unwrap()));
+        let limits = behind.limits.as_ref().unwrap();
+        assert_eq!(limits.per_ip_rate, Some(10.0));
+        assert_eq!(
+            (limits.action, limits.tarpit_delay),
+            (LimitAction::Tarpit, Duration::from_secs(5))
+        );
+    }
+
+    /// A listener `web` on 127.0.0.1:8080 with `body` as its further keys,
+    /// and pools `web`, `api` and `h2`.
+    fn listener(body: &str) -> String {
+        format!(
+            "listeners:\n  - name: web\n    listen: 127.0.0.1:8080\n    pool: web\n{body}pools:\n  - {{ name: web, backends: [127.0.0.1:9001] }}\n  - {{ name: api, backends: [127.0.0.1:9002] }}\n  - {{ name: h2, backends: [127.0.0.1:9003] }}\n"
+        )
+    }
+
+    #[test]
+    fn every_passthrough_and_limit_key_is_read() {
+        let config = check(&format!(
+            "limits_table_size: '1024'\n{}",
+            listener(
+                r#"    sni:
+      - { match: API.Example.COM., pool: api }
+      - { match: "*.Example.com", pool: web }
+      - { match: app.example.com, pool: h2, alpn: [h2, http/1.1] }
+    require_sni: true
+    tls_inspect_timeout: 1500ms
+    proxy_protocol: v1
+    accept_proxy_protocol: v2
+    trusted_proxies: [10.1.2.0/24, "fd00::/8", 127.0.0.1, "::1"]
+    proxy_header_timeout: 250ms
+    allow: [0.0.0.0/0, "::/0"]
+    deny: [192.0.2.0/24]
+    limits:
+      per_ip_rate: 30/m
+      per_ip_burst: '5'
+      per_ip_connections: 4294967295
+      per_ip_bandwidth: 1.5KiB/s
+      action: reject
+      tarpit_delay: 1m
+      ipv6_prefix: 48
+"#
+            )
+        ))
+        .unwrap();
+        assert_eq!(config.limits_table_size, 1024);
+        let l = &config.listeners[0];
+        assert_eq!(
+            l.sni_routes,
+            [
+                SniRoute {
+                    pattern: SniPattern::Exact("api.example.com".into()),
+                    alpn: vec![],
+                    pool: PoolId(1),
+                },
+                SniRoute {
+                    pattern: SniPattern::Suffix(".example.com".into()),
+                    alpn: vec![],
+                    pool: PoolId(0),
+                },
+                SniRoute {
+                    pattern: SniPattern::Exact("app.example.com".into()),
+                    alpn: vec!["h2".into(), "http/1.1".into()],
+                    pool: PoolId(2),
+                },
+            ]
+        );
+        assert!(l.require_sni);
+        assert_eq!(l.tls_inspect_timeout, Duration::from_millis(1500));
+        assert_eq!(l.proxy_protocol, ProxyProtocolSend::V1);
+        assert_eq!(l.accept_proxy_protocol, ProxyProtocolAccept::V2);
+        let shown = |cidrs: &[Cidr]| cidrs.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            shown(&l.trusted_proxies),
+            ["10.1.2.0/24", "fd00::/8", "127.0.0.1/32", "::1/128"]
+        );
+        assert_eq!(l.proxy_header_timeout, Duration::from_millis(250));
+        assert_eq!(shown(&l.allow), ["0.0.0.0/0", "::/0"]);
+        assert_eq!(shown(&l.deny), ["192.0.2.0/24"]);
+        assert_eq!(
+            l.limits,
+            Some(Limits {
+                per_ip_rate: Some(0.5),
+                per_ip_burst: Some(5),
+                per_ip_connections: Some(u32::MAX),
+                per_ip_bandwidth: Some(1536),
+                action: LimitAction::Reject,
+                tarpit_delay: Duration::from_secs(60),
+                ipv6_prefix: 48,
+            })
+        );
+    }
+
+    #[test]
+    fn limits_get_their_defaults() {
+        let config = check(&listener("    limits: { per_ip_connections: 3 }\n")).unwrap();
+        assert_eq!(
+            config.listeners[0].limits,
+            Some(Limits {
+                per_ip_rate: None,
+                per_ip_burst: None,
+                per_ip_connections: Some(3),
+                per_ip_bandwidth: None,
+                action: DEFAULT_LIMIT_ACTION,
+                tarpit_delay: DEFAULT_TARPIT_DELAY,
+                ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            })
+        );
+        // An empty section is no limits, as an empty `admin:` is no admin.
+        assert_eq!(
+            check(&listener("    limits:\n")).unwrap().listeners[0].limits,
+            None
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_off_may_be_a_boolean() {
+        let send = |value: &str| {
+            check(&listener(&format!("    proxy_protocol: {value}\n")))
+                .map(|c| c.listeners[0].proxy_protocol)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(send("off"), Ok(ProxyProtocolSend::Off));
+        assert_eq!(send("false"), Ok(ProxyProtocolSend::Off));
+        assert_eq!(send("'off'"), Ok(ProxyProtocolSend::Off));
+        assert_eq!(send("v2"), Ok(ProxyProtocolSend::V2));
+        assert_eq!(
+            send("true").unwrap_err(),
+            r#"listeners[0].proxy_protocol: "true" does not say which PROXY protocol version: use v1 or v2"#
+        );
+        assert_eq!(
+            send("2").unwrap_err(),
+            r#"listeners[0].proxy_protocol: "2" is a number, not a PROXY protocol setting: did you mean v2? use one of off, v1, v2"#
+        );
+        assert_eq!(
+            send("V2").unwrap_err(),
+            r#"listeners[0].proxy_protocol: "V2" is not a known PROXY protocol setting: did you mean v2? use one of off, v1, v2"#
+        );
+        assert!(send("any").unwrap_err().contains("use one of off, v1, v2"));
+        let accept = |value: &str| {
+            check(&listener(&format!(
+                "    accept_proxy_protocol: {value}\n    trusted_proxies: [127.0.0.1]\n"
+            )))
+            .map(|c| c.listeners[0].accept_proxy_protocol)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(accept("any"), Ok(ProxyProtocolAccept::Any));
+        assert_eq!(accept("v1"), Ok(ProxyProtocolAccept::V1));
+        // Off with trusted proxies is its own error, whichever way off is written.
+        for off in ["off", "false"] {
+            assert!(accept(off)
+                .unwrap_err()
+                .contains("trusted_proxies: is set, but accept_proxy_protocol is off"));
+        }
+        assert!(accept("true")
+            .unwrap_err()
+            .ends_with("use one of v1, v2, any"));
+        // With the setting itself wrong, trusted_proxies is not blamed too.
+        assert_eq!(accept("v3").unwrap_err().lines().count(), 1);
+    }
+
+    #[test]
+    fn trusted_proxies_go_with_accept_proxy_protocol() {
+        assert!(check(&listener("    trusted_proxies: []\n")).is_ok());
+        let shown = errors(&listener("    accept_proxy_protocol: any\n"));
+        assert_eq!(
+            shown,
+            "listeners[0].trusted_proxies: is missing: accept_proxy_protocol: any needs the addresses of the balancers in front, e.g. trusted_proxies: [10.0.0.0/8]; only they may send a PROXY header"
+        );
+        // A bad entry is reported as itself, not as a missing list.
+        let shown = errors(&listener(
+            "    accept_proxy_protocol: any\n    trusted_proxies: [lb.internal]\n",
+        ));
+        assert_eq!(shown.lines().count(), 1, "{shown}");
+        assert!(
+            shown.starts_with(
+                r#"listeners[0].trusted_proxies[0]: "lb.internal" is not an IP network"#
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn sni_routes_are_checked_together() {
+        let shown = errors(&listener(
+            r#"    sni:
+      - { match: "*.example.com", pool: web }
+      - { match: "*.EXAMPLE.com.", pool: api }
+      - { match: example.com, pool: api }
+      - { match: a.example.com, pool: apl, alpn: h2 }
+      - { match: 8443, pool: api, alpn: [h2, 2] }
+      - { match: b.example.com, pool: api, extra: 1 }
+"#,
+        ));
+        let lines: Vec<&str> = shown.lines().collect();
+        // The shape check runs first, so its findings lead within a listener.
+        assert_eq!(
+            lines,
+            [
+                "listeners[0].sni[5].extra: is not a known key: allowed keys here: match, pool, alpn",
+                r#"listeners[0].sni[1].match: "*.EXAMPLE.com." is the same pattern as listeners[0].sni[0].match (*.example.com): list each name once per listener (case and a trailing dot make no difference)"#,
+                r#"listeners[0].sni[3].pool: "apl" does not name a pool: did you mean api? pools defined: api, h2, web"#,
+                r#"listeners[0].sni[3].alpn: "h2" is a string, not a list: write a list, e.g. [h2]"#,
+                r#"listeners[0].sni[4].match: "8443" is a number, not text: write a host name, e.g. api.example.com; quote it if it looks like a number or true/false"#,
+                r#"listeners[0].sni[4].alpn[1]: "2" is a number, not text: write a protocol name, e.g. h2; quote it if it looks like a number or true/false"#,
+            ]
+        );
+        // An exact name and a wildcard over it are different patterns.
+        assert!(check(&listener(
+            "    sni:\n      - { match: example.com, pool: api }\n      - { match: '*.example.com', pool: api }\n"
+        ))
+        .is_ok());
+        // require_sni with an empty list, or with only unreadable routes.
+        let shown = errors(&listener("    sni: []\n    require_sni: true\n"));
+        assert!(
+            shown.starts_with("listeners[0].require_sni: \"true\" needs sni routes"),
+            "{shown}"
+        );
+        let shown = errors(&listener("    sni: [x]\n    require_sni: true\n"));
+        assert!(!shown.contains("require_sni"), "{shown}");
     }
 
     /// Each `tests/fixtures/bad/X.yaml` must be rejected, and every line of the
@@ -946,6 +1289,9 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             b"pools: [{name: p, algorithm: ip_hash, hash_table_size: 99999999999999999999999, hash_balance_factor: .nan, backends: [{address: '1.2.3.4:5', backup: true, weight: 1e999}]}]\n",
             b"pools: [{name: p, health_check: {kind: http, expect_status: [-1, '999999999999999999999999-1', '1-', [200]], timeout: 0.000000000000000000001s}}]\n",
             b"pools: [{name: p, health_check: {kind: [tcp], send: {a: b}, expect: !!binary aGVsbG8=}}]\n",
+            b"limits_table_size: 1e999\nlisteners: [{name: a, listen: '[::]:1', pool: p, sni: [{match: '*.*', pool: p, alpn: [[]]}, {match: '.', alpn: ''}, {match: ''}], require_sni: yes}]\npools: [{name: p, backends: [1.2.3.4:5]}]\n",
+            b"listeners: [{name: a, listen: '[::]:1', pool: p, allow: ['::/0', '1.2.3.4/', '/', '::ffff:1.2.3.4/128', '0.0.0.0/00000000000000000000000000032'], deny: [{}], trusted_proxies: ~, accept_proxy_protocol: {}, proxy_protocol: -1}]\n",
+            b"listeners: [{limits: {per_ip_rate: '99999999999999999999999999999999999999999999999999/s', per_ip_burst: -1, per_ip_bandwidth: '9999999999999999999999999GiB/s', ipv6_prefix: 0, action: [], tarpit_delay: .inf}}, {limits: {per_ip_rate: './m', per_ip_bandwidth: '/s'}}]\n",
         ];
         for input in odd {
             fuzzing::parse(input);

@@ -32,6 +32,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// One line per finished connection; `None` = off (the default).
     pub access_log: Option<AccessLogConfig>,
+    /// Most per-client entries kept for limits (flood protection bound).
+    pub limits_table_size: usize,
     pub listeners: Vec<ListenerConfig>,
     pub pools: Vec<PoolConfig>,
 }
@@ -61,6 +63,135 @@ pub struct ListenerConfig {
     /// Most connections open at once through this listener (per process).
     pub max_connections: u32,
     pub backlog: u32,
+    /// TLS passthrough routing by the ClientHello's SNI (empty: no peeking).
+    pub sni_routes: Vec<SniRoute>,
+    /// Refuse clients whose first bytes are not a TLS ClientHello with SNI
+    /// (only meaningful with `sni_routes`).
+    pub require_sni: bool,
+    /// How long to wait for a complete ClientHello.
+    pub tls_inspect_timeout: Duration,
+    /// PROXY protocol header sent to backends.
+    pub proxy_protocol: ProxyProtocolSend,
+    /// PROXY protocol header expected from upstream balancers.
+    pub accept_proxy_protocol: ProxyProtocolAccept,
+    /// Sources allowed to send a PROXY header; anyone else is refused.
+    pub trusted_proxies: Vec<Cidr>,
+    /// How long to wait for a complete PROXY header.
+    pub proxy_header_timeout: Duration,
+    /// If not empty, only these client sources may connect.
+    pub allow: Vec<Cidr>,
+    /// These client sources are refused (checked before `allow`).
+    pub deny: Vec<Cidr>,
+    /// Per-client limits; `None` = none.
+    pub limits: Option<Limits>,
+}
+
+pub const DEFAULT_TLS_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One SNI route of a listener: exact names are matched before `*.suffix`
+/// wildcards; a route with `alpn` also needs one of those protocols offered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SniRoute {
+    pub pattern: SniPattern,
+    /// Protocols (e.g. "h2", "http/1.1"); empty = any.
+    pub alpn: Vec<String>,
+    pub pool: PoolId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SniPattern {
+    /// A full host name, lower case, without a trailing dot.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com` (lower case): matches
+    /// `a.example.com` and `a.b.example.com`, not `example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolSend {
+    Off,
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolAccept {
+    Off,
+    V1,
+    V2,
+    Any,
+}
+
+/// An IP network: `10.0.0.0/8`, `::1/128`, or a bare address (full prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address with host bits cleared.
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses
+    /// (`::ffff:a.b.c.d`) match IPv4 networks.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix as u32)
+                };
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix as u32)
+                };
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Per-client limits of a listener (the client is its IP, or the address a
+/// trusted PROXY header gave; IPv6 clients are grouped by `ipv6_prefix`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// New connections per second per client (GCRA / token bucket).
+    pub per_ip_rate: Option<f64>,
+    /// Burst allowed above the rate (default: the rate, at least 1).
+    pub per_ip_burst: Option<u32>,
+    /// Concurrent connections per client.
+    pub per_ip_connections: Option<u32>,
+    /// Bytes per second per client, each direction (throttled, not refused).
+    pub per_ip_bandwidth: Option<u64>,
+    pub action: LimitAction,
+    /// How long `tarpit` holds a refused client before closing.
+    pub tarpit_delay: Duration,
+    /// IPv6 clients are keyed by this prefix length.
+    pub ipv6_prefix: u8,
+}
+
+pub const DEFAULT_TARPIT_DELAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+/// Default bound on the per-client state table (entries, shared by listeners).
+pub const DEFAULT_LIMITS_TABLE_SIZE: usize = 65536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitAction {
+    /// Close at once.
+    Reject,
+    /// Hold the connection, then close it after `tarpit_delay`.
+    Tarpit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +423,77 @@ impl AccessLogFormat {
         match self {
             AccessLogFormat::Json => "json",
             AccessLogFormat::Logfmt => "logfmt",
+        }
+    }
+}
+
+impl ProxyProtocolSend {
+    /// Every value, for validation and help text.
+    pub const ALL: [ProxyProtocolSend; 3] = [
+        ProxyProtocolSend::Off,
+        ProxyProtocolSend::V1,
+        ProxyProtocolSend::V2,
+    ];
+
+    /// The name used in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyProtocolSend::Off => "off",
+            ProxyProtocolSend::V1 => "v1",
+            ProxyProtocolSend::V2 => "v2",
+        }
+    }
+}
+
+impl ProxyProtocolAccept {
+    /// Every value, for validation and help text.
+    pub const ALL: [ProxyProtocolAccept; 4] = [
+        ProxyProtocolAccept::Off,
+        ProxyProtocolAccept::V1,
+        ProxyProtocolAccept::V2,
+        ProxyProtocolAccept::Any,
+    ];
+
+    /// The name used in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyProtocolAccept::Off => "off",
+            ProxyProtocolAccept::V1 => "v1",
+            ProxyProtocolAccept::V2 => "v2",
+            ProxyProtocolAccept::Any => "any",
+        }
+    }
+}
+
+impl LimitAction {
+    /// Every value, for validation and help text.
+    pub const ALL: [LimitAction; 2] = [LimitAction::Reject, LimitAction::Tarpit];
+
+    /// The name used in the config file and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitAction::Reject => "reject",
+            LimitAction::Tarpit => "tarpit",
+        }
+    }
+}
+
+/// Default `limits.action`.
+pub const DEFAULT_LIMIT_ACTION: LimitAction = LimitAction::Reject;
+
+/// As written in a config: `10.0.0.0/8`, `::1/128`.
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// As written in a config: `api.example.com`, `*.example.com`.
+impl std::fmt::Display for SniPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SniPattern::Exact(name) => f.write_str(name),
+            SniPattern::Suffix(suffix) => write!(f, "*{suffix}"),
         }
     }
 }

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub shutdown_timeout: Option<Value>,
     pub admin: Option<RawAdmin>,
     pub access_log: Option<RawAccessLog>,
+    pub limits_table_size: Option<Value>,
     /// `None` items are list entries already reported as malformed; they stay
     /// in place so the indices in later error paths still match the file.
     pub listeners: Option<Vec<Option<RawListener>>>,
@@ -54,6 +55,40 @@ pub(super) struct RawListener {
     pub retries: Option<Value>,
     pub max_connections: Option<Value>,
     pub backlog: Option<Value>,
+    /// As `RawConfig::listeners`: `None` marks an entry already reported.
+    pub sni: Option<Vec<Option<RawSniRoute>>>,
+    pub require_sni: Option<Value>,
+    pub tls_inspect_timeout: Option<Value>,
+    pub proxy_protocol: Option<Value>,
+    pub accept_proxy_protocol: Option<Value>,
+    pub trusted_proxies: Option<Value>,
+    pub proxy_header_timeout: Option<Value>,
+    pub allow: Option<Value>,
+    pub deny: Option<Value>,
+    pub limits: Option<RawLimits>,
+}
+
+/// One item of a listener's `sni:`, `- { match: api.example.com, pool: api }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSniRoute {
+    #[serde(rename = "match")]
+    pub pattern: Option<Value>,
+    pub pool: Option<Value>,
+    pub alpn: Option<Value>,
+}
+
+/// A listener's `limits:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub per_ip_rate: Option<Value>,
+    pub per_ip_burst: Option<Value>,
+    pub per_ip_connections: Option<Value>,
+    pub per_ip_bandwidth: Option<Value>,
+    pub action: Option<Value>,
+    pub tarpit_delay: Option<Value>,
+    pub ipv6_prefix: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,12 +147,6 @@ pub(super) struct RawBackendEntry {
     pub disabled: Option<Value>,
 }
 
-// Keys from the contract in DESIGN.md §3 that this version does not implement
-// yet. Naming them "not implemented yet" instead of "unknown" tells someone
-// copying from the design or a newer README that the key is right, just early.
-// Every pool and backend key of the design is implemented now.
-const PLANNED_LISTENER_KEYS: &[&str] = &["sni", "proxy_protocol", "accept_proxy_protocol"];
-
 /// Parses a YAML document into [`RawConfig`], recording every syntax and shape
 /// problem in `errors`. Returns `None` only when there is nothing to validate
 /// (a syntax error, an empty file, a document that is not a mapping); otherwise
@@ -126,14 +155,14 @@ pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
     let mut document: Value = match serde_yaml::from_str(yaml) {
         Ok(document) => document,
         Err(e) => {
-            report_yaml_error(&e, errors);
+            report_yaml_error(&e, yaml, errors);
             return None;
         }
     };
     // Merge keys (`<<: *defaults`) let several listeners share settings; apply
     // them first so a merged-in key is checked like one written in place.
     if let Err(e) = document.apply_merge() {
-        report_yaml_error(&e, errors);
+        report_yaml_error(&e, yaml, errors);
         return None;
     }
 
@@ -165,30 +194,20 @@ pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
     errors.set_section_order(document.keys().filter_map(Value::as_str));
 
     let mut cleaned = Mapping::new();
-    for (key, value) in checked_keys(document, &root, keys_of::<RawConfig>(), &[], errors) {
+    for (key, value) in checked_keys(document, &root, keys_of::<RawConfig>(), errors) {
         let path = root.key(&key);
         let value = match key.as_str() {
             "admin" => match value {
                 Value::Null => Value::Null,
-                value => mapping_at(value, &path, keys_of::<RawAdmin>(), &[], errors)
+                value => mapping_at(value, &path, keys_of::<RawAdmin>(), errors)
                     .map_or(Value::Null, Value::Mapping),
             },
             "access_log" => match value {
                 Value::Null => Value::Null,
-                value => mapping_at(value, &path, keys_of::<RawAccessLog>(), &[], errors)
+                value => mapping_at(value, &path, keys_of::<RawAccessLog>(), errors)
                     .map_or(Value::Null, Value::Mapping),
             },
-            "listeners" => list_at(value, &path, "listener", errors, |item, path, errors| {
-                mapping_item(item, path, "listener", errors).and_then(|item| {
-                    mapping_at(
-                        item,
-                        path,
-                        keys_of::<RawListener>(),
-                        PLANNED_LISTENER_KEYS,
-                        errors,
-                    )
-                })
-            }),
+            "listeners" => list_at(value, &path, "listener", errors, listener_at),
             "pools" => list_at(value, &path, "pool", errors, pool_at),
             _ => value,
         };
@@ -215,9 +234,57 @@ pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
     }
 }
 
+fn listener_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+    let mut listener = mapping_item(item, path, "listener", errors)
+        .and_then(|item| mapping_at(item, path, keys_of::<RawListener>(), errors))?;
+    if let Some(routes) = listener.remove("sni") {
+        let routes = list_at(routes, &path.key("sni"), "route", errors, sni_route_at);
+        if !routes.is_null() {
+            listener.insert(Value::from("sni"), routes);
+        }
+    }
+    // An empty `limits:` is the same as none, as for `admin:`: every limit
+    // in it is optional.
+    if let Some(limits) = listener.remove("limits").filter(|v| !v.is_null()) {
+        if let Some(limits) =
+            mapping_at(limits, &path.key("limits"), keys_of::<RawLimits>(), errors)
+        {
+            listener.insert(Value::from("limits"), Value::Mapping(limits));
+        }
+    }
+    Some(listener)
+}
+
+/// An SNI route is kept when it is a mapping with only known keys; anything
+/// else is reported and replaced by null.
+fn sni_route_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+    const EXAMPLE: &str = "e.g. - { match: api.example.com, pool: api }";
+    match item {
+        Value::Mapping(_) => mapping_at(item, path, keys_of::<RawSniRoute>(), errors),
+        Value::Null => {
+            errors.push(
+                path,
+                None,
+                "is an empty list entry",
+                format!("give the route's match and pool after the dash, {EXAMPLE}"),
+            );
+            None
+        }
+        other => {
+            errors.push(
+                path,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a route", kind(&other)),
+                format!("each route is a mapping of match, pool and optionally alpn, {EXAMPLE}"),
+            );
+            None
+        }
+    }
+}
+
 fn pool_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
     let mut pool = mapping_item(item, path, "pool", errors)
-        .and_then(|item| mapping_at(item, path, keys_of::<RawPool>(), &[], errors))?;
+        .and_then(|item| mapping_at(item, path, keys_of::<RawPool>(), errors))?;
     if let Some(backends) = pool.remove("backends") {
         let backends_path = path.key("backends");
         let backends = list_at(backends, &backends_path, "backend", errors, backend_at);
@@ -232,7 +299,6 @@ fn pool_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mappi
             check,
             &path.key("health_check"),
             keys_of::<RawHealthCheck>(),
-            &[],
             errors,
         ) {
             pool.insert(Value::from("health_check"), Value::Mapping(check));
@@ -250,7 +316,6 @@ fn backend_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Va
             Value::Mapping(entry),
             path,
             keys_of::<RawBackendEntry>(),
-            &[],
             errors,
         )
         .map(Value::Mapping),
@@ -339,12 +404,11 @@ fn mapping_at(
     value: Value,
     path: &YamlPath,
     allowed: &[&str],
-    planned: &[&str],
     errors: &mut Collector,
 ) -> Option<Mapping> {
     match value {
         Value::Mapping(mapping) => Some(
-            checked_keys(mapping, path, allowed, planned, errors)
+            checked_keys(mapping, path, allowed, errors)
                 .into_iter()
                 .map(|(key, value)| (Value::String(key), value))
                 .collect(),
@@ -370,7 +434,6 @@ fn checked_keys(
     mapping: Mapping,
     path: &YamlPath,
     allowed: &[&str],
-    planned: &[&str],
     errors: &mut Collector,
 ) -> Vec<(String, Value)> {
     let mut known = Vec::with_capacity(mapping.len());
@@ -392,31 +455,21 @@ fn checked_keys(
             known.push((key, value));
             continue;
         }
-        let key_path = path.key(&key);
-        if planned.contains(&key.as_str()) {
-            errors.push(
-                &key_path,
-                None,
-                "is not implemented yet in this version",
-                format!("remove it; allowed keys here: {}", allowed.join(", ")),
-            );
-        } else {
-            let hint = match closest(&key, allowed) {
-                Some(near) => format!("did you mean {near}? "),
-                None => String::new(),
-            };
-            errors.push(
-                &key_path,
-                None,
-                "is not a known key",
-                format!("{hint}allowed keys here: {}", allowed.join(", ")),
-            );
-        }
+        let hint = match closest(&key, allowed) {
+            Some(near) => format!("did you mean {near}? "),
+            None => String::new(),
+        };
+        errors.push(
+            &path.key(&key),
+            None,
+            "is not a known key",
+            format!("{hint}allowed keys here: {}", allowed.join(", ")),
+        );
     }
     known
 }
 
-fn report_yaml_error(error: &serde_yaml::Error, errors: &mut Collector) {
+fn report_yaml_error(error: &serde_yaml::Error, yaml: &str, errors: &mut Collector) {
     let message = error.to_string();
     match error.location() {
         Some(at) => {
@@ -426,11 +479,22 @@ fn report_yaml_error(error: &serde_yaml::Error, errors: &mut Collector) {
                 "",
                 1,
             );
+            // Two slips the new keys invite get a fix of their own: an
+            // unquoted wildcard (`*` starts a YAML alias) and an unquoted IPv6
+            // address inside [ ] (its colons end the flow item).
+            let line = yaml.lines().nth(at.line().saturating_sub(1)).unwrap_or("");
+            let fix = if message.contains("while scanning an alias") {
+                "a value starting with * is read as a YAML alias: quote it, e.g. match: \"*.example.com\""
+            } else if message.contains("flow node") && line.contains("::") {
+                "quote IPv6 addresses inside [ ] and { }, e.g. [10.0.0.0/8, \"::1/128\"]"
+            } else {
+                "check the indentation, colons and quotes on or just before that line"
+            };
             errors.push_at(
                 format!("line {}, column {}", at.line(), at.column()),
                 None,
                 format!("is not valid YAML ({message})"),
-                "check the indentation, colons and quotes on or just before that line",
+                fix,
             );
         }
         None => errors.push(
@@ -564,8 +628,22 @@ mod tests {
                 "shutdown_timeout",
                 "admin",
                 "access_log",
+                "limits_table_size",
                 "listeners",
                 "pools"
+            ]
+        );
+        assert_eq!(keys_of::<RawSniRoute>(), ["match", "pool", "alpn"]);
+        assert_eq!(
+            keys_of::<RawLimits>(),
+            [
+                "per_ip_rate",
+                "per_ip_burst",
+                "per_ip_connections",
+                "per_ip_bandwidth",
+                "action",
+                "tarpit_delay",
+                "ipv6_prefix"
             ]
         );
         assert_eq!(keys_of::<RawAdmin>(), ["listen", "token_file"]);
@@ -619,19 +697,39 @@ mod tests {
     }
 
     #[test]
-    fn planned_keys_say_not_implemented_yet() {
+    fn sni_routes_and_limits_are_shape_checked() {
+        // The keys that were once "not implemented yet" are plain keys now.
         let errors = errors_of(
-            "listeners:\n  - name: a\n    sni: []\n    proxy_protocol: v2\n    accept_proxy_protocol: any\n",
+            "listeners:\n  - name: a\n    sni: [{ match: a.example, pool: p, alpn: [h2] }]\n    proxy_protocol: v2\n    accept_proxy_protocol: any\n    trusted_proxies: [10.0.0.0/8]\n    limits: { per_ip_rate: 5/s, action: tarpit }\n",
         );
-        assert_eq!(errors.len(), 3, "{errors:#?}");
-        for (error, key) in errors.iter().zip(PLANNED_LISTENER_KEYS) {
-            assert!(
-                error.starts_with(&format!(
-                    "listeners[0].{key}: is not implemented yet in this version: remove it"
-                )),
-                "{error}"
-            );
-        }
+        assert!(errors.is_empty(), "{errors:#?}");
+        let errors = errors_of(
+            "listeners:\n  - name: a\n    sni:\n      - { macth: a.example, pool: p }\n      - a.example\n      -\n    limits: { per_ip_rates: 5/s }\n  - name: b\n    sni: a.example\n    limits: 5/s\n",
+        );
+        assert_eq!(
+            errors,
+            [
+                "listeners[0].sni[0].macth: is not a known key: did you mean match? allowed keys here: match, pool, alpn",
+                r#"listeners[0].sni[1]: "a.example" is a string, not a route: each route is a mapping of match, pool and optionally alpn, e.g. - { match: api.example.com, pool: api }"#,
+                "listeners[0].sni[2]: is an empty list entry: give the route's match and pool after the dash, e.g. - { match: api.example.com, pool: api }",
+                "listeners[0].limits.per_ip_rates: is not a known key: did you mean per_ip_rate? allowed keys here: per_ip_rate, per_ip_burst, per_ip_connections, per_ip_bandwidth, action, tarpit_delay, ipv6_prefix",
+                r#"listeners[1].sni: "a.example" is a string, not a list: start each route with "- " on its own line under the key"#,
+                r#"listeners[1].limits: "5/s" is a string, not a mapping: give its keys indented below it; allowed keys: per_ip_rate, per_ip_burst, per_ip_connections, per_ip_bandwidth, action, tarpit_delay, ipv6_prefix"#,
+            ]
+        );
+        // Bad entries stay as `None` so later indices still match the file,
+        // and an empty `limits:` is no limits.
+        let mut errors = Collector::default();
+        let raw = parse(
+            "listeners:\n  - sni: [5, { match: a, pool: b }]\n    limits:\n",
+            &mut errors,
+        )
+        .unwrap();
+        let listener = raw.listeners.unwrap().remove(0).unwrap();
+        let routes = listener.sni.unwrap();
+        assert!(routes[0].is_none());
+        assert_eq!(routes[1].as_ref().unwrap().pattern, Some(Value::from("a")));
+        assert!(listener.limits.is_none());
     }
 
     #[test]
@@ -661,6 +759,8 @@ mod tests {
             keys_of::<RawAdmin>(),
             keys_of::<RawAccessLog>(),
             keys_of::<RawListener>(),
+            keys_of::<RawSniRoute>(),
+            keys_of::<RawLimits>(),
             keys_of::<RawPool>(),
             keys_of::<RawBackendEntry>(),
             keys_of::<RawHealthCheck>(),
@@ -668,7 +768,8 @@ mod tests {
         for key in keys.concat() {
             let shown = example.lines().any(|line| {
                 let line = line.trim_start();
-                let line = line.strip_prefix("# ").unwrap_or(line);
+                // Commented-out blocks keep their indentation after the "# ".
+                let line = line.strip_prefix("# ").unwrap_or(line).trim_start();
                 let line = line.strip_prefix("- ").unwrap_or(line);
                 line.starts_with(&format!("{key}:"))
             });
@@ -708,6 +809,28 @@ mod tests {
             errors[0].starts_with("line 3, column 4: is not valid YAML"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn yaml_slips_of_the_new_keys_get_their_own_fix() {
+        let errors = errors_of("listeners:\n  - sni:\n      - { match: *.example.com, pool: p }\n");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("line 3, column 19: is not valid YAML")
+                && errors[0].ends_with(
+                    r#"a value starting with * is read as a YAML alias: quote it, e.g. match: "*.example.com""#
+                ),
+            "{errors:?}"
+        );
+        let errors = errors_of("listeners:\n  - allow: [10.0.0.0/8, ::1/128]\n");
+        assert!(
+            errors[0].ends_with(
+                r#"quote IPv6 addresses inside [ ] and { }, e.g. [10.0.0.0/8, "::1/128"]"#
+            ),
+            "{errors:?}"
+        );
+        // Unquoted in block style, it is fine YAML.
+        assert!(errors_of("listeners:\n  - allow:\n      - ::1/128\n").is_empty());
     }
 
     #[test]

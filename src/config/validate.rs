@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -19,18 +19,20 @@ use serde_yaml::Value;
 
 use super::error::{Collector, YamlPath};
 use super::model::{
-    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Algorithm, BackendConfig,
-    Config, HealthCheck, HealthKind, ListenerConfig, OnAllDown, PoolConfig, PoolId,
-    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
-    DEFAULT_EXPECT_STATUS, DEFAULT_HASH_TABLE_SIZE, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL,
-    DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME,
-    DEFAULT_ON_ALL_DOWN, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_START,
-    DEFAULT_WEIGHT, MAX_WEIGHT,
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Algorithm, BackendConfig, Cidr,
+    Config, HealthCheck, HealthKind, LimitAction, Limits, ListenerConfig, OnAllDown, PoolConfig,
+    PoolId, ProxyProtocolAccept, ProxyProtocolSend, SniPattern, SniRoute, DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER, DEFAULT_EXPECT_STATUS,
+    DEFAULT_HASH_TABLE_SIZE, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_PATH,
+    DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_IPV6_PREFIX,
+    DEFAULT_LIMITS_TABLE_SIZE, DEFAULT_LIMIT_ACTION, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME, DEFAULT_ON_ALL_DOWN,
+    DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_START,
+    DEFAULT_TARPIT_DELAY, DEFAULT_TLS_INSPECT_TIMEOUT, DEFAULT_WEIGHT, MAX_WEIGHT,
 };
 use super::raw::{
     closest, kind, scalar_text, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawHealthCheck,
-    RawListener, RawPool,
+    RawLimits, RawListener, RawPool, RawSniRoute,
 };
 
 /// Resolves a backend `host`name with `port` to the one address to use.
@@ -65,6 +67,21 @@ const MAX_HASH_BALANCE_FACTOR: f64 = 100.0;
 const MIN_HASH_TABLE_SIZE: u32 = 1021;
 const MAX_HASH_TABLE_SIZE: u32 = 1_000_003;
 
+/// `limits_table_size` bounds. Below ~1000 entries a handful of busy clients
+/// would evict each other's counts; ten million entries is already around a
+/// gigabyte of state, which only a typo asks for.
+const MIN_LIMITS_TABLE_SIZE: u64 = 1024;
+const MAX_LIMITS_TABLE_SIZE: u64 = 10_000_000;
+/// Highest `per_ip_rate`, new connections per second: one every microsecond
+/// from a single client is no longer a limit on anything a host can accept,
+/// and keeps the rate limiter's interval arithmetic well inside nanoseconds.
+const MAX_CONNECTION_RATE: f64 = 1_000_000.0;
+/// Highest `per_ip_bandwidth`, bytes per second (1000GB/s): far above any NIC,
+/// so only a typo reaches it, and token counts stay far from overflow.
+const MAX_BANDWIDTH: f64 = 1e12;
+/// Longest ALPN protocol name: its length is one byte on the wire (RFC 7301).
+const MAX_ALPN_LEN: usize = 255;
+
 /// Checks and converts the whole config. Returns `Some` only when nothing at
 /// all was wrong, so a caller never sees a half-valid config.
 pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector) -> Option<Config> {
@@ -76,6 +93,13 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         &root.key("shutdown_timeout"),
         DEFAULT_SHUTDOWN_TIMEOUT,
         AllowZero::Yes,
+        errors,
+    );
+    let limits_table_size = integer(
+        raw.limits_table_size.as_ref(),
+        &root.key("limits_table_size"),
+        u64::try_from(DEFAULT_LIMITS_TABLE_SIZE).unwrap_or(u64::MAX),
+        MIN_LIMITS_TABLE_SIZE..=MAX_LIMITS_TABLE_SIZE,
         errors,
     );
     let admin = raw
@@ -151,6 +175,8 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
             Some(admin) => Some(admin?),
         },
         shutdown_timeout: shutdown_timeout?,
+        // The range checked above fits in usize.
+        limits_table_size: usize::try_from(limits_table_size?).ok()?,
         access_log: match access_log {
             None => None,
             Some(log) => Some(log?),
@@ -333,6 +359,92 @@ fn listener_section(
         errors,
     );
 
+    // TLS passthrough.
+    let sni_routes = match &listener.sni {
+        None => Some(Vec::new()),
+        Some(routes) => sni_routes(routes, &path.key("sni"), pools, errors),
+    };
+    let require_sni_path = path.key("require_sni");
+    let require_sni = boolean(
+        listener.require_sni.as_ref(),
+        &require_sni_path,
+        false,
+        errors,
+    )
+    .and_then(|require| {
+        // Counted before reading: a route already reported as malformed is
+        // still a route, so the fix is there and not here.
+        if require && listener.sni.as_ref().map_or(0, Vec::len) == 0 {
+            errors.push(
+                &require_sni_path,
+                Some("true"),
+                "needs sni routes, and this listener has none",
+                "add sni: routes, or remove require_sni (without routes the ClientHello is never read)",
+            );
+            return None;
+        }
+        Some(require)
+    });
+    let tls_inspect_timeout = duration(
+        listener.tls_inspect_timeout.as_ref(),
+        &path.key("tls_inspect_timeout"),
+        DEFAULT_TLS_INSPECT_TIMEOUT,
+        AllowZero::No,
+        errors,
+    );
+
+    // PROXY protocol, both ways.
+    let proxy_protocol = match &listener.proxy_protocol {
+        None => Some(ProxyProtocolSend::Off),
+        Some(value) => {
+            let names = ProxyProtocolSend::ALL.map(ProxyProtocolSend::as_str);
+            proxy_setting(value, &path.key("proxy_protocol"), &names, errors).and_then(|word| {
+                ProxyProtocolSend::ALL
+                    .into_iter()
+                    .find(|p| p.as_str() == word)
+            })
+        }
+    };
+    let accept_proxy_protocol = match &listener.accept_proxy_protocol {
+        None => Some(ProxyProtocolAccept::Off),
+        Some(value) => {
+            let names = ProxyProtocolAccept::ALL.map(ProxyProtocolAccept::as_str);
+            proxy_setting(value, &path.key("accept_proxy_protocol"), &names, errors).and_then(
+                |word| {
+                    ProxyProtocolAccept::ALL
+                        .into_iter()
+                        .find(|p| p.as_str() == word)
+                },
+            )
+        }
+    };
+    let trusted_path = path.key("trusted_proxies");
+    let trusted_proxies = cidr_list(listener.trusted_proxies.as_ref(), &trusted_path, errors)
+        .and_then(|trusted| {
+            trusted_proxies(
+                trusted,
+                listener.trusted_proxies.is_some(),
+                accept_proxy_protocol,
+                &trusted_path,
+                errors,
+            )
+        });
+    let proxy_header_timeout = duration(
+        listener.proxy_header_timeout.as_ref(),
+        &path.key("proxy_header_timeout"),
+        DEFAULT_PROXY_HEADER_TIMEOUT,
+        AllowZero::No,
+        errors,
+    );
+
+    // Traffic control.
+    let allow = cidr_list(listener.allow.as_ref(), &path.key("allow"), errors);
+    let deny = cidr_list(listener.deny.as_ref(), &path.key("deny"), errors);
+    let limits = match &listener.limits {
+        None => Some(None),
+        Some(limits) => limits_section(limits, &path.key("limits"), errors).map(Some),
+    };
+
     Some(ListenerConfig {
         name: name?,
         listen: listen?,
@@ -343,7 +455,705 @@ fn listener_section(
         retries: u32::try_from(retries?).ok()?,
         max_connections: u32::try_from(max_connections?).ok()?,
         backlog: u32::try_from(backlog?).ok()?,
+        sni_routes: sni_routes?,
+        require_sni: require_sni?,
+        tls_inspect_timeout: tls_inspect_timeout?,
+        proxy_protocol: proxy_protocol?,
+        accept_proxy_protocol: accept_proxy_protocol?,
+        trusted_proxies: trusted_proxies?,
+        proxy_header_timeout: proxy_header_timeout?,
+        allow: allow?,
+        deny: deny?,
+        limits: limits?,
     })
+}
+
+/// The listener's `sni:` routes: each one read whole, then checked against
+/// the ones before it.
+fn sni_routes(
+    routes: &[Option<RawSniRoute>],
+    path: &YamlPath,
+    pools: &PoolNames,
+    errors: &mut Collector,
+) -> Option<Vec<SniRoute>> {
+    // Pattern as stored (`*.example.com`) → where it was first written.
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut list = Vec::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        let Some(route) = route else {
+            list.push(None);
+            continue;
+        };
+        let route_path = path.index(i);
+        let match_path = route_path.key("match");
+        let pattern = required(
+            route.pattern.as_ref(),
+            &match_path,
+            "add match: a host name, e.g. match: api.example.com, or match: \"*.example.com\"",
+            errors,
+        )
+        .and_then(|value| {
+            string(
+                value,
+                &match_path,
+                "a host name, e.g. api.example.com",
+                errors,
+            )
+        })
+        .and_then(|text| sni_pattern(text, &match_path, errors).map(|p| (text, p)));
+        // Only the first route for a name could ever be chosen; a second one
+        // is a copy-paste slip or a misunderstanding, either way worth saying.
+        let pattern = pattern.and_then(|(text, pattern)| {
+            let stored = pattern.to_string();
+            if let Some(first) = seen.get(&stored) {
+                errors.push(
+                    &match_path,
+                    Some(text),
+                    format!("is the same pattern as {first}"),
+                    "list each name once per listener (case and a trailing dot make no difference)",
+                );
+                return None;
+            }
+            seen.insert(stored, format!("{match_path} ({text})"));
+            Some(pattern)
+        });
+        let pool_path = route_path.key("pool");
+        let pool = required(
+            route.pool.as_ref(),
+            &pool_path,
+            "add pool: <name of a pool>, where clients asking for this name go",
+            errors,
+        )
+        .and_then(|v| string(v, &pool_path, "the name of a pool", errors))
+        .and_then(|wanted| pools.find(wanted, &pool_path, errors));
+        let alpn = alpn_list(route.alpn.as_ref(), &route_path.key("alpn"), errors);
+        list.push((|| {
+            Some(SniRoute {
+                pattern: pattern?,
+                alpn: alpn?,
+                pool: pool?,
+            })
+        })());
+    }
+    list.into_iter().collect()
+}
+
+fn sni_pattern(text: &str, path: &YamlPath, errors: &mut Collector) -> Option<SniPattern> {
+    match parse_sni_pattern(text) {
+        Ok(pattern) => Some(pattern),
+        Err((problem, fix)) => {
+            errors.push(path, Some(text), problem, fix);
+            None
+        }
+    }
+}
+
+/// `api.example.com` → `Exact("api.example.com")`, `*.Example.com.` →
+/// `Suffix(".example.com")`: lower case, without the trailing dot, as the
+/// data plane compares the client's name. Fails with (problem, fix).
+fn parse_sni_pattern(text: &str) -> Result<SniPattern, (String, String)> {
+    const NAME_FIX: &str =
+        "write a host name, e.g. api.example.com, or *.example.com for every name under example.com";
+    let fail = |problem: &str, fix: &str| Err((problem.to_owned(), fix.to_owned()));
+    if text.is_empty() {
+        return fail("is empty", NAME_FIX);
+    }
+    if text.chars().any(char::is_whitespace) {
+        return fail(
+            "contains a space",
+            "write one name per route, e.g. api.example.com, and add a route for each further name",
+        );
+    }
+    let lower = text.to_ascii_lowercase();
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
+    if name == "*" {
+        return fail(
+            "matches every name",
+            "remove this route: the listener's pool already takes every client no route matches",
+        );
+    }
+    let (wildcard, rest) = match name.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, name),
+    };
+    if rest.contains('*') {
+        return fail(
+            "has a * that is not a leading \"*.\"",
+            "a wildcard stands for whole labels at the start only: write *.example.com (it matches a.example.com and a.b.example.com, not example.com)",
+        );
+    }
+    if name.len() > 253 {
+        return fail(
+            "is longer than 253 characters, the most a DNS name can have",
+            NAME_FIX,
+        );
+    }
+    if rest.split('.').any(str::is_empty) {
+        return fail(
+            "has an empty label (a leading dot or two dots in a row)",
+            "write the name without the extra dot, e.g. api.example.com, or *.example.com for a wildcard",
+        );
+    }
+    let odd = rest
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+    if let Some(c) = odd {
+        let fix = match c {
+            ':' | '/' if rest.contains("://") => {
+                "SNI carries only the host name: leave out the scheme and path, e.g. api.example.com"
+            }
+            ':' => "SNI carries no port: write the name alone, e.g. api.example.com",
+            c if !c.is_ascii() => {
+                "write the name in its ASCII (punycode, xn--...) form, which is what clients send"
+            }
+            _ => "use only letters, digits, '-' and '_' between the dots",
+        };
+        return Err((
+            format!("contains {c:?}, which is not allowed in a host name"),
+            fix.to_owned(),
+        ));
+    }
+    if rest.split('.').any(|label| label.len() > 63) {
+        return fail(
+            "has a label longer than 63 characters, the most DNS allows",
+            NAME_FIX,
+        );
+    }
+    if !wildcard && rest.parse::<Ipv4Addr>().is_ok() {
+        return fail(
+            "is an IP address, which clients never send as SNI (RFC 6066)",
+            "route by host name: clients connecting by IP send no SNI and go to the listener's pool",
+        );
+    }
+    Ok(if wildcard {
+        SniPattern::Suffix(format!(".{rest}"))
+    } else {
+        SniPattern::Exact(rest.to_owned())
+    })
+}
+
+/// A route's `alpn:` list (empty when absent: any client).
+fn alpn_list(
+    value: Option<&Value>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<String>> {
+    const FIX: &str = "list protocol names as clients offer them, e.g. [h2] or [h2, http/1.1]";
+    match value {
+        None => Some(Vec::new()),
+        Some(Value::Sequence(items)) if items.is_empty() => {
+            errors.push(
+                path,
+                None,
+                "is an empty list",
+                format!("{FIX}, or remove alpn to match clients whatever they offer"),
+            );
+            None
+        }
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let path = path.index(i);
+                let name = string(item, &path, "a protocol name, e.g. h2", errors)?;
+                let problem = if name.is_empty() {
+                    "is empty".to_owned()
+                } else if name.len() > MAX_ALPN_LEN {
+                    format!("is longer than {MAX_ALPN_LEN} bytes, the most ALPN allows")
+                } else {
+                    return Some(name.to_owned());
+                };
+                errors.push(&path, Some(name), problem, FIX);
+                None
+            })
+            // Collected in full before combining, so every bad item is reported.
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect(),
+        Some(other) => {
+            let fix = match other {
+                Value::String(text) => format!("write a list, e.g. [{text}]"),
+                _ => FIX.to_owned(),
+            };
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not a list", kind(other)),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+/// `proxy_protocol` / `accept_proxy_protocol`: one of `allowed`, whose first
+/// word is `off`.
+fn proxy_setting<'a>(
+    value: &Value,
+    path: &YamlPath,
+    allowed: &[&'a str],
+    errors: &mut Collector,
+) -> Option<&'a str> {
+    let versions = one_of(&allowed[1..]);
+    match value {
+        // WHY: YAML 1.1 tools (and habits) write `off` as a boolean false;
+        // serde_yaml reads a plain `off` as a string. Both mean off.
+        Value::Bool(false) => Some(allowed[0]),
+        Value::Bool(true) => {
+            errors.push(
+                path,
+                Some("true"),
+                "does not say which PROXY protocol version",
+                format!("use {versions}"),
+            );
+            None
+        }
+        Value::Number(n) if matches!(n.as_u64(), Some(1 | 2)) => {
+            errors.push(
+                path,
+                Some(&n.to_string()),
+                "is a number, not a PROXY protocol setting",
+                format!("did you mean v{n}? use {}", one_of(allowed)),
+            );
+            None
+        }
+        Value::String(text) if !allowed.contains(&text.as_str()) => {
+            // `V2`, `Off`: a case slip is worth naming exactly.
+            match allowed
+                .iter()
+                .find(|word| word.eq_ignore_ascii_case(text.trim()))
+            {
+                Some(word) => {
+                    errors.push(
+                        path,
+                        Some(text),
+                        "is not a known PROXY protocol setting",
+                        format!("did you mean {word}? use {}", one_of(allowed)),
+                    );
+                    None
+                }
+                None => keyword(value, path, allowed, "PROXY protocol setting", errors),
+            }
+        }
+        _ => keyword(value, path, allowed, "PROXY protocol setting", errors),
+    }
+}
+
+/// Checks `trusted_proxies` against `accept_proxy_protocol` (`None` when that
+/// is itself wrong, already reported).
+fn trusted_proxies(
+    trusted: Vec<Cidr>,
+    written: bool,
+    accept: Option<ProxyProtocolAccept>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<Cidr>> {
+    match accept {
+        Some(ProxyProtocolAccept::Off) if !trusted.is_empty() => {
+            errors.push(
+                path,
+                None,
+                "is set, but accept_proxy_protocol is off",
+                "set accept_proxy_protocol: v1, v2 or any to read PROXY headers from these sources, or remove trusted_proxies",
+            );
+            None
+        }
+        Some(accept) if accept != ProxyProtocolAccept::Off && trusted.is_empty() => {
+            // WHY: a PROXY header sets the client address that allow/deny,
+            // limits and ip_hash trust; accepting it from anyone would let
+            // any client claim any address.
+            errors.push(
+                path,
+                None,
+                if written { "is empty" } else { "is missing" },
+                format!(
+                    "accept_proxy_protocol: {} needs the addresses of the balancers in front, e.g. trusted_proxies: [10.0.0.0/8]; only they may send a PROXY header",
+                    accept.as_str()
+                ),
+            );
+            None
+        }
+        _ => Some(trusted),
+    }
+}
+
+/// A list of IP networks (`allow`, `deny`, `trusted_proxies`); empty when absent.
+fn cidr_list(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Vec<Cidr>> {
+    match value {
+        None => Some(Vec::new()),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| cidr(item, &path.index(i), errors))
+            // Collected in full before combining, so every bad item is reported.
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect(),
+        Some(other) => {
+            let fix = match other {
+                Value::String(text) => format!("write a list, e.g. [{}]", text.trim()),
+                _ => "write a list of addresses or networks, e.g. [10.0.0.0/8, \"::1/128\"]"
+                    .to_owned(),
+            };
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not a list", kind(other)),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+/// `10.0.0.0/8`, `"::1/128"`, or a bare address (one host).
+fn cidr(value: &Value, path: &YamlPath, errors: &mut Collector) -> Option<Cidr> {
+    match value {
+        Value::String(text) => match parse_cidr(text) {
+            Ok(cidr) => Some(cidr),
+            Err((problem, fix)) => {
+                errors.push(path, Some(text), problem, fix);
+                None
+            }
+        },
+        other => {
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not an IP address or network", kind(other)),
+                CIDR_FIX,
+            );
+            None
+        }
+    }
+}
+
+const CIDR_FIX: &str =
+    "write an address or a network, e.g. 192.0.2.1, 10.0.0.0/8 or \"::1/128\" (quote IPv6)";
+
+/// Parses a network, refusing host bits (`10.0.0.1/8` is more likely a typo
+/// for one host than meant as `10.0.0.0/8`). Fails with (problem, fix).
+fn parse_cidr(text: &str) -> Result<Cidr, (String, String)> {
+    let text = text.trim();
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let address = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    let Ok(addr) = address.parse::<IpAddr>() else {
+        let problem = format!("is not an IP network ({address:?} is not an IP address)");
+        // WHY: names are refused, not resolved: a DNS answer that changes
+        // would silently change who may connect.
+        let fix = if is_hostname(address) {
+            format!("{CIDR_FIX}; host names are not allowed")
+        } else {
+            CIDR_FIX.to_owned()
+        };
+        return Err((problem, fix));
+    };
+    let (max, family, example) = if addr.is_ipv4() {
+        (32, 4, "10.0.0.0/8")
+    } else {
+        (128, 6, "fd00::/8")
+    };
+    let prefix = match prefix {
+        None => max,
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err((
+                format!("is not an IP network (prefix length {p:?} is not a number)"),
+                CIDR_FIX.to_owned(),
+            ));
+        }
+        Some(p) => match p.parse::<u8>() {
+            Ok(prefix) if prefix <= max => prefix,
+            _ => {
+                return Err((
+                    format!("has prefix length /{p}, out of range"),
+                    format!(
+                        "use a prefix length from 0 to {max} for an IPv{family} network, e.g. {example}"
+                    ),
+                ));
+            }
+        },
+    };
+    let network = network_address(addr, prefix);
+    if network != addr {
+        return Err((
+            "has host bits set".to_owned(),
+            format!("write the network, {network}/{prefix}, or {addr} alone for that one address"),
+        ));
+    }
+    // WHY: Cidr::contains compares IPv4-mapped clients as IPv4, so a mapped
+    // network would never match anyone; name the IPv4 network instead.
+    if let IpAddr::V6(v6) = addr {
+        if let Some(v4) = v6.to_ipv4_mapped().filter(|_| prefix >= 96) {
+            return Err((
+                "is an IPv4-mapped IPv6 network, which never matches (IPv4 clients are compared as IPv4)".to_owned(),
+                format!("write it as {v4}/{}", prefix - 96),
+            ));
+        }
+    }
+    Ok(Cidr {
+        addr: network,
+        prefix,
+    })
+}
+
+/// `addr` with every bit after the first `prefix` cleared.
+fn network_address(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
+fn limits_section(limits: &RawLimits, path: &YamlPath, errors: &mut Collector) -> Option<Limits> {
+    let per_ip_rate = match &limits.per_ip_rate {
+        None => Some(None),
+        Some(value) => connection_rate(value, &path.key("per_ip_rate"), errors).map(Some),
+    };
+    let burst_path = path.key("per_ip_burst");
+    let per_ip_burst = match &limits.per_ip_burst {
+        None => Some(None),
+        Some(value) if limits.per_ip_rate.is_none() => {
+            errors.push(
+                &burst_path,
+                scalar_text(value).as_deref(),
+                "only applies with per_ip_rate",
+                "add per_ip_rate, e.g. per_ip_rate: 50/s, or remove per_ip_burst",
+            );
+            None
+        }
+        Some(value) => integer(Some(value), &burst_path, 1, 1..=u32::MAX.into(), errors)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some),
+    };
+    let per_ip_connections = match &limits.per_ip_connections {
+        None => Some(None),
+        Some(value) => integer(
+            Some(value),
+            &path.key("per_ip_connections"),
+            1,
+            1..=u32::MAX.into(),
+            errors,
+        )
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some),
+    };
+    let per_ip_bandwidth = match &limits.per_ip_bandwidth {
+        None => Some(None),
+        Some(value) => bandwidth(value, &path.key("per_ip_bandwidth"), errors).map(Some),
+    };
+    let action = match &limits.action {
+        None => Some(DEFAULT_LIMIT_ACTION),
+        Some(value) => {
+            let names = LimitAction::ALL.map(LimitAction::as_str);
+            keyword(value, &path.key("action"), &names, "limit action", errors)
+                .and_then(|word| LimitAction::ALL.into_iter().find(|a| a.as_str() == word))
+        }
+    };
+    let tarpit_delay = duration(
+        limits.tarpit_delay.as_ref(),
+        &path.key("tarpit_delay"),
+        DEFAULT_TARPIT_DELAY,
+        AllowZero::No,
+        errors,
+    );
+    let ipv6_prefix = integer(
+        limits.ipv6_prefix.as_ref(),
+        &path.key("ipv6_prefix"),
+        DEFAULT_IPV6_PREFIX.into(),
+        1..=128,
+        errors,
+    );
+    Some(Limits {
+        per_ip_rate: per_ip_rate?,
+        per_ip_burst: per_ip_burst?,
+        per_ip_connections: per_ip_connections?,
+        per_ip_bandwidth: per_ip_bandwidth?,
+        action: action?,
+        tarpit_delay: tarpit_delay?,
+        // The range checked above fits in u8.
+        ipv6_prefix: u8::try_from(ipv6_prefix?).ok()?,
+    })
+}
+
+/// `per_ip_rate`: `50/s` or `30/m`, in new connections per second.
+fn connection_rate(value: &Value, path: &YamlPath, errors: &mut Collector) -> Option<f64> {
+    const FIX: &str = "write new connections per second or per minute, e.g. 50/s or 30/m";
+    let text = match value {
+        Value::String(text) => text.trim(),
+        Value::Number(n) => {
+            errors.push(
+                path,
+                Some(&n.to_string()),
+                "is a number without a unit",
+                format!("add /s or /m, e.g. {n}/s (per second) or {n}/m (per minute)"),
+            );
+            return None;
+        }
+        other => {
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not a rate", kind(other)),
+                FIX,
+            );
+            return None;
+        }
+    };
+    let (number, unit) = text.split_once('/').unwrap_or((text, ""));
+    let number = number.trim();
+    let per_second = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "" if decimal(number).is_some() => {
+            errors.push(
+                path,
+                Some(text),
+                "is a number without a unit",
+                format!("add /s or /m, e.g. {number}/s (per second) or {number}/m (per minute)"),
+            );
+            return None;
+        }
+        unit if !unit.is_empty() && decimal(number).is_some() => {
+            errors.push(
+                path,
+                Some(text),
+                format!("has an unknown unit \"/{unit}\""),
+                FIX,
+            );
+            return None;
+        }
+        _ => {
+            errors.push(path, Some(text), "is not a rate", FIX);
+            return None;
+        }
+    };
+    let Some(number) = decimal(number) else {
+        errors.push(path, Some(text), "is not a rate", FIX);
+        return None;
+    };
+    let rate = number / per_second;
+    if rate <= 0.0 {
+        errors.push(
+            path,
+            Some(text),
+            "must be more than zero",
+            "use e.g. 50/s, or remove per_ip_rate for no rate limit",
+        );
+        return None;
+    }
+    if rate > MAX_CONNECTION_RATE {
+        errors.push(
+            path,
+            Some(text),
+            "is out of range",
+            format!("use at most {MAX_CONNECTION_RATE}/s, or remove per_ip_rate for no rate limit"),
+        );
+        return None;
+    }
+    Some(rate)
+}
+
+/// Units of `per_ip_bandwidth`, in bytes: SI (powers of 1000) and IEC (1024).
+const BANDWIDTH_UNITS: [(&str, u64); 8] = [
+    ("B", 1),
+    ("KB", 1000),
+    ("kB", 1000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+];
+
+/// `per_ip_bandwidth`: `10MB/s`, `512KiB/s`, in bytes per second.
+fn bandwidth(value: &Value, path: &YamlPath, errors: &mut Collector) -> Option<u64> {
+    const FIX: &str =
+        "write bytes per second with a unit, e.g. 10MB/s (units: B, KB, MB, GB, KiB, MiB, GiB)";
+    let text = match value {
+        Value::String(text) => text.trim(),
+        other => {
+            let problem = match other {
+                Value::Number(_) => "is a number without a unit".to_owned(),
+                _ => format!("is {}, not a bandwidth", kind(other)),
+            };
+            errors.push(path, scalar_text(other).as_deref(), problem, FIX);
+            return None;
+        }
+    };
+    let Some(amount) = text.strip_suffix("/s") else {
+        errors.push(path, Some(text), "is not a rate per second", FIX);
+        return None;
+    };
+    let split = amount
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(amount.len());
+    let (number, unit) = amount.split_at(split);
+    let unit = unit.trim();
+    let Some(&(_, bytes)) = BANDWIDTH_UNITS.iter().find(|(name, _)| *name == unit) else {
+        let (problem, hint) = match BANDWIDTH_UNITS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+        {
+            // `Mb` is megabits elsewhere; limits here are in bytes.
+            Some((name, _)) => (
+                format!("has an unknown unit {unit:?}"),
+                format!("did you mean {name}/s (bytes)? "),
+            ),
+            None if unit.is_empty() => ("has no unit".to_owned(), String::new()),
+            None => (format!("has an unknown unit {unit:?}"), String::new()),
+        };
+        errors.push(path, Some(text), problem, format!("{hint}{FIX}"));
+        return None;
+    };
+    let Some(number) = decimal(number) else {
+        errors.push(path, Some(text), "is not a bandwidth", FIX);
+        return None;
+    };
+    // u64 → f64 is exact for every unit above.
+    let per_second = number * bytes as f64;
+    if per_second < 1.0 {
+        let problem = if number == 0.0 {
+            "must be more than zero"
+        } else {
+            "is less than one byte per second"
+        };
+        errors.push(
+            path,
+            Some(text),
+            problem,
+            "use e.g. 10MB/s, or remove per_ip_bandwidth for no bandwidth limit",
+        );
+        return None;
+    }
+    if per_second > MAX_BANDWIDTH {
+        errors.push(path, Some(text), "is out of range", "use at most 1000GB/s");
+        return None;
+    }
+    // In 1..=1e12, so the conversion is exact to the byte.
+    Some(per_second.round() as u64)
+}
+
+/// A plain non-negative decimal (`50`, `0.5`): no sign, exponent, `inf` or
+/// `nan`, so what is accepted is exactly what a reader would expect.
+fn decimal(text: &str) -> Option<f64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let well_formed = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && !(text.contains('.') && fraction.is_empty());
+    well_formed.then(|| text.parse().ok()).flatten()
 }
 
 fn pool_section(
@@ -1985,5 +2795,279 @@ mod tests {
         assert!(reason("bad host:80").contains("neither"));
         assert!(reason("-a.b:80").contains("neither"));
         assert!(reason(":80").contains("neither"));
+    }
+    #[test]
+    fn sni_patterns_are_normalised() {
+        let exact = |s: &str| Ok(SniPattern::Exact(s.to_owned()));
+        let suffix = |s: &str| Ok(SniPattern::Suffix(s.to_owned()));
+        assert_eq!(
+            parse_sni_pattern("api.example.com"),
+            exact("api.example.com")
+        );
+        assert_eq!(
+            parse_sni_pattern("API.Example.COM."),
+            exact("api.example.com")
+        );
+        assert_eq!(parse_sni_pattern("localhost"), exact("localhost"));
+        assert_eq!(
+            parse_sni_pattern("xn--bcher-kva.example"),
+            exact("xn--bcher-kva.example")
+        );
+        assert_eq!(parse_sni_pattern("_acme.example"), exact("_acme.example"));
+        assert_eq!(parse_sni_pattern("*.example.com"), suffix(".example.com"));
+        assert_eq!(parse_sni_pattern("*.Example.com."), suffix(".example.com"));
+        assert_eq!(parse_sni_pattern("*.com"), suffix(".com"));
+        // 253 characters is the longest name; the wildcard counts too.
+        let label = "a".repeat(63);
+        let longest = format!("{label}.{label}.{label}.{}", "a".repeat(61));
+        assert_eq!(longest.len(), 253);
+        assert_eq!(parse_sni_pattern(&longest), exact(&longest));
+        assert_eq!(parse_sni_pattern(&format!("{longest}.")), exact(&longest));
+    }
+
+    #[test]
+    fn bad_sni_patterns_say_why() {
+        let problem = |s: &str| parse_sni_pattern(s).unwrap_err().0;
+        assert_eq!(problem(""), "is empty");
+        assert_eq!(
+            problem("."),
+            "has an empty label (a leading dot or two dots in a row)"
+        );
+        for spaced in ["api example.com", " api.example.com", "api.example.com\t"] {
+            assert_eq!(problem(spaced), "contains a space", "{spaced:?}");
+        }
+        for star in [
+            "a*.example.com",
+            "*example.com",
+            "api.*.com",
+            "*.*.com",
+            "**.com",
+            "example.*",
+        ] {
+            assert_eq!(
+                problem(star),
+                r#"has a * that is not a leading "*.""#,
+                "{star}"
+            );
+        }
+        assert_eq!(problem("*"), "matches every name");
+        assert_eq!(problem("*."), "matches every name");
+        for empty in [
+            ".example.com",
+            "api..example.com",
+            "example.com..",
+            "*..com",
+            "*.",
+            "*..",
+        ] {
+            assert!(
+                problem(empty).starts_with("has an empty label") || empty == "*.",
+                "{empty}: {}",
+                problem(empty)
+            );
+        }
+        let long = format!("{}.com", "a".repeat(250));
+        assert!(problem(&long).starts_with("is longer than 253"));
+        assert!(
+            problem(&format!("*.{}", "a.".repeat(125) + "com")).starts_with("is longer than 253")
+        );
+        assert!(
+            problem(&format!("{}.com", "a".repeat(64))).starts_with("has a label longer than 63")
+        );
+        assert_eq!(
+            parse_sni_pattern("api.example.com:443").unwrap_err(),
+            (
+                "contains ':', which is not allowed in a host name".to_owned(),
+                "SNI carries no port: write the name alone, e.g. api.example.com".to_owned()
+            )
+        );
+        assert!(parse_sni_pattern("https://api.example.com")
+            .unwrap_err()
+            .1
+            .contains("leave out the scheme"));
+        assert!(parse_sni_pattern("bücher.example")
+            .unwrap_err()
+            .1
+            .contains("punycode"));
+        assert!(problem("api/v1.example").starts_with("contains '/'"));
+        assert!(problem("10.0.0.1").starts_with("is an IP address"));
+        // A wildcard over digits is a name suffix, not an address.
+        assert!(parse_sni_pattern("*.0.0.1").is_ok());
+    }
+
+    #[test]
+    fn cidrs_parse_to_their_network() {
+        let cidr = |s: &str| parse_cidr(s).map(|c| c.to_string()).map_err(|e| e.0);
+        assert_eq!(cidr("10.0.0.0/8"), Ok("10.0.0.0/8".into()));
+        assert_eq!(cidr(" 192.0.2.7 "), Ok("192.0.2.7/32".into()));
+        assert_eq!(cidr("0.0.0.0/0"), Ok("0.0.0.0/0".into()));
+        assert_eq!(cidr("::1"), Ok("::1/128".into()));
+        assert_eq!(cidr("[::1]/128"), Ok("::1/128".into()));
+        assert_eq!(cidr("::/0"), Ok("::/0".into()));
+        assert_eq!(cidr("2001:DB8::/32"), Ok("2001:db8::/32".into()));
+        assert_eq!(cidr("fe80::/10"), Ok("fe80::/10".into()));
+        let net = parse_cidr("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.255.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_cidrs_say_why() {
+        let bad = |s: &str| parse_cidr(s).unwrap_err();
+        assert_eq!(
+            bad("10.0.0.1/8"),
+            (
+                "has host bits set".to_owned(),
+                "write the network, 10.0.0.0/8, or 10.0.0.1 alone for that one address".to_owned()
+            )
+        );
+        assert!(bad("fe80::1/10")
+            .1
+            .starts_with("write the network, fe80::/10,"));
+        assert!(bad("10.0.0.0/33")
+            .0
+            .starts_with("has prefix length /33, out of range"));
+        assert!(bad("::/129").1.contains("from 0 to 128"));
+        assert!(bad("10.0.0.0/999").0.contains("out of range"));
+        for odd in [
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/x",
+        ] {
+            assert!(
+                bad(odd).0.contains("is not a number"),
+                "{odd}: {:?}",
+                bad(odd)
+            );
+        }
+        for odd in [
+            "",
+            "/8",
+            "10.0.0",
+            "10.0.0.256",
+            "010.0.0.1",
+            "1.2.3.4.5",
+            ":::1",
+            "10.0.0.0-10.0.0.9",
+        ] {
+            assert!(
+                bad(odd).0.starts_with("is not an IP network"),
+                "{odd}: {:?}",
+                bad(odd)
+            );
+        }
+        assert!(bad("lb.internal").1.ends_with("host names are not allowed"));
+        assert_eq!(bad("::ffff:10.0.0.0/104").1, "write it as 10.0.0.0/8");
+        assert_eq!(bad("::ffff:192.0.2.1").1, "write it as 192.0.2.1/32");
+        assert_eq!(
+            network_address("10.1.2.3".parse().unwrap(), 0),
+            IpAddr::from([0, 0, 0, 0])
+        );
+        assert_eq!(
+            network_address("10.1.2.3".parse().unwrap(), 32),
+            IpAddr::from([10, 1, 2, 3])
+        );
+        assert_eq!(
+            network_address("10.1.2.3".parse().unwrap(), 12),
+            IpAddr::from([10, 0, 0, 0])
+        );
+        assert_eq!(
+            network_address("2001:db8::1".parse().unwrap(), 16),
+            "2001::".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    fn rate(yaml: &str) -> Result<f64, String> {
+        let mut errors = Collector::default();
+        let value: Value = serde_yaml::from_str(yaml).unwrap();
+        connection_rate(&value, &YamlPath::root().key("per_ip_rate"), &mut errors)
+            .ok_or_else(|| errors.finish().to_string())
+    }
+
+    fn bytes(yaml: &str) -> Result<u64, String> {
+        let mut errors = Collector::default();
+        let value: Value = serde_yaml::from_str(yaml).unwrap();
+        bandwidth(
+            &value,
+            &YamlPath::root().key("per_ip_bandwidth"),
+            &mut errors,
+        )
+        .ok_or_else(|| errors.finish().to_string())
+    }
+
+    #[test]
+    fn connection_rates_are_per_second() {
+        assert_eq!(rate("50/s"), Ok(50.0));
+        assert_eq!(rate("'2.5/s'"), Ok(2.5));
+        assert_eq!(rate("30/m"), Ok(0.5));
+        assert_eq!(rate("1/m"), Ok(1.0 / 60.0));
+        assert_eq!(rate("' 6 / m '"), Ok(0.1));
+        assert_eq!(rate("1000000/s"), Ok(1_000_000.0));
+        for (bad, problem) in [
+            ("50", "is a number without a unit"),
+            ("'50'", "is a number without a unit"),
+            ("0/s", "must be more than zero"),
+            ("0.0/m", "must be more than zero"),
+            ("1000001/s", "is out of range"),
+            ("1e3/s", "is not a rate"),
+            ("-5/s", "is not a rate"),
+            ("inf/s", "is not a rate"),
+            ("NaN/s", "is not a rate"),
+            ("/s", "is not a rate"),
+            ("fast", "is not a rate"),
+            ("5/h", r#"has an unknown unit "/h""#),
+            ("5/sec", r#"has an unknown unit "/sec""#),
+            ("[5]", "is a list, not a rate"),
+        ] {
+            let shown = rate(bad).unwrap_err();
+            assert!(shown.contains(problem), "{bad}: {shown}");
+        }
+    }
+
+    #[test]
+    fn bandwidths_are_bytes_per_second() {
+        assert_eq!(bytes("10MB/s"), Ok(10_000_000));
+        assert_eq!(bytes("1B/s"), Ok(1));
+        assert_eq!(bytes("1.5KB/s"), Ok(1500));
+        assert_eq!(bytes("1kB/s"), Ok(1000));
+        assert_eq!(bytes("2KiB/s"), Ok(2048));
+        assert_eq!(bytes("1MiB/s"), Ok(1 << 20));
+        assert_eq!(bytes("1.5GiB/s"), Ok(3 << 29));
+        assert_eq!(bytes("'10 MB/s'"), Ok(10_000_000));
+        assert_eq!(bytes("1000GB/s"), Ok(1_000_000_000_000));
+        for (bad, problem) in [
+            ("1000", "is a number without a unit"),
+            ("10MB", "is not a rate per second"),
+            ("10MB/m", "is not a rate per second"),
+            ("10/s", "has no unit"),
+            ("10Mb/s", "did you mean MB/s (bytes)?"),
+            ("10mib/s", "did you mean MiB/s (bytes)?"),
+            ("10TB/s", r#"has an unknown unit "TB""#),
+            ("0MB/s", "must be more than zero"),
+            ("0.1B/s", "is less than one byte per second"),
+            ("1001GB/s", "is out of range"),
+            ("1e3B/s", r#"has an unknown unit "e3B""#),
+            ("MB/s", "is not a bandwidth"),
+            ("1..5MB/s", "is not a bandwidth"),
+            ("{a: 1}", "is a mapping, not a bandwidth"),
+        ] {
+            let shown = bytes(bad).unwrap_err();
+            assert!(shown.contains(problem), "{bad}: {shown}");
+        }
+    }
+
+    #[test]
+    fn plain_decimals_only() {
+        assert_eq!(decimal("50"), Some(50.0));
+        assert_eq!(decimal("0.25"), Some(0.25));
+        assert_eq!(decimal("007"), Some(7.0));
+        for odd in [
+            "", ".5", "5.", "-1", "+1", "1e3", "inf", "NaN", "1.2.3", " 1",
+        ] {
+            assert_eq!(decimal(odd), None, "{odd}");
+        }
     }
 }

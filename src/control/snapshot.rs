@@ -12,7 +12,9 @@ use std::time::Duration;
 use socket2::SockAddr;
 
 use crate::balance::{Policy, Tier};
-use crate::config::{BackendConfig, Config, HealthCheck, ListenerConfig};
+use crate::config::{
+    BackendConfig, Config, HealthCheck, ListenerConfig, ProxyProtocolAccept, SniPattern, SniRoute,
+};
 use crate::metrics::{BackendStats, ListenerStats};
 use crate::uring::{timespec, Timespec};
 
@@ -37,6 +39,9 @@ pub struct Listener {
     pub retries: u32,
     pub max_connections: u32,
     pub stats: Arc<ListenerStats>,
+    /// Everything else the data path needs (SNI routes, PROXY protocol,
+    /// access lists, limits), as configured.
+    pub settings: ListenerConfig,
 }
 
 pub struct Pool {
@@ -240,6 +245,98 @@ impl Listener {
             retries: l.retries,
             max_connections: l.max_connections,
             stats,
+            settings: l.clone(),
         }
+    }
+}
+
+impl Listener {
+    /// Whether new connections must be read before a backend is chosen (a
+    /// PROXY header to accept, or a ClientHello to route by).
+    pub fn inspects(&self) -> bool {
+        self.settings.accept_proxy_protocol != ProxyProtocolAccept::Off
+            || !self.settings.sni_routes.is_empty()
+    }
+
+    /// The pool for a client that asked for `sni` (normalised: lower case,
+    /// no trailing dot) offering `alpn`: exact names first, then the longest
+    /// matching `*.suffix`; a route with an `alpn` list also needs one of its
+    /// protocols offered. No match: the listener's default pool.
+    pub fn route(&self, sni: Option<&str>, alpn: &[String]) -> usize {
+        let Some(sni) = sni else {
+            return self.pool;
+        };
+        let alpn_ok = |r: &SniRoute| r.alpn.is_empty() || r.alpn.iter().any(|p| alpn.contains(p));
+        let routes = &self.settings.sni_routes;
+        if let Some(r) = routes
+            .iter()
+            .find(|r| matches!(&r.pattern, SniPattern::Exact(name) if name == sni) && alpn_ok(r))
+        {
+            return r.pool.0;
+        }
+        routes
+            .iter()
+            .filter_map(|r| match &r.pattern {
+                SniPattern::Suffix(suffix)
+                    if sni.len() > suffix.len() && sni.ends_with(suffix.as_str()) && alpn_ok(r) =>
+                {
+                    Some((suffix.len(), r.pool.0))
+                }
+                _ => None,
+            })
+            .max_by_key(|(len, _)| *len)
+            .map_or(self.pool, |(_, pool)| pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, PoolId};
+
+    fn listener(routes: &[(&str, usize, &[&str])]) -> Listener {
+        let yaml = "listeners: [{ name: l, listen: 127.0.0.1:0, pool: d }]\npools: [{ name: d, backends: [127.0.0.1:1] }]\n";
+        let mut l = config::parse_str(yaml).unwrap().listeners.remove(0);
+        l.sni_routes = routes
+            .iter()
+            .map(|(m, pool, alpn)| SniRoute {
+                pattern: match m.strip_prefix('*') {
+                    Some(suffix) => SniPattern::Suffix(suffix.to_string()),
+                    None => SniPattern::Exact(m.to_string()),
+                },
+                alpn: alpn.iter().map(|a| a.to_string()).collect(),
+                pool: PoolId(*pool),
+            })
+            .collect();
+        Listener::new(&l, 0, 0, Arc::new(ListenerStats::new(1)))
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_longest_suffix_wins() {
+        let l = listener(&[
+            ("*.example.com", 1, &[]),
+            ("api.example.com", 2, &[]),
+            ("*.eu.example.com", 3, &[]),
+        ]);
+        assert_eq!(l.route(Some("api.example.com"), &[]), 2);
+        assert_eq!(l.route(Some("www.example.com"), &[]), 1);
+        assert_eq!(l.route(Some("a.eu.example.com"), &[]), 3);
+        assert_eq!(
+            l.route(Some("example.com"), &[]),
+            0,
+            "a wildcard needs a label before the suffix"
+        );
+        assert_eq!(l.route(Some("other.org"), &[]), 0);
+        assert_eq!(l.route(None, &[]), 0);
+    }
+
+    #[test]
+    fn alpn_narrows_a_route() {
+        let l = listener(&[("app.example.com", 1, &["h2"]), ("app.example.com", 2, &[])]);
+        assert_eq!(
+            l.route(Some("app.example.com"), &["h2".into(), "http/1.1".into()]),
+            1
+        );
+        assert_eq!(l.route(Some("app.example.com"), &["http/1.1".into()]), 2);
     }
 }

@@ -19,6 +19,8 @@ pub const MAX_ATTEMPTS: usize = 17;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Reading a PROXY header and/or a TLS ClientHello before choosing a pool.
+    Inspecting,
     Connecting,
     Relaying,
     /// Waiting for in-flight operations to finish before the slot is freed.
@@ -89,6 +91,23 @@ pub struct Conn {
     /// The routing view this connection started with.
     pub snapshot: Arc<Snapshot>,
     pub listener: usize,
+    /// The pool chosen for it: the listener's, or an SNI route's.
+    pub pool: usize,
+    /// What was read while inspecting (bounded by the parsers' limits).
+    pub peek: Vec<u8>,
+    /// Bytes to send to the backend before relaying: a PROXY header, then
+    /// whatever the client sent while it was inspected.
+    pub preface: Vec<u8>,
+    pub preface_sent: usize,
+    /// How many bytes at the end of `preface` came from the client.
+    pub preface_client: usize,
+    /// An accepted PROXY header has been read (or none is expected).
+    pub proxy_done: bool,
+    /// The destination an accepted PROXY header named.
+    pub original_dst: Option<std::net::SocketAddr>,
+    /// SNI and ALPN the client offered (TLS passthrough listeners).
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
     /// Index in the pool of the backend being connected to or relayed to.
     pub backend_index: Option<usize>,
     pub tried: [u32; MAX_ATTEMPTS],
@@ -116,6 +135,7 @@ impl Conn {
             .peer_addr()
             .ok()
             .and_then(|a| a.as_socket());
+        let snapshot_pool = snapshot.listeners[listener].pool;
         Conn {
             client_addr,
             gen,
@@ -125,6 +145,15 @@ impl Conn {
             backend: None,
             snapshot,
             listener,
+            pool: snapshot_pool,
+            peek: Vec::new(),
+            preface: Vec::new(),
+            preface_sent: 0,
+            preface_client: 0,
+            proxy_done: false,
+            original_dst: None,
+            sni: None,
+            alpn: Vec::new(),
             backend_index: None,
             tried: [0; MAX_ATTEMPTS],
             attempts: 0,

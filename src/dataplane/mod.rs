@@ -5,6 +5,7 @@
 //! workers, and holds the state they share with the control thread.
 
 mod conn;
+mod inspect;
 mod relay;
 mod token;
 mod worker;

@@ -49,6 +49,24 @@ impl Worker {
 
     pub(super) fn on_recv(&mut self, slot: u32, d: Dir, c: Completion) {
         let now = self.now;
+        if c.result > 0 && self.conn(slot).phase == Phase::Inspecting {
+            // Keep what the client sent for the parsers, and the buffer goes back.
+            let buf = c.buffer().expect("receive completion names its buffer");
+            let len = c.result as u32;
+            let data = self.bufs.slice(buf, 0, len);
+            let conn = self.slots[slot as usize]
+                .as_mut()
+                .expect("live connection slot");
+            if conn.peek.capacity() == 0 {
+                conn.peek.reserve(4096);
+            }
+            conn.peek.extend_from_slice(data);
+            conn.last_active = now;
+            self.bufs.recycle(buf);
+            self.recycled = true;
+            self.on_inspect_data(slot, 0);
+            return;
+        }
         if c.result > 0 {
             let buf = c.buffer().expect("receive completion names its buffer");
             let conn = self.conn(slot);
@@ -114,15 +132,14 @@ impl Worker {
         self.arm_recv(slot, d);
     }
 
-    fn count_bytes(&mut self, slot: u32, d: Dir, n: u64, mode: Mode) {
+    pub(super) fn count_bytes(&mut self, slot: u32, d: Dir, n: u64, mode: Mode) {
         let id = self.id;
         let conn = self.slots[slot as usize]
             .as_ref()
             .expect("live connection slot");
-        let listener = &conn.snapshot.listeners[conn.listener];
         if let Some(i) = conn.backend_index {
             bump(
-                &conn.snapshot.pools[listener.pool].backends[i]
+                &conn.snapshot.pools[conn.pool].backends[i]
                     .stats
                     .worker(id)
                     .bytes[d],
@@ -284,6 +301,12 @@ impl Worker {
             .is_some_and(|c| c.phase == Phase::Relaying)
     }
 
+    /// Relaying, or reading a PROXY header / ClientHello: may arm a receive.
+    fn still_reading(&self, slot: u32, gen: u32) -> bool {
+        self.live_conn(slot, gen)
+            .is_some_and(|c| matches!(c.phase, Phase::Relaying | Phase::Inspecting))
+    }
+
     pub(super) fn run_ready(&mut self) {
         let ready = std::mem::take(&mut self.ready);
         for (slot, gen, d) in ready {
@@ -301,7 +324,7 @@ impl Worker {
         self.recycled = false;
         let starved = std::mem::take(&mut self.starved);
         for (slot, gen, d) in starved {
-            if self.still_relaying(slot, gen) {
+            if self.still_reading(slot, gen) {
                 self.arm_recv(slot, d);
             }
         }

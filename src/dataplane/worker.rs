@@ -21,7 +21,7 @@ use crate::balance::{self, Choice, PickContext};
 use crate::clock;
 use crate::control::snapshot::Pool;
 use crate::log;
-use crate::metrics::{bump, WorkerStats};
+use crate::metrics::{bump, Reject, WorkerStats};
 use crate::uring::{sys, timespec, BufRing, Completion, PipePool, Ring, Timespec};
 use std::sync::mpsc::Receiver;
 
@@ -266,6 +266,9 @@ impl Worker {
                     Op::ConnectTimeout | Op::Cancel => {}
                     Op::Recv(d) => self.on_recv(t.slot, d, c),
                     Op::Send(d) => self.on_send(t.slot, d, c.result),
+                    Op::PollOut(C2B) if self.preface_pending(t.slot) => {
+                        self.flush_preface(t.slot);
+                    }
                     Op::PollIn(d) | Op::PollOut(d) => {
                         if c.result < 0 {
                             self.abort(t.slot);
@@ -410,7 +413,7 @@ impl Worker {
         if listener.stats.active.fetch_add(1, Ordering::Relaxed) >= listener.max_connections as u64
         {
             listener.stats.active.fetch_sub(1, Ordering::Relaxed);
-            bump(&ls.rejected_max_connections, 1);
+            bump(&ls.rejected[Reject::MaxConnections.index()], 1);
             bump(
                 &self.stats().terminations[Termination::MaxConnections.index()],
                 1,
@@ -424,6 +427,7 @@ impl Worker {
                     end_unix_ms: unix_ms(),
                     snapshot: snapshot.clone(),
                     listener: li,
+                    pool: listener.pool,
                     backend: None,
                     client,
                     bytes_client_to_backend: 0,
@@ -451,20 +455,20 @@ impl Worker {
         self.live += 1;
         let active = &self.stats().active;
         bump(active, 1);
-        self.connect_next(slot);
+        self.start(slot);
     }
 
     // ---- connect -----------------------------------------------------------
 
     /// Picks a backend not tried yet and starts connecting to it; closes the
     /// client when none is left.
-    fn connect_next(&mut self, slot: u32) {
+    pub(super) fn connect_next(&mut self, slot: u32) {
         let random = self.rng.next();
         let worker = self.id;
         let conn = self.conn(slot);
         let snapshot = conn.snapshot.clone();
         let listener = &snapshot.listeners[conn.listener];
-        let pool = &snapshot.pools[listener.pool];
+        let pool = &snapshot.pools[conn.pool];
         let first = conn.attempts == 0;
         let ctx = PickContext {
             client: conn.client_addr.map(|a| a.ip()),
@@ -494,7 +498,7 @@ impl Worker {
             }
             Choice::AllFull => {
                 let why = if first {
-                    bump(&ls.rejected_backends_full, 1);
+                    bump(&ls.rejected[Reject::BackendsFull.index()], 1);
                     Termination::BackendsFull
                 } else {
                     Termination::ConnectFailed
@@ -505,7 +509,7 @@ impl Worker {
             }
             Choice::NoneLeft => {
                 let why = if first {
-                    bump(&ls.rejected_no_backend, 1);
+                    bump(&ls.rejected[Reject::NoBackend.index()], 1);
                     Termination::NoBackend
                 } else {
                     Termination::ConnectFailed
@@ -525,7 +529,7 @@ impl Worker {
             Ok(s) => s,
             Err(e) => {
                 // Our own shortage, not the backend's fault: count it on the listener.
-                bump(&ls.rejected_resources, 1);
+                bump(&ls.rejected[Reject::Resources.index()], 1);
                 self.conn(slot).ends_because(Termination::Resources);
                 self.warn_resources(
                     "cannot create a backend socket: out of file descriptors or memory (raise `ulimit -n` / LimitNOFILE)",
@@ -566,8 +570,7 @@ impl Worker {
         let conn = self.conn(slot);
         if result == 0 {
             if let Some(i) = conn.backend_index {
-                let listener = &conn.snapshot.listeners[conn.listener];
-                let failures = &conn.snapshot.pools[listener.pool].backends[i]
+                let failures = &conn.snapshot.pools[conn.pool].backends[i]
                     .stats
                     .consecutive_failures;
                 // Read first: the common case writes nothing to the shared line.
@@ -586,13 +589,12 @@ impl Worker {
                 .worker(id)
                 .connect_duration
                 .observe(connect_us);
-            self.arm_recv(slot, C2B);
-            self.arm_recv(slot, B2C);
+            self.begin_relay(slot);
             return;
         }
         // Failed: count it against the backend, release it, try the next one.
         let snapshot = conn.snapshot.clone();
-        let pool = &snapshot.pools[snapshot.listeners[conn.listener].pool];
+        let pool = &snapshot.pools[conn.pool];
         if let Some(i) = conn.backend_index.take() {
             let b = &pool.backends[i];
             b.stats.active.fetch_sub(1, Ordering::Relaxed);
@@ -670,7 +672,7 @@ impl Worker {
         let listener = &conn.snapshot.listeners[conn.listener];
         listener.stats.active.fetch_sub(1, Ordering::Relaxed);
         if let Some(i) = conn.backend_index {
-            conn.snapshot.pools[listener.pool].backends[i]
+            conn.snapshot.pools[conn.pool].backends[i]
                 .stats
                 .active
                 .fetch_sub(1, Ordering::Relaxed);
@@ -687,6 +689,7 @@ impl Worker {
                 end_unix_ms: unix_ms(),
                 snapshot: conn.snapshot.clone(),
                 listener: conn.listener,
+                pool: conn.pool,
                 backend: conn.backend_index,
                 client: conn.client_addr,
                 bytes_client_to_backend: conn.dirs[C2B].bytes,
@@ -705,22 +708,35 @@ impl Worker {
     fn on_tick(&mut self) {
         self.check_shutdown();
         let now = self.now;
-        let expired: Vec<u32> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|c| (i, c)))
-            .filter(|(_, c)| {
-                c.phase == Phase::Relaying
-                    && now.duration_since(c.last_active)
-                        >= c.snapshot.listeners[c.listener].idle_timeout
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
-        for slot in expired {
+        let mut idle = Vec::new();
+        let mut slow = Vec::new();
+        for (i, c) in self.slots.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let listener = &c.snapshot.listeners[c.listener];
+            match c.phase {
+                Phase::Relaying if now.duration_since(c.last_active) >= listener.idle_timeout => {
+                    idle.push(i as u32)
+                }
+                Phase::Inspecting => {
+                    let limit = if c.proxy_done {
+                        listener.settings.tls_inspect_timeout
+                    } else {
+                        listener.settings.proxy_header_timeout
+                    };
+                    if now.duration_since(c.accepted_at) >= limit {
+                        slow.push(i as u32);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for slot in idle {
             bump(&self.stats().idle_timeouts, 1);
             self.conn(slot).ends_because(Termination::IdleTimeout);
             self.abort(slot);
+        }
+        for slot in slow {
+            self.inspect_timeout(slot);
         }
     }
 

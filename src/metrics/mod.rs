@@ -8,4 +8,4 @@ mod render;
 mod stats;
 
 pub use render::render;
-pub use stats::{bump, BackendStats, ListenerStats, Stats, WorkerStats};
+pub use stats::{bump, BackendStats, ListenerStats, Reject, Stats, WorkerStats};

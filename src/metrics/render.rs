@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::names::{self, Metric};
-use super::stats::{Histogram, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
+use super::stats::{Histogram, Reject, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
 use crate::accesslog::Termination;
 use crate::control::snapshot::Snapshot;
 
@@ -265,26 +265,17 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
     }
     header(&mut out, &names::REJECTED_TOTAL);
     for l in &snapshot.listeners {
-        for (reason, v) in [
-            (
-                "max_connections",
-                l.stats.sum(|s| &s.rejected_max_connections),
-            ),
-            ("no_backend", l.stats.sum(|s| &s.rejected_no_backend)),
-            ("backends_full", l.stats.sum(|s| &s.rejected_backends_full)),
-            ("resources", l.stats.sum(|s| &s.rejected_resources)),
-        ] {
+        for reason in Reject::ALL {
             let _ = writeln!(
                 out,
                 "{}{{listener=\"{}\",reason=\"{}\"}} {}",
                 names::REJECTED_TOTAL.name,
                 esc(&l.name),
-                reason,
-                v
+                reason.as_str(),
+                l.stats.sum(|s| &s.rejected[reason.index()])
             );
         }
     }
-
     header(&mut out, &names::FAIL_OPEN_TOTAL);
     for l in &snapshot.listeners {
         let _ = writeln!(

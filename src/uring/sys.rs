@@ -161,3 +161,24 @@ pub fn thread_count() -> Option<usize> {
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// A non-blocking `send(2)` of `data` (no SIGPIPE); returns the bytes taken.
+/// Used for the short preface (PROXY header, peeked bytes) a connection sends
+/// before relaying.
+pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is a live slice for the duration of the call; the kernel
+    // only reads `data.len()` bytes from it.
+    let n = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

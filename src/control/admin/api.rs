@@ -21,7 +21,7 @@ use crate::config::{self, BackendConfig, Config, HealthKind, MAX_WEIGHT};
 use crate::control::reload::{self, ReloadError};
 use crate::control::snapshot::WEIGHT_SCALE;
 use crate::control::State;
-use crate::metrics;
+use crate::metrics::{self, Reject};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -156,12 +156,10 @@ fn pools_json(state: &State) -> Value {
                 "pool": snapshot.pools[l.pool].name,
                 "active": l.stats.active.load(Ordering::Relaxed),
                 "accepted": l.stats.sum(|s| &s.accepted),
-                "rejected": {
-                    "max_connections": l.stats.sum(|s| &s.rejected_max_connections),
-                    "no_backend": l.stats.sum(|s| &s.rejected_no_backend),
-                    "backends_full": l.stats.sum(|s| &s.rejected_backends_full),
-                    "resources": l.stats.sum(|s| &s.rejected_resources),
-                },
+                "rejected": Reject::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), json!(l.stats.sum(|s| &s.rejected[r.index()]))))
+                    .collect::<serde_json::Map<String, Value>>(),
                 "fail_open": l.stats.sum(|s| &s.fail_open),
             })
         })
