@@ -7,6 +7,12 @@ use std::time::Instant;
 
 static START: OnceLock<Instant> = OnceLock::new();
 
+/// Nanoseconds since the first call in this process (monotonic).
+pub fn now_ns() -> u64 {
+    let start = *START.get_or_init(Instant::now);
+    start.elapsed().as_nanos() as u64 + 1
+}
+
 /// Milliseconds since the first call in this process (never 0, so 0 can mean "unset").
 pub fn now_ms() -> u64 {
     let start = *START.get_or_init(Instant::now);

@@ -1250,6 +1250,51 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
         assert!(!shown.contains("require_sni"), "{shown}");
     }
 
+    /// Routes for one name are tried in order, so alpn can split a name's
+    /// clients between pools; only a route that can never win is an error.
+    #[test]
+    fn sni_routes_for_one_name_split_by_alpn() {
+        let config = check(&listener(
+            r#"    sni:
+      - { match: app.example.com, pool: h2, alpn: [h2] }
+      - { match: App.Example.com., pool: api, alpn: [http/1.1, h2] }
+      - { match: app.example.com, pool: web }
+      - { match: "*.example.com", pool: h2, alpn: [h2] }
+      - { match: "*.example.com", pool: api }
+"#,
+        ))
+        .unwrap();
+        let pools: Vec<usize> = config.listeners[0]
+            .sni_routes
+            .iter()
+            .map(|r| r.pool.0)
+            .collect();
+        assert_eq!(pools, [2, 1, 0, 2, 1]);
+
+        let shown = errors(&listener(
+            r#"    sni:
+      - { match: app.example.com, pool: api }
+      - { match: app.example.com, pool: h2, alpn: [h2] }
+      - { match: "*.example.com", pool: h2, alpn: [h2, http/1.1] }
+      - { match: "*.EXAMPLE.com", pool: api, alpn: [http/1.1] }
+      - { match: "*.example.com", pool: api, alpn: [http/1.1, h3] }
+      - { match: b.example.com, pool: api, alpn: [h2] }
+      - { match: b.example.com, pool: web, alpn: [h2], extra: 1 }
+"#,
+        ));
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "listeners[0].sni[6].extra: is not a known key: allowed keys here: match, pool, alpn",
+                r#"listeners[0].sni[1].match: "app.example.com" can never be chosen: listeners[0].sni[0].match (app.example.com), listed earlier without alpn, takes every client asking for this name: routes for one name are tried in order: put the route with alpn first"#,
+                r#"listeners[0].sni[3].match: "*.EXAMPLE.com" can never be chosen: listeners[0].sni[2].match (*.example.com), listed earlier, already takes clients offering http/1.1: remove this route, or list protocols the earlier route does not take"#,
+                // Bad in another way (an unknown key), still compared.
+                r#"listeners[0].sni[6].match: "b.example.com" can never be chosen: listeners[0].sni[5].match (b.example.com), listed earlier, already takes clients offering h2: remove this route, or list protocols the earlier route does not take"#,
+            ]
+        );
+    }
+
     /// Each `tests/fixtures/bad/X.yaml` must be rejected, and every line of the
     /// `X.expected` beside it must appear in the printed errors.
     #[test]

@@ -1,6 +1,7 @@
 //! Turns a [`RawConfig`] into the typed [`Config`]: interprets every value
 //! (durations, addresses, names, counts), fills in defaults, and checks the
-//! cross-references (listener → pool, unique names and addresses). It reports
+//! cross-references (listener and SNI route → pool, unique names and
+//! addresses, SNI routes that could never be chosen). It reports
 //! *all* problems, each with its YAML path, the bad value and a fix.
 //!
 //! It must never read files or stop at the first error, and it does no I/O of
@@ -470,14 +471,20 @@ fn listener_section(
 
 /// The listener's `sni:` routes: each one read whole, then checked against
 /// the ones before it.
+///
+/// Routes for the same name are tried in file order, the first whose `alpn`
+/// fits winning (so `app.example.com` with `alpn: [h2]` before a plain
+/// `app.example.com` splits clients by protocol). A route an earlier one
+/// always wins over can never be chosen, and is reported: that includes the
+/// same name listed twice.
 fn sni_routes(
     routes: &[Option<RawSniRoute>],
     path: &YamlPath,
     pools: &PoolNames,
     errors: &mut Collector,
 ) -> Option<Vec<SniRoute>> {
-    // Pattern as stored (`*.example.com`) → where it was first written.
-    let mut seen: HashMap<String, String> = HashMap::new();
+    // Each readable route so far: its pattern, alpn, and how to name it.
+    let mut earlier: Vec<(SniPattern, Vec<String>, String)> = Vec::new();
     let mut list = Vec::with_capacity(routes.len());
     for (i, route) in routes.iter().enumerate() {
         let Some(route) = route else {
@@ -501,22 +508,6 @@ fn sni_routes(
             )
         })
         .and_then(|text| sni_pattern(text, &match_path, errors).map(|p| (text, p)));
-        // Only the first route for a name could ever be chosen; a second one
-        // is a copy-paste slip or a misunderstanding, either way worth saying.
-        let pattern = pattern.and_then(|(text, pattern)| {
-            let stored = pattern.to_string();
-            if let Some(first) = seen.get(&stored) {
-                errors.push(
-                    &match_path,
-                    Some(text),
-                    format!("is the same pattern as {first}"),
-                    "list each name once per listener (case and a trailing dot make no difference)",
-                );
-                return None;
-            }
-            seen.insert(stored, format!("{match_path} ({text})"));
-            Some(pattern)
-        });
         let pool_path = route_path.key("pool");
         let pool = required(
             route.pool.as_ref(),
@@ -527,6 +518,26 @@ fn sni_routes(
         .and_then(|v| string(v, &pool_path, "the name of a pool", errors))
         .and_then(|wanted| pools.find(wanted, &pool_path, errors));
         let alpn = alpn_list(route.alpn.as_ref(), &route_path.key("alpn"), errors);
+        let pattern = match (pattern, &alpn) {
+            (Some((text, pattern)), Some(alpn)) => {
+                let shadow = earlier
+                    .iter()
+                    .find(|(p, before, _)| *p == pattern && shadows(before, alpn));
+                if let Some((_, before, first)) = shadow {
+                    let (problem, fix) = shadowed(first, before, alpn);
+                    errors.push(&match_path, Some(text), problem, fix);
+                    None
+                } else {
+                    earlier.push((
+                        pattern.clone(),
+                        alpn.clone(),
+                        format!("{match_path} ({text})"),
+                    ));
+                    Some(pattern)
+                }
+            }
+            (pattern, _) => pattern.map(|(_, pattern)| pattern),
+        };
         list.push((|| {
             Some(SniRoute {
                 pattern: pattern?,
@@ -536,6 +547,37 @@ fn sni_routes(
         })());
     }
     list.into_iter().collect()
+}
+
+/// Whether an earlier route for the same name with `before` as its alpn list
+/// takes every client a later one with `later` could: it takes any protocol,
+/// or every protocol the later one names.
+fn shadows(before: &[String], later: &[String]) -> bool {
+    before.is_empty() || (!later.is_empty() && later.iter().all(|p| before.contains(p)))
+}
+
+/// The (problem, fix) for a route that `first` (with alpn `before`) hides.
+fn shadowed(first: &str, before: &[String], later: &[String]) -> (String, String) {
+    if before.is_empty() && later.is_empty() {
+        (
+            format!("is the same pattern as {first}"),
+            "list each name once per listener (case and a trailing dot make no difference)"
+                .to_owned(),
+        )
+    } else if before.is_empty() {
+        (
+            format!("can never be chosen: {first}, listed earlier without alpn, takes every client asking for this name"),
+            "routes for one name are tried in order: put the route with alpn first".to_owned(),
+        )
+    } else {
+        (
+            format!(
+                "can never be chosen: {first}, listed earlier, already takes clients offering {}",
+                later.join(", ")
+            ),
+            "remove this route, or list protocols the earlier route does not take".to_owned(),
+        )
+    }
 }
 
 fn sni_pattern(text: &str, path: &YamlPath, errors: &mut Collector) -> Option<SniPattern> {

@@ -123,7 +123,7 @@ pub fn run(
     let ids: Vec<u32> = (0..config.listeners.len() as u32).collect();
     let snapshot = Snapshot::build(&config, &ids, workers, None);
     let (sockets, addrs) = dataplane::bind_listeners(&config.listeners, &ids, workers)?;
-    let shared = Arc::new(Shared::new(snapshot, workers));
+    let shared = Arc::new(Shared::new(snapshot, workers, config.limits_table_size));
     let listeners: Vec<BoundListener> = config
         .listeners
         .iter()

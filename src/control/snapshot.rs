@@ -15,6 +15,7 @@ use crate::balance::{Policy, Tier};
 use crate::config::{
     BackendConfig, Config, HealthCheck, ListenerConfig, ProxyProtocolAccept, SniPattern, SniRoute,
 };
+use crate::limits::Scope;
 use crate::metrics::{BackendStats, ListenerStats};
 use crate::uring::{timespec, Timespec};
 
@@ -42,6 +43,8 @@ pub struct Listener {
     /// Everything else the data path needs (SNI routes, PROXY protocol,
     /// access lists, limits), as configured.
     pub settings: ListenerConfig,
+    /// Where this listener's per-client limits are counted.
+    pub limit_scope: Scope,
 }
 
 pub struct Pool {
@@ -246,6 +249,7 @@ impl Listener {
             max_connections: l.max_connections,
             stats,
             settings: l.clone(),
+            limit_scope: Scope::listener(&l.name),
         }
     }
 }

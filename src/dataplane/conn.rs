@@ -12,13 +12,16 @@ use socket2::Socket;
 use super::token::{Dir, B2C, C2B};
 use crate::accesslog::Termination;
 use crate::control::snapshot::Snapshot;
-use crate::uring::{BufId, Pipe};
+use crate::limits::Ticket;
+use crate::uring::{BufId, Pipe, Timespec};
 
 /// Most backends one client may try: the first plus `retries` (validated ≤ 16).
 pub const MAX_ATTEMPTS: usize = 17;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Refused by a limit with `action: tarpit`: held, unread, until `tarpit_until`.
+    Tarpit,
     /// Reading a PROXY header and/or a TLS ClientHello before choosing a pool.
     Inspecting,
     Connecting,
@@ -61,6 +64,11 @@ pub struct Direction {
     pub done: bool,
     /// Bytes delivered to the destination.
     pub bytes: u64,
+    /// Bytes granted by the bandwidth limit and not yet written.
+    pub granted: usize,
+    /// The wait of a throttled direction, kept here so the kernel can read it
+    /// at submit (allocated the first time the direction is throttled).
+    pub throttle: Option<Box<Timespec>>,
 }
 
 impl Direction {
@@ -75,6 +83,8 @@ impl Direction {
             src_eof: false,
             done: false,
             bytes: 0,
+            granted: 0,
+            throttle: None,
         }
     }
 }
@@ -121,6 +131,10 @@ pub struct Conn {
     pub connect_us: Option<u64>,
     /// Why it ended: the first cause recorded wins.
     pub termination: Option<Termination>,
+    /// Counted against its client's per-IP limits until it closes.
+    pub ticket: Option<Ticket>,
+    /// When a tarpitted connection is closed.
+    pub tarpit_until: Option<Instant>,
 }
 
 impl Conn {
@@ -163,6 +177,8 @@ impl Conn {
             connect_started: now,
             connect_us: None,
             termination: None,
+            ticket: None,
+            tarpit_until: None,
         }
     }
 

@@ -12,7 +12,9 @@ use super::conn::{Mode, Phase};
 use super::token::{Op, B2C, C2B};
 use super::worker::Worker;
 use crate::accesslog::Termination;
-use crate::config::{ProxyProtocolAccept, ProxyProtocolSend};
+use crate::clock;
+use crate::config::{LimitAction, ProxyProtocolAccept, ProxyProtocolSend};
+use crate::limits::{self, ClientKey, RejectReason, Verdict};
 use crate::metrics::{bump, Reject};
 use crate::proto::proxy_protocol::{self, Accept, Parsed};
 use crate::proto::sni::{self, Peek, MAX_CLIENT_HELLO};
@@ -40,12 +42,68 @@ impl Worker {
             }
         } else {
             conn.proxy_done = true;
+            // The socket's peer is the client: apply access lists and limits now.
+            if !self.admit(slot) {
+                return;
+            }
         }
         if listener.inspects() {
             self.conn(slot).phase = Phase::Inspecting;
             self.arm_recv(slot, C2B);
         } else {
             self.connect_next(slot);
+        }
+    }
+
+    /// Applies the listener's `deny`/`allow` lists and per-client limits to the
+    /// connection's client address. Returns false when it was turned away
+    /// (closed, or held in the tarpit).
+    pub(super) fn admit(&mut self, slot: u32) -> bool {
+        let now = self.now;
+        let conn = self.conn(slot);
+        let snapshot = conn.snapshot.clone();
+        let listener = &snapshot.listeners[conn.listener];
+        let settings = &listener.settings;
+        let Some(ip) = conn.client_addr.map(|a| a.ip()) else {
+            return true;
+        };
+        if let Err(why) = limits::access_allowed(ip, &settings.allow, &settings.deny) {
+            let reason = if why == "deny" {
+                Reject::Deny
+            } else {
+                Reject::NotAllowed
+            };
+            self.reject(slot, reason);
+            return false;
+        }
+        let Some(limits) = &settings.limits else {
+            return true;
+        };
+        let key = ClientKey::in_scope(listener.limit_scope, ip, limits.ipv6_prefix);
+        match self.shared.limiter.admit(key, limits, clock::now_ns()) {
+            Verdict::Admit(ticket) => {
+                self.conn(slot).ticket = Some(ticket);
+                true
+            }
+            Verdict::Reject(why) => {
+                let reason = match why {
+                    RejectReason::Rate => Reject::Rate,
+                    RejectReason::PerIpConnections => Reject::PerIpConnections,
+                };
+                if limits.action == LimitAction::Tarpit {
+                    // Hold it unread, then close: a flood pays in time, not in
+                    // backend connections.
+                    let id = self.id;
+                    let conn = self.conn(slot);
+                    bump(&listener.stats.worker(id).rejected[reason.index()], 1);
+                    conn.ends_because(Termination::Rejected);
+                    conn.phase = Phase::Tarpit;
+                    conn.tarpit_until = Some(now + limits.tarpit_delay);
+                } else {
+                    self.reject(slot, reason);
+                }
+                false
+            }
         }
     }
 
@@ -93,6 +151,14 @@ impl Worker {
                     conn.original_dst = header.destination;
                     conn.peek.drain(..consumed);
                     conn.proxy_done = true;
+                    // The header named the client: apply access lists and limits now.
+                    if !self.admit(slot) {
+                        return;
+                    }
+                    if listener.settings.sni_routes.is_empty() {
+                        self.finish_inspecting(slot);
+                        return;
+                    }
                 }
                 Parsed::NeedMore => {
                     self.arm_recv(slot, C2B);
@@ -104,6 +170,7 @@ impl Worker {
                 }
             }
         }
+        let conn = self.conn(slot);
         if !settings.sni_routes.is_empty() {
             if conn.peek.is_empty() {
                 self.arm_recv(slot, C2B);
@@ -129,7 +196,12 @@ impl Worker {
             conn.sni = sni;
             conn.alpn = alpn;
         }
-        // What the client sent so far goes to the backend first.
+        self.finish_inspecting(slot);
+    }
+
+    /// Inspection is over: what the client sent so far goes to the backend first.
+    fn finish_inspecting(&mut self, slot: u32) {
+        let conn = self.conn(slot);
         conn.preface = std::mem::take(&mut conn.peek);
         conn.preface_client = conn.preface.len();
         conn.phase = Phase::Connecting;

@@ -24,6 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::accesslog;
 use crate::config::ListenerConfig;
 use crate::control::snapshot::Snapshot;
+use crate::limits::Limiter;
 use crate::log;
 use crate::metrics::Stats;
 use crate::uring::sys;
@@ -42,10 +43,12 @@ pub struct Shared {
     pub access_log_on: AtomicBool,
     /// One access-log queue per worker, drained by the control thread.
     pub access_queues: Box<[ArrayQueue<accesslog::Record>]>,
+    /// Per-client limits state, shared by every worker and listener.
+    pub limiter: Limiter,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, workers: usize) -> Shared {
+    pub fn new(snapshot: Snapshot, workers: usize, limits_table_size: usize) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats: Stats::new(workers),
@@ -55,6 +58,7 @@ impl Shared {
             access_queues: (0..workers.max(1))
                 .map(|_| ArrayQueue::new(accesslog::QUEUE_CAPACITY))
                 .collect(),
+            limiter: Limiter::new(limits_table_size),
         }
     }
 }

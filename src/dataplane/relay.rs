@@ -12,8 +12,10 @@ use super::conn::{Held, Mode, Phase};
 use super::token::{Dir, Op, C2B};
 use super::worker::{Worker, BUF_SIZE};
 use crate::accesslog::Termination;
+use crate::clock;
+use crate::limits::Grant;
 use crate::metrics::{bump, WorkerStats};
-use crate::uring::{sys, Completion};
+use crate::uring::{sys, timespec, Completion, Timespec};
 
 /// Consecutive full-buffer receives that mark a direction as bulk
 /// (research/uring-datapath.md: "about 2", as HAProxy's splice-auto).
@@ -38,13 +40,86 @@ impl Worker {
     }
 
     fn send_held(&mut self, slot: u32, d: Dir) {
+        let h = self.conn(slot).dirs[d].held.expect("held buffer to send");
+        let mut len = h.len - h.sent;
+        match self.bandwidth(slot, d, len as usize) {
+            Some(Ok(granted)) => len = granted as u32,
+            Some(Err(wait_ns)) => return self.throttle(slot, d, wait_ns),
+            None => {}
+        }
         let t = self.token(Op::Send(d), slot);
         let conn = self.conn(slot);
         let (_, dst) = conn.ends(d);
-        let h = conn.dirs[d].held.expect("held buffer to send");
+        conn.dirs[d].granted = len as usize;
         conn.inflight += 1;
-        self.ring
-            .send_buf(dst, &self.bufs, h.buf, h.sent, h.len - h.sent, t);
+        self.ring.send_buf(dst, &self.bufs, h.buf, h.sent, len, t);
+    }
+
+    /// `Some(Ok(n))`: the client's bandwidth limit lets `n` (≤ `want`) bytes
+    /// of direction `d` go now; `Some(Err(ns))`: nothing may go for `ns`;
+    /// `None`: the listener has no bandwidth limit.
+    fn bandwidth(&mut self, slot: u32, d: Dir, want: usize) -> Option<Result<usize, u64>> {
+        let conn = self.slots[slot as usize]
+            .as_ref()
+            .expect("live connection slot");
+        let ticket = conn.ticket?;
+        let limits = conn.snapshot.listeners[conn.listener]
+            .settings
+            .limits
+            .as_ref()?;
+        let rate = limits.per_ip_bandwidth?;
+        match self
+            .shared
+            .limiter
+            .bandwidth_grant(ticket, d, rate, want, clock::now_ns())
+        {
+            Grant::Now(n) => Some(Ok(n)),
+            Grant::After(ns) => Some(Err(ns)),
+        }
+    }
+
+    /// Gives back bandwidth granted for bytes that were not written.
+    fn refund(&mut self, slot: u32, d: Dir, unused: usize) {
+        let conn = self.slots[slot as usize]
+            .as_ref()
+            .expect("live connection slot");
+        let (Some(ticket), Some(rate)) = (
+            conn.ticket,
+            conn.snapshot.listeners[conn.listener]
+                .settings
+                .limits
+                .as_ref()
+                .and_then(|l| l.per_ip_bandwidth),
+        ) else {
+            return;
+        };
+        self.shared
+            .limiter
+            .bandwidth_refund(ticket, d, rate, unused, clock::now_ns());
+    }
+
+    /// Pauses direction `d` (over its bandwidth budget) for `ns`; the
+    /// direction goes on where it stopped when the timer fires.
+    fn throttle(&mut self, slot: u32, d: Dir, ns: u64) {
+        let t = self.token(Op::Throttle(d), slot);
+        let ts = timespec(std::time::Duration::from_nanos(ns.max(1)));
+        let conn = self.slots[slot as usize]
+            .as_mut()
+            .expect("live connection slot");
+        let boxed = conn.dirs[d].throttle.get_or_insert_with(|| Box::new(ts));
+        **boxed = ts;
+        conn.inflight += 1;
+        let ts: &Timespec = boxed;
+        self.ring.timeout(ts, t);
+    }
+
+    /// A throttled direction may go on.
+    pub(super) fn on_throttle(&mut self, slot: u32, d: Dir) {
+        if self.conn(slot).dirs[d].held.is_some() {
+            self.send_held(slot, d);
+        } else {
+            self.pump(slot, d);
+        }
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, d: Dir, c: Completion) {
@@ -103,6 +178,12 @@ impl Worker {
         let dir = &mut conn.dirs[d];
         let h = dir.held.as_mut().expect("held buffer being sent");
         h.sent += result as u32;
+        let unused = std::mem::take(&mut dir.granted).saturating_sub(result as usize);
+        if unused > 0 {
+            self.refund(slot, d, unused);
+        }
+        let dir = &mut self.conn(slot).dirs[d];
+        let h = dir.held.as_mut().expect("held buffer being sent");
         if h.sent < h.len {
             self.send_held(slot, d);
             return;
@@ -202,8 +283,31 @@ impl Worker {
             let (src, dst) = conn.ends(d);
             let dir = &mut conn.dirs[d];
             if dir.pipe_bytes > 0 {
+                let mut want = dir.pipe_bytes;
+                match self.bandwidth(slot, d, want) {
+                    Some(Ok(granted)) => want = granted,
+                    Some(Err(wait_ns)) => {
+                        self.count_bytes(slot, d, moved_out, Mode::Splice);
+                        return self.throttle(slot, d, wait_ns);
+                    }
+                    None => {}
+                }
+                let limited =
+                    want < self.conn(slot).dirs[d].pipe_bytes || self.conn(slot).ticket.is_some();
+                let dir = &mut self.conn(slot).dirs[d];
                 let pipe = dir.pipe.as_ref().expect("pipe holding bytes");
-                match sys::splice(pipe.read_fd(), dst, dir.pipe_bytes) {
+                let result = sys::splice(pipe.read_fd(), dst, want);
+                if limited {
+                    let unused = match &result {
+                        Ok(n) => want - n,
+                        Err(_) => want,
+                    };
+                    if unused > 0 {
+                        self.refund(slot, d, unused);
+                    }
+                }
+                let dir = &mut self.conn(slot).dirs[d];
+                match result {
                     Ok(n) => {
                         dir.pipe_bytes -= n;
                         dir.bytes += n as u64;

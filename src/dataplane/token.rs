@@ -25,6 +25,8 @@ pub enum Op {
     PollIn(Dir),
     /// Splice mode: destination writable.
     PollOut(Dir),
+    /// A bandwidth-throttled direction may go on.
+    Throttle(Dir),
     Cancel,
 }
 
@@ -42,6 +44,7 @@ impl Op {
             Op::Send(d) => 10 + d as u64,
             Op::PollIn(d) => 12 + d as u64,
             Op::PollOut(d) => 14 + d as u64,
+            Op::Throttle(d) => 16 + d as u64,
         }
     }
 
@@ -58,6 +61,7 @@ impl Op {
             10 | 11 => Op::Send((c - 10) as Dir),
             12 | 13 => Op::PollIn((c - 12) as Dir),
             14 | 15 => Op::PollOut((c - 14) as Dir),
+            16 | 17 => Op::Throttle((c - 16) as Dir),
             _ => return None,
         })
     }
@@ -118,6 +122,8 @@ mod tests {
             Op::PollIn(B2C),
             Op::PollOut(C2B),
             Op::PollOut(B2C),
+            Op::Throttle(C2B),
+            Op::Throttle(B2C),
         ];
         for op in ops {
             for (slot, gen) in [(0, 0), (7, 3), (u32::MAX, 0xff_ffff), (12345, 0x1_000_001)] {

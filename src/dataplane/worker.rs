@@ -266,6 +266,7 @@ impl Worker {
                     Op::ConnectTimeout | Op::Cancel => {}
                     Op::Recv(d) => self.on_recv(t.slot, d, c),
                     Op::Send(d) => self.on_send(t.slot, d, c.result),
+                    Op::Throttle(d) => self.on_throttle(t.slot, d),
                     Op::PollOut(C2B) if self.preface_pending(t.slot) => {
                         self.flush_preface(t.slot);
                     }
@@ -677,6 +678,9 @@ impl Worker {
                 .active
                 .fetch_sub(1, Ordering::Relaxed);
         }
+        if let Some(ticket) = conn.ticket.take() {
+            self.shared.limiter.release(ticket);
+        }
         let termination = conn.termination.unwrap_or(Termination::ClientClosed);
         let duration_us = self
             .now
@@ -710,12 +714,16 @@ impl Worker {
         let now = self.now;
         let mut idle = Vec::new();
         let mut slow = Vec::new();
+        let mut tarpitted = Vec::new();
         for (i, c) in self.slots.iter().enumerate() {
             let Some(c) = c else { continue };
             let listener = &c.snapshot.listeners[c.listener];
             match c.phase {
                 Phase::Relaying if now.duration_since(c.last_active) >= listener.idle_timeout => {
                     idle.push(i as u32)
+                }
+                Phase::Tarpit if c.tarpit_until.is_some_and(|t| now >= t) => {
+                    tarpitted.push(i as u32)
                 }
                 Phase::Inspecting => {
                     let limit = if c.proxy_done {
@@ -737,6 +745,9 @@ impl Worker {
         }
         for slot in slow {
             self.inspect_timeout(slot);
+        }
+        for slot in tarpitted {
+            self.abort(slot);
         }
     }
 

@@ -26,7 +26,8 @@
 //! is full of live clients the least recently seen one without open
 //! connections is evicted (then the least recently seen of all); the evicted
 //! client starts afresh, which only ever errs towards admitting. Tickets of an
-//! evicted slot do nothing on release.
+//! evicted slot do nothing on release. Slot positions are salted per process
+//! so nobody can aim sources at one client's probe window.
 
 mod gcra;
 mod key;
@@ -46,9 +47,9 @@ const NS_PER_SEC: f64 = 1e9;
 /// Smallest bandwidth burst: two of the relay's 32 KiB receive buffers, so a
 /// throttled connection still moves whole buffers.
 pub const MIN_BANDWIDTH_BURST: u64 = 64 * 1024;
-/// The bandwidth burst is at least this many seconds' worth of the rate
-/// (1/10 s, as the issue suggests): smooth at the 100 ms scale, and a few
-/// timer wake-ups per second at most.
+/// The bandwidth burst is at least 1/this of a second's worth of the rate
+/// (100 ms, as the issue suggests): the shaping is steady at any scale a
+/// person notices, while a short exchange after a pause goes at full speed.
 const BANDWIDTH_BURST_DIVISOR: u64 = 10;
 /// A throttled direction waits until at least this much (or all it asked
 /// for, if less) can go: half a relay buffer, so a 1 MB/s client wakes about
@@ -97,6 +98,12 @@ pub struct Ticket {
     key: u64,
 }
 
+/// Times `admit` follows a client whose slot was recycled between its lookup
+/// and its count. Each time takes another worker recycling that very slot in
+/// those few nanoseconds, i.e. a flood aimed at one window; past this, admit
+/// uncounted (fail open, as when no slot can be claimed).
+const COUNT_ATTEMPTS: usize = 4;
+
 /// Slot index of a ticket that was not counted anywhere (see `admit`).
 const NO_SLOT: u32 = u32::MAX;
 
@@ -143,10 +150,19 @@ fn byte_rate(bytes_per_sec: u64) -> ByteRate {
 
 impl Limiter {
     /// A limiter with room for `capacity` clients (rounded up to a power of
-    /// two). Allocates 64 bytes per slot, once.
+    /// two). Allocates 64 bytes per slot, once. Slot positions are salted with
+    /// a random number (see `table.rs`).
     pub fn new(capacity: usize) -> Limiter {
+        use std::hash::BuildHasher;
+        let salt = std::hash::RandomState::new().hash_one(capacity);
+        Limiter::with_salt(capacity, salt)
+    }
+
+    /// [`Limiter::new`] with a chosen salt, for reproducible tests and
+    /// benchmarks.
+    pub fn with_salt(capacity: usize, salt: u64) -> Limiter {
         Limiter {
-            table: Table::new(capacity),
+            table: Table::new(capacity, salt),
         }
     }
 
@@ -179,7 +195,7 @@ impl Limiter {
         let cap = limits.per_ip_connections;
         // The slot can be recycled between the lookup and the count; then
         // count in the client's new slot (its rate token is already spent).
-        for _ in 0..4 {
+        for _ in 0..COUNT_ATTEMPTS {
             match self
                 .table
                 .increment(index, key, |open| cap.is_none_or(|cap| open < cap))

@@ -34,7 +34,7 @@ use super::key::{ClientKey, CLAIMING, EMPTY};
 pub const PROBE_WINDOW: usize = 8;
 
 /// A slot idle this long (and holding no state that matters, see
-/// [`Slot::is_expired`]) is free for another client. 60 s: long enough that a
+/// `Slot::is_expired`) is free for another client. 60 s: long enough that a
 /// client reconnecting every few seconds keeps its slot, short enough that
 /// yesterday's scanners don't crowd today's clients.
 pub const IDLE_EXPIRY_NS: u64 = 60_000_000_000;
@@ -90,10 +90,20 @@ impl Slot {
     }
 }
 
+/// The splitmix64 finaliser (Steele, Lea & Flood 2014): a bijection whose
+/// output bits each depend on every input bit.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The fixed-capacity table.
 pub(super) struct Table {
     slots: Box<[Slot]>,
     mask: usize,
+    /// Secret per-process salt of slot positions (see `window`).
+    salt: u64,
     /// Live slots taken from their client before they expired.
     evictions: AtomicU64,
     /// Slots ever taken out of EMPTY (they never go back).
@@ -102,8 +112,9 @@ pub(super) struct Table {
 
 impl Table {
     /// A table of `capacity` rounded up to a power of two, at least one probe
-    /// window, at most 2³¹. All memory is allocated here, zeroed, once.
-    pub fn new(capacity: usize) -> Table {
+    /// window, at most 2³¹, placing keys by `salt`. All memory is allocated
+    /// here, zeroed, once.
+    pub fn new(capacity: usize, salt: u64) -> Table {
         let capacity = capacity
             .clamp(PROBE_WINDOW, MAX_CAPACITY)
             .next_power_of_two();
@@ -111,6 +122,7 @@ impl Table {
         Table {
             slots,
             mask: capacity - 1,
+            salt,
             evictions: AtomicU64::new(0),
             occupied: AtomicUsize::new(0),
         }
@@ -144,8 +156,14 @@ impl Table {
             .count()
     }
 
+    /// The probe window of `key`. WHY salted, when client keys are a fixed
+    /// hash (STYLE 4): anyone can compute a key, so with unsalted positions an
+    /// attacker could pick a few sources (IPv6 /64s of its own /48) that share
+    /// one window and evict its own entry at will, resetting its counts. The
+    /// salt keeps positions unpredictable; nothing outside the process ever
+    /// sees a position, so nothing needs them to agree across processes.
     fn window(&self, key: ClientKey) -> impl Iterator<Item = usize> + '_ {
-        let start = key.get() as usize & self.mask;
+        let start = mix64(key.get() ^ self.salt) as usize & self.mask;
         (0..PROBE_WINDOW).map(move |i| (start + i) & self.mask)
     }
 
@@ -309,14 +327,14 @@ mod tests {
 
     #[test]
     fn capacity_rounds_up_to_a_power_of_two() {
-        assert_eq!(Table::new(0).capacity(), PROBE_WINDOW);
-        assert_eq!(Table::new(1000).capacity(), 1024);
-        assert_eq!(Table::new(65536).capacity(), 65536);
+        assert_eq!(Table::new(0, 0).capacity(), PROBE_WINDOW);
+        assert_eq!(Table::new(1000, 0).capacity(), 1024);
+        assert_eq!(Table::new(65536, 0).capacity(), 65536);
     }
 
     #[test]
     fn same_key_same_slot() {
-        let t = Table::new(64);
+        let t = Table::new(64, 0);
         let a = t.find_or_claim(key(5), SEC).unwrap();
         assert_eq!(t.find_or_claim(key(5), 2 * SEC), Some(a));
         assert_eq!(t.find(key(5)), Some(a));
@@ -327,7 +345,7 @@ mod tests {
     #[test]
     fn a_full_window_evicts_the_least_recently_seen_idle_slot() {
         // Capacity 8: the window is the whole table.
-        let t = Table::new(8);
+        let t = Table::new(8, 0);
         for k in 1..=8 {
             t.find_or_claim(key(k * 8), k * SEC).unwrap();
         }
@@ -343,7 +361,7 @@ mod tests {
 
     #[test]
     fn recycled_slot_ignores_old_generation() {
-        let t = Table::new(8);
+        let t = Table::new(8, 0);
         let a = t.find_or_claim(key(1), SEC).unwrap();
         let gen = t.increment(a, key(1), |_| true).unwrap();
         // Seven busier clients fill the table; the eighth evicts key 1, the
@@ -364,7 +382,7 @@ mod tests {
 
     #[test]
     fn expired_slots_are_reused_without_eviction() {
-        let t = Table::new(8);
+        let t = Table::new(8, 0);
         for n in 1..=8 {
             t.find_or_claim(key(n), SEC).unwrap();
         }
@@ -384,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_slot_with_connections_or_debt_does_not_expire() {
-        let t = Table::new(8);
+        let t = Table::new(8, 0);
         let a = t.find_or_claim(key(1), SEC).unwrap();
         t.increment(a, key(1), |_| true).unwrap();
         let b = t.find_or_claim(key(2), SEC).unwrap();

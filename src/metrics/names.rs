@@ -198,3 +198,21 @@ metric!(
     "counter",
     "Access log records dropped because a worker's queue was full."
 );
+metric!(
+    LIMITS_EVICTIONS_TOTAL,
+    "spliced_limits_table_evictions_total",
+    "counter",
+    "Per-client limit entries evicted because the table was full (limits_table_size)."
+);
+metric!(
+    LIMITS_TABLE_ENTRIES,
+    "spliced_limits_table_entries",
+    "gauge",
+    "Per-client limit entries in use (an estimate, taken at scrape)."
+);
+metric!(
+    LIMITS_TABLE_CAPACITY,
+    "spliced_limits_table_capacity",
+    "gauge",
+    "Most per-client limit entries kept (limits_table_size, rounded up to a power of two)."
+);

@@ -8,6 +8,7 @@ use super::names::{self, Metric};
 use super::stats::{Histogram, Reject, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
 use crate::accesslog::Termination;
 use crate::control::snapshot::Snapshot;
+use crate::limits::Limiter;
 
 const DIRECTIONS: [(usize, &str); 2] = [
     (CLIENT_TO_BACKEND, "client_to_backend"),
@@ -66,7 +67,12 @@ fn load(a: &AtomicU64) -> u64 {
 }
 
 /// Renders every metric; `reloads` is (ok, error) counts from the control thread.
-pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String {
+pub fn render(
+    snapshot: &Snapshot,
+    stats: &Stats,
+    limiter: &Limiter,
+    reloads: (u64, u64),
+) -> String {
     let mut out = String::with_capacity(8192);
     let worker_count = stats.workers().count();
 
@@ -363,6 +369,27 @@ pub fn render(snapshot: &Snapshot, stats: &Stats, reloads: (u64, u64)) -> String
             load(&w.active)
         );
     }
+    header(&mut out, &names::LIMITS_EVICTIONS_TOTAL);
+    let _ = writeln!(
+        out,
+        "{} {}",
+        names::LIMITS_EVICTIONS_TOTAL.name,
+        limiter.evictions()
+    );
+    header(&mut out, &names::LIMITS_TABLE_ENTRIES);
+    let _ = writeln!(
+        out,
+        "{} {}",
+        names::LIMITS_TABLE_ENTRIES.name,
+        limiter.len_estimate()
+    );
+    header(&mut out, &names::LIMITS_TABLE_CAPACITY);
+    let _ = writeln!(
+        out,
+        "{} {}",
+        names::LIMITS_TABLE_CAPACITY.name,
+        limiter.capacity()
+    );
     header(&mut out, &names::CONFIG_RELOADS_TOTAL);
     let _ = writeln!(
         out,

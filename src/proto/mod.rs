@@ -29,6 +29,8 @@ pub mod fuzzing {
     /// short inputs, else a spread that still includes both ends, so a fuzz
     /// execution stays linear-ish in the input length.
     fn prefix_lengths(n: usize) -> impl Iterator<Item = usize> {
+        // 512: every prefix of a typical ClientHello (200-520 bytes, see
+        // tests/fixtures/tls) and of any PROXY header up to the AF_UNIX ones.
         const ALL_UP_TO: usize = 512;
         let step = if n <= ALL_UP_TO { 1 } else { n / ALL_UP_TO * 4 };
         (0..=n).filter(move |&i| n <= ALL_UP_TO || i < 64 || i + 64 > n || i % step == 0)

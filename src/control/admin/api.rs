@@ -134,7 +134,12 @@ fn metrics_text(state: &State) -> String {
         state.reloads_ok.load(Ordering::Relaxed),
         state.reloads_error.load(Ordering::Relaxed),
     );
-    metrics::render(&snapshot, &state.shared.stats, reloads)
+    metrics::render(
+        &snapshot,
+        &state.shared.stats,
+        &state.shared.limiter,
+        reloads,
+    )
 }
 
 fn pools_json(state: &State) -> Value {

@@ -120,7 +120,9 @@ fn read_seeds(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
 }
 
 fn save_crash(target: &str, input: &[u8]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("artifacts")
+        .join(target);
     let _ = fs::create_dir_all(&dir);
     // FNV-1a of the input names the file, like libFuzzer's crash-<sha1>.
     let hash = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
