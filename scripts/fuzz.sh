@@ -58,7 +58,7 @@ sanitizer=(--sanitizer none)
 if [ "$engine" = libfuzzer ]; then
   cargo +nightly fuzz build --fuzz-dir tests/fuzz "${sanitizer[@]}"
 else
-  cargo build --release --manifest-path tests/fuzz/Cargo.toml --no-default-features --bin fuzz-stable
+  cargo build --release --manifest-path tests/fuzz/Cargo.toml --no-default-features --features stable --bin fuzz-stable
 fi
 
 for target in "${targets[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it: installs what the tests need on
 # a fresh Debian/Ubuntu machine (a C compiler, util-linux's prlimit, Chromium
-# and playwright-core for the dashboard test, Prometheus and promtool), then
+# and playwright-core for the dashboard test, Prometheus and promtool, nginx
+# with its stream module and openssl for the TLS and PROXY protocol peers), then
 # runs formatting and lint checks, the unit tests and the end-to-end tests
 # (real sockets on loopback).
 set -euo pipefail
@@ -25,8 +26,9 @@ fi
 
 scripts/install-browser.sh
 scripts/install-prometheus.sh
+scripts/install-peers.sh
 # The browser and Prometheus tests must not skip silently here.
-export SPLICED_REQUIRE_BROWSER=1 SPLICED_REQUIRE_PROMETHEUS=1
+export SPLICED_REQUIRE_BROWSER=1 SPLICED_REQUIRE_PROMETHEUS=1 SPLICED_REQUIRE_PEERS=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

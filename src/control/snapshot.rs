@@ -288,6 +288,8 @@ impl Listener {
                 }
                 _ => None,
             })
+            // The first of equally long matches wins, as for exact names.
+            .rev()
             .max_by_key(|(len, _)| *len)
             .map_or(self.pool, |(_, pool)| pool)
     }

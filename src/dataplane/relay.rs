@@ -124,6 +124,13 @@ impl Worker {
 
     pub(super) fn on_recv(&mut self, slot: u32, d: Dir, c: Completion) {
         let now = self.now;
+        if c.result == 0 && self.conn(slot).phase == Phase::Inspecting {
+            // The client hung up before its header or ClientHello was complete:
+            // there is nothing to route, so close now rather than at the timeout.
+            self.conn(slot).ends_because(Termination::ClientClosed);
+            self.abort(slot);
+            return;
+        }
         if c.result > 0 && self.conn(slot).phase == Phase::Inspecting {
             // Keep what the client sent for the parsers, and the buffer goes back.
             let buf = c.buffer().expect("receive completion names its buffer");

@@ -572,3 +572,182 @@ where
         stderr: err.join().unwrap(),
     }
 }
+
+/// A connection to `addr` from the chosen local source address (any address
+/// of 127.0.0.0/8, or ::1), with the harness's read and write timeouts.
+pub fn connect_from_ip(src: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let domain = if src.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(src, 0).into())
+        .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    s.connect_timeout(&addr.into(), WAIT)
+        .unwrap_or_else(|e| panic!("connect {src} → {addr}: {e}"));
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+// ---- peers: external programs (openssl, nginx) ---------------------------------
+
+/// The program `name` (looked up on PATH, then in the sbin directories, where
+/// Debian puts nginx); `None`, after printing that the test is skipped, when it
+/// is missing and SPLICED_REQUIRE_PEERS is not set. With SPLICED_REQUIRE_PEERS
+/// set (scripts/test.sh does), a missing program fails the test instead.
+pub fn peer_tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from));
+    let found = dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file());
+    if found.is_none() {
+        let required = std::env::var("SPLICED_REQUIRE_PEERS")
+            .map(|v| !v.is_empty() && v != "0")
+            .unwrap_or(false);
+        assert!(
+            !required,
+            "{name} is not installed and SPLICED_REQUIRE_PEERS is set: run scripts/install-peers.sh"
+        );
+        eprintln!("SKIPPED: {name} not found; run scripts/install-peers.sh to run this test");
+    }
+    found
+}
+
+/// A child process (a peer such as `openssl s_server` or nginx) whose stdout
+/// and stderr are collected as they come; killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub output: Arc<Mutex<String>>,
+    pub what: String,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Starts `command` with stdin `stdin` and its output collected.
+    pub fn spawn(what: &str, command: &mut Command, stdin: Stdio) -> Proc {
+        let mut child = command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let outs: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        let readers = outs
+            .into_iter()
+            .map(|r| {
+                let output = output.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(r).lines().map_while(Result::ok) {
+                        let mut o = output.lock().unwrap();
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                })
+            })
+            .collect();
+        Proc {
+            child,
+            output,
+            what: what.to_string(),
+            readers,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Once the process has exited: waits (bounded) until everything it
+    /// printed has been collected, and returns it.
+    fn drained_text(&self) -> String {
+        wait_until(&format!("the output of {} to end", self.what), || {
+            self.readers.iter().all(|r| r.is_finished())
+        });
+        self.text()
+    }
+
+    /// Waits (bounded by `WAIT`) until the output contains `needle`; panics
+    /// with everything it printed if the process exits or time runs out first.
+    pub fn wait_output(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut exited = None;
+        while exited.is_none() && Instant::now() < deadline {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            exited = self.child.try_wait().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let Some(status) = exited else {
+            panic!(
+                "{} did not print {needle:?} within {WAIT:?}; it printed:\n{}",
+                self.what,
+                self.text()
+            );
+        };
+        let text = self.drained_text();
+        if !text.contains(needle) {
+            panic!(
+                "{} exited ({status}) without printing {needle:?}; it printed:\n{text}",
+                self.what
+            );
+        }
+        text
+    }
+
+    /// Waits (bounded by `within`) for it to exit; kills it if it does not.
+    /// Returns the exit code (`None` if killed) and everything it printed.
+    pub fn finish(mut self, within: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + within;
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (code, self.drained_text())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- refusals -------------------------------------------------------------------
+
+/// Reads from a connection spliced should close without a backend; panics if
+/// any byte arrives or it stays open `WAIT`. A reset counts as closed.
+pub fn expect_closed(s: &mut TcpStream, what: &str) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "{what}: expected the connection closed, got {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ) => {}
+        Err(e) => panic!("{what}: expected the connection closed, got {e}"),
+    }
+}
