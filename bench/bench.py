@@ -713,7 +713,6 @@ def run_test(ctx, target, test, rnd):
             srv.stop()
             srv.start()
             wait_port(IPERF_PORT, proc=srv)
-        rec["kept"] = False
         ctx["jsonl"].write(json.dumps(rec) + "\n")
         ctx["jsonl"].flush()
         summary = (

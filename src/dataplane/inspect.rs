@@ -22,7 +22,7 @@ use crate::uring::sys;
 
 /// Most bytes kept while inspecting: a full ClientHello after a PROXY v2
 /// header with TLVs.
-const MAX_PEEK: usize = MAX_CLIENT_HELLO + 4096;
+const MAX_PEEK: usize = MAX_CLIENT_HELLO + proxy_protocol::MAX_HEADER_LEN;
 
 impl Worker {
     /// Starts a new connection: checks the PROXY source, then either reads
