@@ -111,21 +111,6 @@ pub struct Record {
 pub const QUEUE_CAPACITY: usize = 8192;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 /// Formats one record as a line (with its newline).
 pub fn format(r: &Record, format: AccessLogFormat) -> String {
     let listener = &r.snapshot.listeners[r.listener];
@@ -145,15 +130,15 @@ pub fn format(r: &Record, format: AccessLogFormat) -> String {
     match format {
         AccessLogFormat::Json => {
             out.push_str("{\"time\":");
-            json_str(&mut out, &time);
+            log::json_str(&mut out, &time);
             out.push_str(",\"listener\":");
-            json_str(&mut out, &listener.name);
+            log::json_str(&mut out, &listener.name);
             out.push_str(",\"client\":");
-            json_str(&mut out, &client);
+            log::json_str(&mut out, &client);
             out.push_str(",\"pool\":");
-            json_str(&mut out, &pool.name);
+            log::json_str(&mut out, &pool.name);
             out.push_str(",\"backend\":");
-            json_str(&mut out, backend);
+            log::json_str(&mut out, backend);
             let _ = write!(
                 out,
                 ",\"bytes_client_to_backend\":{},\"bytes_backend_to_client\":{},\"duration_ms\":{duration_ms:.3},\"connect_ms\":{},\"termination\":\"{}\"}}",

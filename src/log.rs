@@ -35,7 +35,8 @@ pub fn enabled(level: Level) -> bool {
 
 pub type Field<'a> = (&'a str, &'a dyn Display);
 
-fn json_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal (quoted and escaped).
+pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
