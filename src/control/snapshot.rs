@@ -16,7 +16,7 @@ use crate::config::{
     BackendConfig, Config, HealthCheck, ListenerConfig, ProxyProtocolAccept, SniPattern, SniRoute,
 };
 use crate::limits::Scope;
-use crate::metrics::{BackendStats, ListenerStats};
+use crate::metrics::{BackendStats, ListenerStats, LISTENER_SLOTS};
 use crate::uring::{timespec, Timespec};
 
 pub struct Snapshot {
@@ -45,6 +45,8 @@ pub struct Listener {
     pub settings: ListenerConfig,
     /// Where this listener's per-client limits are counted.
     pub limit_scope: Scope,
+    /// Its slot in the per-backend, per-listener counters (stable: from the id).
+    pub metrics_slot: usize,
 }
 
 pub struct Pool {
@@ -250,6 +252,7 @@ impl Listener {
             stats,
             settings: l.clone(),
             limit_scope: Scope::listener(&l.name),
+            metrics_slot: id as usize % LISTENER_SLOTS,
         }
     }
 }

@@ -226,13 +226,10 @@ impl Worker {
             .as_ref()
             .expect("live connection slot");
         if let Some(i) = conn.backend_index {
-            bump(
-                &conn.snapshot.pools[conn.pool].backends[i]
-                    .stats
-                    .worker(id)
-                    .bytes[d],
-                n,
-            );
+            let stats = conn.snapshot.pools[conn.pool].backends[i].stats.worker(id);
+            bump(&stats.bytes[d], n);
+            let route = conn.snapshot.listeners[conn.listener].metrics_slot;
+            bump(&stats.by_listener[route].bytes[d], n);
         }
         let w: &WorkerStats = self.shared.stats.worker(id);
         match mode {

@@ -21,7 +21,7 @@ use crate::balance::{self, Choice, PickContext};
 use crate::clock;
 use crate::control::snapshot::Pool;
 use crate::log;
-use crate::metrics::{bump, Reject, WorkerStats};
+use crate::metrics::{bump, unbump, Reject, WorkerStats};
 use crate::uring::{sys, timespec, BufRing, Completion, PipePool, Ring, Timespec};
 use std::sync::mpsc::Receiver;
 
@@ -542,7 +542,11 @@ impl Worker {
         };
         let _ = socket.set_tcp_nodelay(true);
         backend.stats.active.fetch_add(1, Ordering::Relaxed);
-        bump(&backend.stats.worker(self.id).connections, 1);
+        let stats = backend.stats.worker(self.id);
+        bump(&stats.connections, 1);
+        let route = &stats.by_listener[listener.metrics_slot];
+        bump(&route.connections, 1);
+        bump(&route.active, 1);
         let fd = socket.as_raw_fd();
         let now = self.now;
         let conn = self.conn(slot);
@@ -600,6 +604,8 @@ impl Worker {
             let b = &pool.backends[i];
             b.stats.active.fetch_sub(1, Ordering::Relaxed);
             let w = b.stats.worker(id);
+            let route = snapshot.listeners[conn.listener].metrics_slot;
+            unbump(&w.by_listener[route].active, 1);
             match -result {
                 libc::ECONNREFUSED => bump(&w.connect_errors_refused, 1),
                 libc::ECANCELED | libc::ETIMEDOUT => bump(&w.connect_errors_timeout, 1),
@@ -673,10 +679,12 @@ impl Worker {
         let listener = &conn.snapshot.listeners[conn.listener];
         listener.stats.active.fetch_sub(1, Ordering::Relaxed);
         if let Some(i) = conn.backend_index {
-            conn.snapshot.pools[conn.pool].backends[i]
-                .stats
-                .active
-                .fetch_sub(1, Ordering::Relaxed);
+            let b = &conn.snapshot.pools[conn.pool].backends[i];
+            b.stats.active.fetch_sub(1, Ordering::Relaxed);
+            unbump(
+                &b.stats.worker(self.id).by_listener[listener.metrics_slot].active,
+                1,
+            );
         }
         if let Some(ticket) = conn.ticket.take() {
             self.shared.limiter.release(ticket);

@@ -8,4 +8,6 @@ mod render;
 mod stats;
 
 pub use render::render;
-pub use stats::{bump, BackendStats, ListenerStats, Reject, Stats, WorkerStats};
+pub use stats::{
+    bump, unbump, BackendStats, ListenerStats, Reject, Stats, WorkerStats, LISTENER_SLOTS,
+};

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::names::{self, Metric};
-use super::stats::{Histogram, Reject, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
+use super::stats::{Histogram, Reject, RouteStats, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
 use crate::accesslog::Termination;
 use crate::control::snapshot::Snapshot;
 use crate::limits::Limiter;
@@ -79,64 +79,57 @@ pub fn render(
     header(&mut out, &names::WORKERS);
     let _ = writeln!(out, "{} {}", names::WORKERS.name, worker_count);
 
-    // Per-backend series, labelled with every listener that routes to the pool.
-    let routes = |pool: usize| {
-        snapshot
-            .listeners
-            .iter()
-            .filter(move |l| l.pool == pool)
-            .map(|l| l.name.as_str())
+    // Per-backend series, one per listener that routes to the backend's pool
+    // (its default pool, or an SNI route's), from per-listener counters.
+    let routes: Vec<(&str, usize, usize)> = snapshot
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            let mut pools = vec![l.pool];
+            for r in &l.settings.sni_routes {
+                if !pools.contains(&r.pool.0) {
+                    pools.push(r.pool.0);
+                }
+            }
+            pools
+                .into_iter()
+                .map(move |p| (l.name.as_str(), l.metrics_slot, p))
+        })
+        .collect();
+    let series = |out: &mut String, m: &Metric, field: &dyn Fn(&RouteStats) -> &AtomicU64| {
+        header(out, m);
+        for &(listener, slot, pi) in &routes {
+            let p = &snapshot.pools[pi];
+            for b in &p.backends {
+                let _ = writeln!(
+                    out,
+                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\"}} {}",
+                    m.name,
+                    esc(listener),
+                    esc(&p.name),
+                    esc(&b.name),
+                    b.stats.sum_route(slot, field)
+                );
+            }
+        }
     };
-    header(&mut out, &names::CONNECTIONS_TOTAL);
-    for (pi, p) in snapshot.pools.iter().enumerate() {
-        for b in &p.backends {
-            let v = b.stats.sum(|s| &s.connections);
-            for l in routes(pi).take(1) {
-                let _ = writeln!(
-                    out,
-                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\"}} {}",
-                    names::CONNECTIONS_TOTAL.name,
-                    esc(l),
-                    esc(&p.name),
-                    esc(&b.name),
-                    v
-                );
-            }
-        }
-    }
-    header(&mut out, &names::ACTIVE_CONNECTIONS);
-    for (pi, p) in snapshot.pools.iter().enumerate() {
-        for b in &p.backends {
-            for l in routes(pi).take(1) {
-                let _ = writeln!(
-                    out,
-                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\"}} {}",
-                    names::ACTIVE_CONNECTIONS.name,
-                    esc(l),
-                    esc(&p.name),
-                    esc(&b.name),
-                    load(&b.stats.active)
-                );
-            }
-        }
-    }
+    series(&mut out, &names::CONNECTIONS_TOTAL, &|r| &r.connections);
+    series(&mut out, &names::ACTIVE_CONNECTIONS, &|r| &r.active);
     header(&mut out, &names::BYTES_TOTAL);
-    for (pi, p) in snapshot.pools.iter().enumerate() {
+    for &(listener, slot, pi) in &routes {
+        let p = &snapshot.pools[pi];
         for b in &p.backends {
             for (d, dname) in DIRECTIONS {
-                let v = b.stats.sum(|s| &s.bytes[d]);
-                for l in routes(pi).take(1) {
-                    let _ = writeln!(
-                        out,
-                        "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\",direction=\"{}\"}} {}",
-                        names::BYTES_TOTAL.name,
-                        esc(l),
-                        esc(&p.name),
-                        esc(&b.name),
-                        dname,
-                        v
-                    );
-                }
+                let _ = writeln!(
+                    out,
+                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\",direction=\"{}\"}} {}",
+                    names::BYTES_TOTAL.name,
+                    esc(listener),
+                    esc(&p.name),
+                    esc(&b.name),
+                    dname,
+                    b.stats.sum_route(slot, |r| &r.bytes[d])
+                );
             }
         }
     }

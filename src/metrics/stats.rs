@@ -14,6 +14,15 @@ pub fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
+/// Subtracts `n` from a gauge only the calling worker writes.
+#[inline]
+pub fn unbump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).saturating_sub(n),
+        Ordering::Relaxed,
+    );
+}
+
 /// Index into per-direction arrays.
 pub const CLIENT_TO_BACKEND: usize = 0;
 pub const BACKEND_TO_CLIENT: usize = 1;
@@ -165,6 +174,24 @@ pub struct BackendWorkerStats {
     pub connect_errors_timeout: AtomicU64,
     pub connect_errors_other: AtomicU64,
     pub bytes: [AtomicU64; 2],
+    /// The same traffic split by the listener it came through (indexed by
+    /// `Listener::metrics_slot`), for the `listener` label of the
+    /// per-backend series.
+    pub by_listener: [RouteStats; LISTENER_SLOTS],
+}
+
+/// Listeners told apart in per-backend series. A listener's slot is its
+/// stable id modulo this; more listeners than this routing to one pool would
+/// share slots.
+pub const LISTENER_SLOTS: usize = 16;
+
+/// One worker's traffic from one listener to one backend.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    pub connections: AtomicU64,
+    /// Open (or connecting) right now; single writer, so a gauge per worker.
+    pub active: AtomicU64,
+    pub bytes: [AtomicU64; 2],
 }
 
 impl BackendStats {
@@ -196,6 +223,14 @@ impl BackendStats {
         self.per_worker
             .iter()
             .map(|s| field(s).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Sums one field of listener slot `slot` over all workers.
+    pub fn sum_route(&self, slot: usize, field: impl Fn(&RouteStats) -> &AtomicU64) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|s| field(&s.by_listener[slot % LISTENER_SLOTS]).load(Ordering::Relaxed))
             .sum()
     }
 }

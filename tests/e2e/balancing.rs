@@ -240,3 +240,47 @@ fn a_full_backend_is_skipped_and_when_all_are_full_the_client_is_refused() {
         4
     );
 }
+
+/// Regression: per-backend series were all labelled with the first listener
+/// routing to the pool, whichever listener the traffic came through.
+#[test]
+fn per_backend_counters_are_split_by_the_listener_the_traffic_came_through() {
+    let a = Backend::named("a");
+    let config = format!(
+        "workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - {{ name: one, listen: 127.0.0.1:0, pool: p }}\n  - {{ name: two, listen: 127.0.0.1:0, pool: p }}\npools:\n  - {{ name: p, backends: [\"{}\"] }}\n",
+        a.addr
+    );
+    let lb = Spliced::start(&config);
+    for _ in 0..2 {
+        ask(lb.addr("two"));
+    }
+    ask(lb.addr("one"));
+    let backend = a.addr.to_string();
+    wait_until("bytes counted", || {
+        lb.metric(
+            "spliced_bytes_total",
+            &[("listener", "two"), ("direction", "backend_to_client")],
+        ) == 12.0
+    });
+    assert_eq!(
+        lb.metric(
+            "spliced_connections_total",
+            &[("listener", "one"), ("backend", &backend)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        lb.metric(
+            "spliced_connections_total",
+            &[("listener", "two"), ("backend", &backend)]
+        ),
+        2.0
+    );
+    assert_eq!(
+        lb.metric(
+            "spliced_bytes_total",
+            &[("listener", "one"), ("direction", "client_to_backend")]
+        ),
+        4.0
+    );
+}
