@@ -553,13 +553,26 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
+    let mut command = Command::new(BIN);
+    command.args(args);
+    run_command(command, "", within)
+}
+
+/// Runs `command` with `stdin` fed to it, killing it if it has not exited
+/// `within`; returns its exit code and everything it printed.
+pub fn run_command(mut command: Command, stdin: &str, within: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn spliced");
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    // Written from a thread so a child that prints before reading can't deadlock us.
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -581,6 +594,7 @@ where
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    let _ = feeder.join();
     Output {
         code,
         stdout: out.join().unwrap(),

@@ -95,43 +95,10 @@ fn tool(name: &str) -> Option<PathBuf> {
 /// Runs `program args` in the repository root with `stdin`, killing it after
 /// `within`; returns (exit code, stdout + stderr).
 fn run(program: &Path, args: &[&str], stdin: &str, within: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(REPO)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_string();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(stdin.as_bytes());
-    });
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = r.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + within;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = feeder.join();
-    let text = out.join().unwrap() + &err.join().unwrap();
-    (code, text)
+    let mut command = Command::new(program);
+    command.args(args).current_dir(REPO);
+    let output = run_command(command, stdin, within);
+    (output.code, output.stdout + &output.stderr)
 }
 
 fn promtool_ok(promtool: &Path, args: &[&str]) -> String {
