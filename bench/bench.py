@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""spliced vs HAProxy vs nginx (stream) on loopback: throughput, latency and
-balancer CPU per unit of work. Run it through bench/run.sh (which installs the
-tools and builds spliced); bench/README.md explains the method and the figures.
+"""spliced vs HAProxy vs nginx (stream) on loopback: throughput, latency, balancer
+CPU per unit of work, memory per idle connection, and how many connections one
+spliced holds. Run it through bench/run.sh (which installs the tools and builds
+spliced and bench/tcpload); bench/README.md explains the method and the figures.
+
+    bench.py                   run (knobs in environment variables, see README)
+    bench.py --report OUT      re-render OUT/results.md (and charts) from OUT/summary.json
+    bench.py --publish OUT [--to DIR]
+                               write DIR/RESULTS.md (default bench/) and DIR/results/
+                               (charts, summary.json) from run OUT
 
 Everything listens on 127.0.0.1, on ports below 32768. Every process this script
 starts runs in its own session/process group and is killed on exit.
@@ -9,10 +16,12 @@ starts runs in its own session/process group and is killed on exit.
 
 import datetime
 import json
+import math
 import os
 import platform
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -20,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,14 +41,33 @@ def env(name, default):
     return v if v != "" else default
 
 
+def words(text):
+    return text.replace(",", " ").split()
+
+
 SMOKE = env("SMOKE", "0") == "1"
 REPS = int(env("REPS", "1" if SMOKE else "3"))
 DUR = int(env("DUR", "2" if SMOKE else "5"))
-ALL_TARGETS = ["direct", "haproxy", "haproxy-splice", "nginx", "spliced"]
-ALL_TESTS = ["ka", "close", "big", "ip1", "ip4"]
-TARGETS = env("TARGETS", "spliced" if SMOKE else " ".join(ALL_TARGETS)).replace(",", " ").split()
-TESTS = env("TESTS", " ".join(ALL_TESTS)).replace(",", " ").split()
-LB_CPUS = env("LB_CPUS", "0")  # the balancer under test
+BASE_TARGETS = ["direct", "haproxy", "haproxy-splice", "nginx", "spliced"]
+# Two threads/workers on LB_CPUS2: opt-in (TARGETS=... or SCALE=1).
+SCALE_TARGETS = ["haproxy-t2-splice", "nginx-w2", "spliced-w2"]
+ALL_TARGETS = BASE_TARGETS + SCALE_TARGETS
+# The 1-worker target each 2-worker one is compared with (scaling curve).
+SCALE_OF = {"haproxy-t2-splice": "haproxy-splice", "nginx-w2": "nginx", "spliced-w2": "spliced"}
+DEFAULT_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "idle"]
+ALL_TESTS = DEFAULT_TESTS + ["maxconn"]  # maxconn: opt-in, spliced only
+SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo"]
+WRK_TESTS = ("ka", "close", "big")
+IPERF_TESTS = ("ip1", "ip4")
+TCP_TESTS = ("tcprate", "echo")
+RATE_TESTS = ("ka", "close", "tcprate", "echo")  # per_cpu = operations per CPU-second
+SCALE = env("SCALE", "0") == "1"
+TARGETS = words(env("TARGETS", "spliced" if SMOKE else " ".join(BASE_TARGETS)))
+if SCALE:
+    TARGETS += [t for t in SCALE_TARGETS if t not in TARGETS]
+TESTS = words(env("TESTS", " ".join(SMOKE_TESTS if SMOKE else DEFAULT_TESTS)))
+LB_CPUS = env("LB_CPUS", "0")  # the balancer under test (1 thread/worker)
+LB_CPUS2 = env("LB_CPUS2", "0-1")  # the 2-thread/worker variants
 LOAD_CPUS = env("LOAD_CPUS", "1")  # backends, load generators, this script
 QUIET_LIMIT = float(env("QUIET_LIMIT", "0.3"))  # cores of foreign load tolerated
 QUIET_WAIT = float(env("QUIET_WAIT", "0" if SMOKE else "60"))  # s to wait for quiet per test
@@ -46,27 +75,81 @@ QUIET_BUDGET = float(env("QUIET_BUDGET", "1200"))  # s of waiting for quiet in t
 RETRIES = int(env("RETRIES", "0" if SMOKE else "2"))  # repeats of a contaminated test
 GAP = float(env("GAP", "0.5"))  # pause between tests (s)
 SYSCTL = env("SYSCTL", "1") == "1"
+CHARTS = env("CHARTS", "0" if SMOKE else "1") == "1"
 STAMP = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 OUT = os.path.abspath(env("OUT", os.path.join(HERE, "out", STAMP)))
 SPLICED_BIN = env("SPLICED_BIN", os.path.join(ROOT, "target", "release", "spliced"))
+TCPLOAD_BIN = env("TCPLOAD", os.path.join(HERE, "tcpload", "target", "release", "tcpload"))
+# tcpload: client source addresses (one ephemeral port range each), concurrency.
+SOURCES = env("SOURCES", "127.0.0.2-127.0.0.250")
+RATE_CONC = int(env("RATE_CONC", "64"))  # tcprate: connections in flight
+RATE_PAYLOAD = int(env("RATE_PAYLOAD", "16"))  # tcprate: bytes echoed per connection
+ECHO_CONNS = int(env("ECHO_CONNS", "64"))  # echo: persistent connections
+ECHO_SIZE = int(env("ECHO_SIZE", "64"))  # echo: bytes per round trip
+IDLE_CONNS = int(env("IDLE_CONNS", "9000"))  # idle: connections held through each balancer
+IDLE_PING = int(env("IDLE_PING", "1"))  # idle: bytes echoed on each held connection
+MAXCONN_N = int(env("MAXCONN_N", "100000"))  # maxconn: connections to try through spliced
+HOLD_MAX = int(env("HOLD_MAX", "19000"))  # connections per `tcpload hold` (fd limit 20000)
+SERVE_MAX = int(env("SERVE_MAX", "15000"))  # maxconn: connections per `tcpload serve`
+HOLD_TIMEOUT = float(env("HOLD_TIMEOUT", "120"))  # s for one hold process to report ready
+# maxconn: connections per hold process (small, so the one that meets the limit ends
+# soon: its surplus connections sit unaccepted until MAXCONN_TIMEOUT), per-connection
+# timeout (connect + ping), connections being set up at once per process.
+MAXCONN_CHUNK = int(env("MAXCONN_CHUNK", "5000"))
+MAXCONN_TIMEOUT = float(env("MAXCONN_TIMEOUT", "3"))
+MAXCONN_IN_FLIGHT = int(env("MAXCONN_IN_FLIGHT", "1024"))
 
 HZ = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
-BACKEND_PORTS = [18081, 18082, 18083]
+BACKEND_PORTS = [18081, 18082, 18083]  # nginx (HTTP)
+ECHO_PORTS = [18091, 18092, 18093]  # tcpload serve (echo)
+MAXCONN_BACKEND_BASE = 18100  # maxconn: one tcpload serve per port, 18100, 18101, ...
 IPERF_PORT = 15201
 SMALL_BODY = b"Hello, world\n"  # 13 bytes
 BIG_SIZE = 1 << 20
-# Each balancer: http port, bulk port (+ admin port for spliced). Direct goes to
-# the first nginx port and to the iperf3 server.
-PORTS = {
-    "direct": (BACKEND_PORTS[0], IPERF_PORT),
-    "haproxy": (21010, 21011),
-    "haproxy-splice": (21020, 21021),
-    "nginx": (21030, 21031),
-    "spliced": (21040, 21041),
+# Each balancer listens on base+0 (http), base+1 (bulk), base+3 (tcp echo); spliced's
+# admin API is on base+2. `direct` goes to the first nginx port, the iperf3 server
+# and the first echo port.
+TARGET_SPEC = {
+    "direct": {"kind": "direct", "workers": 1},
+    "haproxy": {"kind": "haproxy", "workers": 1, "splice": False, "base": 21010},
+    "haproxy-splice": {"kind": "haproxy", "workers": 1, "splice": True, "base": 21020},
+    "nginx": {"kind": "nginx", "workers": 1, "base": 21030},
+    "spliced": {"kind": "spliced", "workers": 1, "base": 21040},
+    "haproxy-t2-splice": {"kind": "haproxy", "workers": 2, "splice": True, "base": 21050},
+    "nginx-w2": {"kind": "nginx", "workers": 2, "base": 21060},
+    "spliced-w2": {"kind": "spliced", "workers": 2, "base": 21070},
 }
-SPLICED_ADMIN = 21042
-for _p in [*BACKEND_PORTS, IPERF_PORT, SPLICED_ADMIN, *[p for ps in PORTS.values() for p in ps]]:
+MAXCONN_PORT, MAXCONN_ADMIN = 21080, 21082  # maxconn: its own spliced instance
+
+
+def ports(target):
+    """(http, bulk, tcp echo) ports of a target."""
+    spec = TARGET_SPEC[target]
+    if spec["kind"] == "direct":
+        return BACKEND_PORTS[0], IPERF_PORT, ECHO_PORTS[0]
+    b = spec["base"]
+    return b, b + 1, b + 3
+
+
+def admin_port(target):
+    return TARGET_SPEC[target]["base"] + 2 if TARGET_SPEC[target]["kind"] == "spliced" else None
+
+
+def kind(target):
+    return TARGET_SPEC[target]["kind"]
+
+
+def lb_cpus(target):
+    return LB_CPUS2 if TARGET_SPEC[target]["workers"] > 1 else LB_CPUS
+
+
+SPLICED_ADMIN = admin_port("spliced")
+for _t in TARGET_SPEC:
+    for _p in [*ports(_t), admin_port(_t) or 0]:
+        assert _p < 32768
+for _p in [*BACKEND_PORTS, *ECHO_PORTS, IPERF_PORT, MAXCONN_PORT, MAXCONN_ADMIN,
+           MAXCONN_BACKEND_BASE + 63]:
     assert _p < 32768
 
 TEST_LABEL = {
@@ -75,9 +158,14 @@ TEST_LABEL = {
     "big": "1 MiB GET (wrk -c8)",
     "ip1": "iperf3 -P1",
     "ip4": "iperf3 -P4",
+    "tcprate": f"TCP connect + {RATE_PAYLOAD} B echo + close (tcpload rate, {RATE_CONC} in flight)",
+    "echo": f"{ECHO_SIZE} B ping-pong on {ECHO_CONNS} connections (tcpload echo)",
+    "idle": f"{IDLE_CONNS} idle connections held (tcpload hold)",
+    "maxconn": f"up to {MAXCONN_N} connections held through one spliced",
 }
 
 STARTED = []  # every Proc we started, for cleanup
+HELPERS = []  # short-lived helper Popens (hold processes), for cleanup
 SYSCTL_RESTORE = {}
 
 
@@ -138,18 +226,39 @@ class Proc:
             pass
 
     def tail(self, n=20):
-        try:
-            with open(self.logfile, "rb") as f:
-                return b"".join(f.readlines()[-n:]).decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return tail(self.logfile, n)
+
+
+def tail(path, n=20):
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def taskset(cpus):
     return ["taskset", "-c", cpus] if cpus and PIN else []
 
 
+def kill_group(p):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if p.poll() is not None and sig == signal.SIGTERM:
+            continue
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def cleanup():
+    for p in reversed(HELPERS):
+        kill_group(p)
+    HELPERS.clear()
     for p in reversed(STARTED):
         p.stop()
     STARTED.clear()
@@ -194,7 +303,158 @@ def http_get(port, path, timeout=5.0):
     return status, body
 
 
-# ---------------------------------------------------------------- CPU accounting
+def echo_roundtrip(sock, size=16):
+    """Send `size` bytes on a connected socket and read them back: latency in ms."""
+    payload = os.urandom(size)
+    t0 = time.monotonic()
+    sock.sendall(payload)
+    got = b""
+    while len(got) < size:
+        chunk = sock.recv(size - len(got))
+        if not chunk:
+            raise OSError(f"connection closed after {len(got)} of {size} echoed bytes")
+        got += chunk
+    if got != payload:
+        raise OSError("echoed bytes differ from the bytes sent")
+    return (time.monotonic() - t0) * 1000
+
+
+def echo_check(port, timeout=3.0):
+    """A new connection to `port`, one 16-byte echo: (True, ms) or (False, why)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            return True, round(echo_roundtrip(s), 3)
+    except OSError as e:
+        return False, str(e) or type(e).__name__
+
+
+def http_status(port, path, timeout=3.0):
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError as e:
+        return f"error: {e}"
+
+
+class LineReader:
+    """Line-wise reads from a pipe with a timeout (select + os.read, no buffering)."""
+
+    def __init__(self, f):
+        self.fd = f.fileno()
+        self.buf = b""
+        self.eof = False
+
+    def readline(self, timeout):
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buf and not self.eof:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.fd], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.eof = True
+            self.buf += chunk
+        if b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+        else:
+            line, self.buf = self.buf, b""
+            if not line:
+                return None
+        return line.decode("utf-8", "replace")
+
+
+class Hold:
+    """One `tcpload hold` process: opens `conns` connections, reports
+    {"event":"ready",...} on stdout, holds them until its stdin closes."""
+
+    def __init__(self, port, conns, logfile, ping=IDLE_PING, timeout=None, in_flight=None):
+        self.conns = conns
+        self.logfile = logfile
+        self.argv = [TCPLOAD, "hold", "--target", f"{HOST}:{port}", "--conns", str(conns),
+                     "--sources", SOURCES, "--ping", str(ping)]
+        if timeout is not None:
+            self.argv += ["--timeout", str(timeout)]  # per connection: connect + ping
+        if in_flight is not None:
+            self.argv += ["--in-flight", str(in_flight)]
+        with open(logfile, "ab") as lf:
+            lf.write((" ".join(self.argv) + "\n").encode())
+            lf.flush()
+            self.p = subprocess.Popen(taskset(LOAD_CPUS) + self.argv, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=lf, start_new_session=True)
+        HELPERS.append(self.p)
+        self.reader = LineReader(self.p.stdout)
+        self.events = []
+
+    def wait_event(self, name, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            line = self.reader.readline(left)
+            if line is None:
+                if self.reader.eof:
+                    return None
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict):
+                self.events.append(ev)
+                if ev.get("event") == name:
+                    return ev
+
+    def release(self, timeout=30.0):
+        """Close stdin (the hold ends), return its "done" event (or None)."""
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        ev = self.wait_event("done", timeout)
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        kill_group(self.p)
+        if self.p in HELPERS:
+            HELPERS.remove(self.p)
+        return ev
+
+
+def open_holds(port, n, label, stop_on_shortfall, chunk=HOLD_MAX, **hold_opts):
+    """Hold `n` connections to `port`, split over processes of at most `chunk` each
+    (HOLD_MAX: one process cannot have more fds), started one after the other.
+    Returns (holds, held, failed, notes)."""
+    holds, held, failed, notes = [], 0, 0, []
+    remaining, i = n, 0
+    while remaining > 0:
+        k = min(chunk, remaining)
+        h = Hold(port, k, os.path.join(OUT, "run", f"{label}-hold{i}.log"), **hold_opts)
+        holds.append(h)
+        t0 = time.monotonic()
+        ev = h.wait_event("ready", HOLD_TIMEOUT)
+        if ev is None:
+            why = "exited" if h.p.poll() is not None else f"no ready event within {HOLD_TIMEOUT:.0f} s"
+            notes.append(f"hold {i} ({k} conns) {why}: {tail(h.logfile, 3).strip()[-300:]}")
+            break
+        held += int(ev.get("held", 0))
+        failed += int(ev.get("failed", 0))
+        log(f"  hold {i}: {ev.get('held')} held, {ev.get('failed')} failed in {time.monotonic() - t0:.1f} s"
+            f" (total {held})")
+        remaining -= k
+        i += 1
+        if stop_on_shortfall and int(ev.get("held", 0)) < k:
+            break
+    return holds, held, failed, notes
+
+
+# ---------------------------------------------------------------- CPU and memory accounting
 
 
 def proc_table():
@@ -213,19 +473,65 @@ def proc_table():
     return table
 
 
-def tree_ticks(table, roots):
+def tree_pids(table, roots):
     children = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo, seen = 0, [r for r in roots if r in table], set()
+    todo, seen = [r for r in roots if r in table], []
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
-        seen.add(pid)
-        total += table[pid][1]
+        seen.append(pid)
         todo.extend(children.get(pid, []))
-    return total
+    return seen
+
+
+def tree_ticks(table, roots):
+    return sum(table[pid][1] for pid in tree_pids(table, roots))
+
+
+def tree_mem(roots):
+    """RSS and PSS (KiB) of the process trees under `roots`, from /proc/PID/smaps_rollup;
+    also their open fd count."""
+    rss = pss = fds = 0
+    pids = tree_pids(proc_table(), roots)
+    for pid in pids:
+        vals = {}
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k in ("Rss", "Pss"):
+                        vals[k] = int(v.split()[0])
+        except (OSError, ValueError):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            vals["Rss"] = int(line.split()[1])
+            except OSError:
+                pass
+        rss += vals.get("Rss", 0)
+        pss += vals.get("Pss", 0)
+        try:
+            fds += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return {"rss_kib": rss, "pss_kib": pss, "fds": fds, "procs": len(pids)}
+
+
+def nofile_limit(pid):
+    """(soft, hard) 'Max open files' of a process."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    soft, hard = line.split()[3:5]
+                    return int(soft), int(hard)
+    except (OSError, ValueError):
+        pass
+    return None, None
 
 
 def cpu_stat():
@@ -298,14 +604,21 @@ def have(cmd):
     return shutil.which(cmd) is not None
 
 
+TCPLOAD = TCPLOAD_BIN  # replaced by a frozen copy in OUT/run at start
+
+
+def have_tcpload():
+    return os.access(TCPLOAD, os.X_OK)
+
+
 NGINX_STREAM_SO = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
-def nginx_common(run, name):
+def nginx_common(run, name, workers=1):
     tmp = os.path.join(run, f"{name}-tmp")
     os.makedirs(tmp, exist_ok=True)
     return (
-        "daemon off;\nmaster_process on;\nworker_processes 1;\nworker_rlimit_nofile 20000;\n"
+        f"daemon off;\nmaster_process on;\nworker_processes {workers};\nworker_rlimit_nofile 20000;\n"
         f"pid {run}/{name}.pid;\nerror_log {run}/{name}.err warn;\n",
         tmp,
     )
@@ -342,7 +655,7 @@ def start_backends(run, www):
                 os.path.join(run, "nginx-backend.log"),
             )
         )
-        kind = "nginx"
+        kind_ = "nginx"
     else:
         log("nginx is not installed: using the slow Python backend (bench/backend.py)")
         procs.append(
@@ -353,13 +666,19 @@ def start_backends(run, www):
                 os.path.join(run, "py-backend.log"),
             )
         )
-        kind = "python"
+        kind_ = "python"
     if have("iperf3"):
         procs.append(start_iperf_server(run))
+    if have_tcpload():
+        procs.append(start_echo_server(run, "echo-backend", ECHO_PORTS))
     for p in BACKEND_PORTS:
         if not wait_port(p, proc=procs[0]):
             raise SystemExit(f"backend on port {p} did not come up:\n{procs[0].tail()}")
-    return procs, kind
+    if have_tcpload():
+        for p in ECHO_PORTS:
+            if not wait_port(p, proc=procs[-1]):
+                raise SystemExit(f"tcpload serve on port {p} did not come up:\n{procs[-1].tail()}")
+    return procs, kind_
 
 
 def start_iperf_server(run):
@@ -371,111 +690,135 @@ def start_iperf_server(run):
     )
 
 
+def start_echo_server(run, name, port_list):
+    argv = [TCPLOAD, "serve"]
+    for p in port_list:
+        argv += ["--listen", f"{HOST}:{p}"]
+    return Proc(name, argv, LOAD_CPUS, os.path.join(run, f"{name}.log"))
+
+
 def haproxy_conf(target):
-    http, bulk = PORTS[target]
-    splice = (
-        "    option splice-request\n    option splice-response\n"
-        if target == "haproxy-splice"
-        else ""
-    )
-    servers = "".join(
-        f"    server s{i + 1} {HOST}:{p}\n" for i, p in enumerate(BACKEND_PORTS)
-    )
+    http, bulk, tcp = ports(target)
+    spec = TARGET_SPEC[target]
+    splice = "    option splice-request\n    option splice-response\n" if spec["splice"] else ""
+
+    def servers(port_list):
+        return "".join(f"    server s{i + 1} {HOST}:{p}\n" for i, p in enumerate(port_list))
+
     # maxconn/maxpipes as in research/peer-baseline.md: HAProxy 2.6 refuses to
     # start if its computed fd need exceeds the (unraisable) 20000 limit.
     return (
-        "global\n    nbthread 1\n    maxconn 9644\n    maxpipes 256\n"
+        f"global\n    nbthread {spec['workers']}\n    maxconn 9644\n    maxpipes 256\n"
         "defaults\n    mode tcp\n    balance roundrobin\n    maxconn 9644\n"
         "    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n"
         + splice
         + f"frontend fe_http\n    bind {HOST}:{http}\n    default_backend be_http\n"
         + "backend be_http\n"
-        + servers
+        + servers(BACKEND_PORTS)
         + f"frontend fe_bulk\n    bind {HOST}:{bulk}\n    default_backend be_bulk\n"
         + f"backend be_bulk\n    server s1 {HOST}:{IPERF_PORT}\n"
+        + f"frontend fe_tcp\n    bind {HOST}:{tcp}\n    default_backend be_tcp\n"
+        + "backend be_tcp\n"
+        + servers(ECHO_PORTS)
     )
 
 
-def nginx_stream_conf(run):
-    http, bulk = PORTS["nginx"]
-    head, _ = nginx_common(run, "nginx-stream")
-    ups = " ".join(f"server {HOST}:{p};" for p in BACKEND_PORTS)
+def nginx_stream_conf(run, target):
+    http, bulk, tcp = ports(target)
+    head, _ = nginx_common(run, target, TARGET_SPEC[target]["workers"])
+
+    def ups(port_list):
+        return " ".join(f"server {HOST}:{p};" for p in port_list)
+
+    # worker_connections counts both sides of a proxied connection: 19900 covers
+    # the idle test's 9000 held connections (18000) in one worker.
     return (
         head
         + f"load_module {NGINX_STREAM_SO};\n"
         "events { worker_connections 19900; }\n"
         "stream {\n"
-        f"    upstream be_http {{ {ups} }}\n"
+        f"    upstream be_http {{ {ups(BACKEND_PORTS)} }}\n"
         f"    server {{ listen {HOST}:{http} backlog=65535; proxy_pass be_http; }}\n"
         f"    upstream be_bulk {{ server {HOST}:{IPERF_PORT}; }}\n"
         f"    server {{ listen {HOST}:{bulk} backlog=65535; proxy_pass be_bulk; }}\n"
+        f"    upstream be_tcp {{ {ups(ECHO_PORTS)} }}\n"
+        f"    server {{ listen {HOST}:{tcp} backlog=65535; proxy_pass be_tcp; }}\n"
         "}\n"
     )
 
 
-def spliced_conf():
-    http, bulk = PORTS["spliced"]
-    backends = ", ".join(f"{HOST}:{p}" for p in BACKEND_PORTS)
+def spliced_conf(target):
+    http, bulk, tcp = ports(target)
+
+    def addrs(port_list):
+        return ", ".join(f"{HOST}:{p}" for p in port_list)
+
     return (
-        "workers: 1\n"
-        f"admin: {{listen: {HOST}:{SPLICED_ADMIN}}}\n"
+        f"workers: {TARGET_SPEC[target]['workers']}\n"
+        f"admin: {{listen: {HOST}:{admin_port(target)}}}\n"
         "listeners:\n"
         f"  - {{name: http, listen: {HOST}:{http}, pool: http, backlog: 65535}}\n"
         f"  - {{name: bulk, listen: {HOST}:{bulk}, pool: bulk, backlog: 65535}}\n"
+        f"  - {{name: tcp, listen: {HOST}:{tcp}, pool: tcp, backlog: 65535}}\n"
         "pools:\n"
-        f"  - {{name: http, algorithm: round_robin, backends: [{backends}]}}\n"
+        f"  - {{name: http, algorithm: round_robin, backends: [{addrs(BACKEND_PORTS)}]}}\n"
         f"  - {{name: bulk, algorithm: round_robin, backends: [{HOST}:{IPERF_PORT}]}}\n"
+        f"  - {{name: tcp, algorithm: round_robin, backends: [{addrs(ECHO_PORTS)}]}}\n"
     )
 
 
 def target_available(target):
-    if target == "direct":
+    k = kind(target)
+    if k == "direct":
         return True, ""
-    if target.startswith("haproxy"):
+    if k == "haproxy":
         return (have("haproxy"), "haproxy is not installed")
-    if target == "nginx":
+    if k == "nginx":
         ok = have("nginx") and os.path.exists(NGINX_STREAM_SO)
         return ok, f"nginx or its stream module ({NGINX_STREAM_SO}) is not installed"
-    if target == "spliced":
+    if k == "spliced":
         ok = os.access(SPLICED_BIN, os.X_OK)
         return ok, f"no spliced binary at {SPLICED_BIN} (cargo build --release)"
     return False, "unknown target"
 
 
+def spliced_check(spliced_bin, conf):
+    chk = subprocess.run([spliced_bin, "check", "-c", conf], capture_output=True, text=True)
+    if chk.returncode != 0:
+        raise SystemExit(f"spliced check failed:\n{chk.stdout}{chk.stderr}")
+
+
 def balancer_argv(target, run, spliced_bin):
-    if target.startswith("haproxy"):
+    k = kind(target)
+    if k == "haproxy":
         conf = write(os.path.join(run, f"{target}.cfg"), haproxy_conf(target))
         return ["haproxy", "-db", "-f", conf]
-    if target == "nginx":
-        conf = write(os.path.join(run, "nginx-stream.conf"), nginx_stream_conf(run))
-        return ["nginx", "-p", run, "-e", f"{run}/nginx-stream.err", "-c", conf]
-    if target == "spliced":
-        conf = write(os.path.join(run, "spliced.yaml"), spliced_conf())
-        chk = subprocess.run(
-            [spliced_bin, "check", "-c", conf], capture_output=True, text=True
-        )
-        if chk.returncode != 0:
-            raise SystemExit(f"spliced check failed:\n{chk.stdout}{chk.stderr}")
+    if k == "nginx":
+        conf = write(os.path.join(run, f"{target}.conf"), nginx_stream_conf(run, target))
+        return ["nginx", "-p", run, "-e", f"{run}/{target}.err", "-c", conf]
+    if k == "spliced":
+        conf = write(os.path.join(run, f"{target}.yaml"), spliced_conf(target))
+        spliced_check(spliced_bin, conf)
         return [spliced_bin, "run", "-c", conf]
     raise ValueError(target)
 
 
+def spliced_ready(admin, proc, timeout=10.0):
+    end = time.monotonic() + timeout
+    while True:
+        if http_status(admin, "/ready", timeout=2) == 200:
+            return True
+        if time.monotonic() > end or not proc.alive():
+            return False
+        time.sleep(0.1)
+
+
 def balancer_ready(target, proc):
-    http, _ = PORTS[target]
+    http, _, tcp = ports(target)
     if not wait_port(http, proc=proc):
         return False, "listener did not come up"
-    if target == "spliced":
-        end = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{SPLICED_ADMIN}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > end or not proc.alive():
-                return False, "/ready did not answer 200"
-            time.sleep(0.1)
+    if kind(target) == "spliced" and not spliced_ready(admin_port(target), proc):
+        return False, "/ready did not answer 200"
     # One real request end to end, checking the body.
     try:
         for _ in range(3):  # hits each backend port once with round robin
@@ -484,12 +827,17 @@ def balancer_ready(target, proc):
                 return False, f"GET /small.txt gave status {status}, body {body[:40]!r}"
     except OSError as e:
         return False, f"GET /small.txt failed: {e}"
+    if have_tcpload():
+        for _ in range(3):  # each echo backend once
+            ok, why = echo_check(tcp)
+            if not ok:
+                return False, f"echo through port {tcp} failed: {why}"
     return True, ""
 
 
 def start_balancer(target, run, spliced_bin):
     argv = balancer_argv(target, run, spliced_bin)
-    p = Proc(target, argv, LB_CPUS, os.path.join(run, f"{target}.log"))
+    p = Proc(target, argv, lb_cpus(target), os.path.join(run, f"{target}.log"))
     ok, why = balancer_ready(target, p)
     if not ok:
         raise SystemExit(f"{target} did not start: {why}\n--- log ---\n{p.tail()}")
@@ -514,10 +862,23 @@ def raise_sysctls():
             pass
 
 
-def spliced_metrics():
-    """Selected spliced counters summed over labels: {(name, mode): value}."""
+METRICS_KEPT = (
+    "spliced_relay_bytes_total",
+    "spliced_splice_switches_total",
+    "spliced_pipe_pool_exhausted_total",
+    "spliced_rejected_connections_total",
+    "spliced_connect_errors_total",
+    "spliced_listener_accepted_total",
+    "spliced_accept_resource_errors_total",
+    "spliced_active_connections",
+    "spliced_idle_timeouts_total",
+)
+
+
+def spliced_metrics(port=SPLICED_ADMIN, by_label="mode"):
+    """Selected spliced counters summed over labels but `by_label`: {name{value}: sum}."""
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{SPLICED_ADMIN}/metrics", timeout=3) as r:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
             text = r.read().decode()
     except OSError:
         return None
@@ -529,17 +890,10 @@ def spliced_metrics():
         if not m:
             continue
         name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        if name not in (
-            "spliced_relay_bytes_total",
-            "spliced_splice_switches_total",
-            "spliced_pipe_pool_exhausted_total",
-            "spliced_rejected_connections_total",
-            "spliced_connect_errors_total",
-            "spliced_listener_accepted_total",
-        ):
+        if name not in METRICS_KEPT:
             continue
-        mode = re.search(r'mode="([^"]*)"', labels)
-        key = f"{name}{{{mode.group(1)}}}" if mode else name
+        lab = re.search(by_label + r'="([^"]*)"', labels)
+        key = f"{name}{{{lab.group(1)}}}" if lab else name
         try:
             out[key] = out.get(key, 0.0) + float(value)
         except ValueError:
@@ -551,24 +905,44 @@ def spliced_metrics():
 
 
 def test_cmd(test, target):
-    http, bulk = PORTS[target]
+    http, bulk, tcp = ports(target)
     lua = os.path.join(HERE, "report.lua")
-    if test in ("ka", "close", "big"):
+    if test in WRK_TESTS:
         conns = 8 if test == "big" else 64
         path = "/1m.bin" if test == "big" else "/small.txt"
         cmd = ["wrk", "-t1", f"-c{conns}", f"-d{DUR}s", "-s", lua]
         if test == "close":
             cmd += ["-H", "Connection: close"]
         return cmd + [f"http://{HOST}:{http}{path}"]
+    if test == "tcprate":
+        return [TCPLOAD, "rate", "--target", f"{HOST}:{tcp}", "--duration", str(DUR),
+                "--concurrency", str(RATE_CONC), "--sources", SOURCES, "--payload", str(RATE_PAYLOAD)]
+    if test == "echo":
+        return [TCPLOAD, "echo", "--target", f"{HOST}:{tcp}", "--conns", str(ECHO_CONNS),
+                "--size", str(ECHO_SIZE), "--duration", str(DUR)]
     n = {"ip1": 1, "ip4": 4}[test]
     return ["iperf3", "-c", HOST, "-p", str(bulk), "-t", str(DUR), f"-P{n}", "-J",
             "--connect-timeout", "3000"]
 
 
+def last_json(out):
+    """The last line of `out` that is a JSON object."""
+    for line in reversed(out.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(j, dict):
+                return j
+    return None
+
+
 def parse_result(test, out, rc):
     """-> dict of figures from the load generator's output (error text if any)."""
     r = {"rc": rc}
-    if test in ("ka", "close", "big"):
+    if test in WRK_TESTS:
         m = re.search(r"^BENCH_JSON (\{.*\})$", out, re.M)
         if not m:
             r["error"] = "no wrk summary: " + out[-400:]
@@ -588,6 +962,30 @@ def parse_result(test, out, rc):
             errors=w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],
             non2xx=w["err_status"],
             err_detail={k: w[k] for k in w if k.startswith("err_") and w[k]},
+        )
+        return r
+    if test in TCP_TESTS:
+        j = last_json(out)
+        if j is None:
+            r["error"] = "no tcpload summary: " + out[-400:]
+            return r
+        lat = j.get("lat_us") or {}
+        errs = j.get("errors") or {}
+        if not isinstance(errs, dict):
+            errs = {"errors": errs}
+        count = j.get("connections") if test == "tcprate" else j.get("round_trips")
+        r.update(
+            requests=count,
+            secs=j.get("secs"),
+            rps=j.get("rate"),
+            bytes=j.get("bytes"),
+            p50_ms=lat["p50"] / 1000 if "p50" in lat else None,
+            p90_ms=lat["p90"] / 1000 if "p90" in lat else None,
+            p99_ms=lat["p99"] / 1000 if "p99" in lat else None,
+            p999_ms=lat["p999"] / 1000 if "p999" in lat else None,
+            max_ms=lat["max"] / 1000 if "max" in lat else None,
+            errors=int(sum(v for v in errs.values() if isinstance(v, (int, float)))),
+            err_detail={k: v for k, v in errs.items() if v},
         )
         return r
     try:
@@ -633,7 +1031,8 @@ def run_once(ctx, target, test):
     rec["foreign_before"] = round(load, 3)
     rec["busy_start"] = load > QUIET_LIMIT  # started on a busy machine (wait timed out)
 
-    m0 = spliced_metrics() if target == "spliced" else None
+    admin = admin_port(target)
+    m0 = spliced_metrics(admin) if admin else None
     cmd = test_cmd(test, target)
     a = Snapshot(lb_roots, backend_roots)
     try:
@@ -649,7 +1048,7 @@ def run_once(ctx, target, test):
         out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         out, rc = out, "timeout"
     b = Snapshot(lb_roots, backend_roots)
-    m1 = spliced_metrics() if target == "spliced" else None
+    m1 = spliced_metrics(admin) if admin else None
 
     wall = b.t - a.t
     rec.update(parse_result(test, out, rc))
@@ -671,15 +1070,17 @@ def run_once(ctx, target, test):
     )
     ours_load = (b.backend - a.backend) + (b.children - a.children) + (b.me - a.me)
     rec["foreign_cores"] = round(rec["machine_cores"] - (lb_cpu + ours_load) / wall, 3)
-    if PIN:
+    if PIN and target != "direct" and lb_cpus(target) == LB_CPUS:
         # Pinning is strict, so foreign load can be told apart per CPU group.
         rec["foreign_lb_cpus"] = round(busy_cores(a, b, cpu_list(LB_CPUS)) - lb_cpu / wall, 3)
+        rec["foreign_load_cpus"] = round(busy_cores(a, b, cpu_list(LOAD_CPUS)) - ours_load / wall, 3)
+    if PIN and target == "direct":
         rec["foreign_load_cpus"] = round(busy_cores(a, b, cpu_list(LOAD_CPUS)) - ours_load / wall, 3)
     # The figure that decides whether the test was contaminated (see wait above).
     rec["foreign"] = rec["foreign_load_cpus"] if PIN and target == "direct" else rec["foreign_cores"]
     if lb and lb_cpu > 0:
-        if "requests" in rec and test in ("ka", "close"):
-            rec["per_cpu"] = rec["requests"] / lb_cpu  # requests per balancer CPU-second
+        if rec.get("requests") is not None and test in RATE_TESTS:
+            rec["per_cpu"] = rec["requests"] / lb_cpu  # operations per balancer CPU-second
         elif "gbit" in rec:
             rec["per_cpu"] = rec["gbit"] / lb_cpu  # Gbit per balancer CPU-second
     if m0 is not None and m1 is not None:
@@ -687,22 +1088,34 @@ def run_once(ctx, target, test):
     if lb is not None and not lb.alive():
         rec["error"] = (rec.get("error", "") + f" | {target} exited (code {lb.p.returncode})").strip(" |")
         rec["crashed"] = True
-    if test.startswith("ip") and rec.get("error"):
+    if test in IPERF_TESTS and rec.get("error"):
         rec["iperf_restarted"] = True
     return rec, out
+
+
+def ensure_balancer(ctx, target):
+    lb = ctx["balancers"].get(target)
+    if lb is not None and not lb.alive():
+        log(f"{target} is not running (exit code {lb.p.returncode}); restarting it")
+        lb.restarts += 1
+        lb.start()
+        ok, why = balancer_ready(target, lb)
+        if not ok:
+            log(f"{target} restart failed: {why}")
+
+
+def keep(ctx, rec):
+    ctx["jsonl"].write(json.dumps(rec) + "\n")
+    ctx["jsonl"].write(json.dumps({"kept_ref": [rec["round"], rec["test"], rec["target"], rec["attempt"]]}) + "\n")
+    ctx["jsonl"].flush()
+    rec["kept"] = True
+    ctx["results"].append(rec)
 
 
 def run_test(ctx, target, test, rnd):
     best = None
     for attempt in range(RETRIES + 1):
-        lb = ctx["balancers"].get(target)
-        if lb is not None and not lb.alive():
-            log(f"{target} is not running (exit code {lb.p.returncode}); restarting it")
-            lb.restarts += 1
-            lb.start()
-            ok, why = balancer_ready(target, lb)
-            if not ok:
-                log(f"{target} restart failed: {why}")
+        ensure_balancer(ctx, target)
         rec, out = run_once(ctx, target, test)
         rec.update(round=rnd, attempt=attempt, ts=time.time())
         with open(os.path.join(OUT, "raw", f"{rnd}-{test}-{target}-{attempt}.txt"), "w") as f:
@@ -715,13 +1128,15 @@ def run_test(ctx, target, test, rnd):
             wait_port(IPERF_PORT, proc=srv)
         ctx["jsonl"].write(json.dumps(rec) + "\n")
         ctx["jsonl"].flush()
+        unit = {"tcprate": "conn/s", "echo": "rt/s"}.get(test, "req/s")
         summary = (
-            f"r{rnd} {test:5} {target:15} "
-            + (f"{rec['rps']:>9,.0f} req/s p99 {rec['p99_ms']:.2f} ms " if "rps" in rec and test != "big" else "")
-            + (f"{rec['gbps']:6.2f} Gbit/s " if test in ("big", "ip1", "ip4") and "gbps" in rec else "")
+            f"r{rnd} {test:7} {target:17} "
+            + (f"{rec['rps']:>9,.0f} {unit} p99 {rec['p99_ms']:.2f} ms "
+               if rec.get("rps") is not None and rec.get("p99_ms") is not None and test != "big" else "")
+            + (f"{rec['gbps']:6.2f} Gbit/s " if test in ("big", *IPERF_TESTS) and "gbps" in rec else "")
             + f"lb {rec['lb_cores']:.2f} cores, foreign {rec['foreign']:+.2f}"
             + (f" ERR {rec['error']}" if rec.get("error") else "")
-            + (f" sockerr {rec['errors']}" if rec.get("errors") else "")
+            + (f" sockerr {rec['errors']} {rec.get('err_detail') or ''}" if rec.get("errors") else "")
             + (f" non2xx {rec['non2xx']}" if rec.get("non2xx") else "")
         )
         log(summary)
@@ -742,6 +1157,210 @@ def run_test(ctx, target, test, rnd):
     time.sleep(GAP)
 
 
+def run_idle(ctx, target, rnd):
+    """RSS of a fresh balancer's process tree before and after IDLE_CONNS connections
+    are opened through it (each echoes IDLE_PING bytes end to end, then stays idle)."""
+    lb = ctx["balancers"][target]
+    _, _, tcp = ports(target)
+    rec = {"target": target, "test": "idle", "round": rnd, "attempt": 0, "attempts": 1,
+           "ts": time.time(), "asked": IDLE_CONNS, "ping": IDLE_PING}
+    # A fresh process, so that what the earlier tests left (buffers, caches, pools)
+    # does not count; it then stays up as this target's balancer for the next tests.
+    lb.stop()
+    lb.start()
+    ok, why = balancer_ready(target, lb)
+    if not ok:
+        rec["error"] = f"fresh {target} did not start: {why}"
+        log(f"r{rnd} idle    {target:17} ERR {rec['error']}")
+        keep(ctx, rec)
+        return
+    time.sleep(0.5)
+    m0 = tree_mem([lb.pid])
+    t0 = time.monotonic()
+    holds, held, failed, notes = open_holds(tcp, IDLE_CONNS, f"idle-{rnd}-{target}", False)
+    rec["hold_s"] = round(time.monotonic() - t0, 2)
+    time.sleep(1.0)  # let the balancer settle (deferred frees, lazily returned buffers)
+    m1 = tree_mem([lb.pid])
+    # Liveness with all of them held: the balancer runs, and a new connection echoes.
+    alive = lb.alive()
+    ok_new, new_ms = echo_check(tcp)
+    done = [h.release() for h in holds]
+    rec.update(
+        held=held,
+        failed=failed,
+        rss_before_kib=m0["rss_kib"],
+        rss_after_kib=m1["rss_kib"],
+        pss_before_kib=m0["pss_kib"],
+        pss_after_kib=m1["pss_kib"],
+        fds_before=m0["fds"],
+        fds_after=m1["fds"],
+        procs=m1["procs"],
+        rss_at_n_mib=m1["rss_kib"] / 1024,
+        alive=alive,
+        new_conn_echo=ok_new,
+        new_conn_ms=new_ms if ok_new else None,
+        hold_events=[h.events for h in holds],
+    )
+    # At release each hold process pings a random sample of its connections again.
+    rec["release"] = done
+    done_ok = [d for d in done if d]
+    rec["dropped"] = sum(int(d.get("dropped", 0)) for d in done_ok)
+    rec["alive_checked"] = sum(int(d.get("alive_checked", 0)) for d in done_ok)
+    rec["alive_ok"] = sum(int(d.get("alive_ok", 0)) for d in done_ok)
+    if held:
+        rec["kib_per_conn"] = (m1["rss_kib"] - m0["rss_kib"]) / held
+        rec["pss_kib_per_conn"] = (m1["pss_kib"] - m0["pss_kib"]) / held
+    rec["live"] = bool(alive and ok_new and held >= IDLE_CONNS and len(done_ok) == len(holds)
+                       and rec["dropped"] == 0 and rec["alive_ok"] == rec["alive_checked"])
+    problems = list(notes)
+    if len(done_ok) < len(holds):
+        problems.append(f"{len(holds) - len(done_ok)} hold process(es) did not report at release")
+    if rec["dropped"]:
+        problems.append(f"{rec['dropped']} held connections were closed by the balancer while idle")
+    if rec["alive_ok"] < rec["alive_checked"]:
+        problems.append(f"only {rec['alive_ok']} of {rec['alive_checked']} sampled held connections echoed at release")
+    if held < IDLE_CONNS:
+        problems.append(f"held only {held} of {IDLE_CONNS} ({failed} failed)")
+    if not alive:
+        problems.append(f"{target} exited (code {lb.p.returncode})")
+        rec["crashed"] = True
+    if not ok_new:
+        problems.append(f"a new connection did not echo with {held} held: {new_ms}")
+    if problems:
+        rec["error"] = "; ".join(problems)
+    log(f"r{rnd} idle    {target:17} {held} held, RSS {m0['rss_kib'] / 1024:.1f} → {m1['rss_kib'] / 1024:.1f} MiB, "
+        + (f"{rec['kib_per_conn']:.2f} KiB/conn (PSS {rec['pss_kib_per_conn']:.2f})" if held else "")
+        + (f" ERR {rec['error']}" if rec.get("error") else
+           f", live (sample {rec['alive_ok']}/{rec['alive_checked']} echoed at release)"))
+    keep(ctx, rec)
+    time.sleep(GAP)
+
+
+def maxconn_conf(n, backend_ports):
+    backends = ", ".join(f"{HOST}:{p}" for p in backend_ports)
+    return (
+        "workers: 1\n"
+        f"admin: {{listen: {HOST}:{MAXCONN_ADMIN}}}\n"
+        "listeners:\n"
+        f"  - {{name: hold, listen: {HOST}:{MAXCONN_PORT}, pool: hold, backlog: 65535,"
+        f" max_connections: {2 * n}}}\n"
+        "pools:\n"
+        f"  - {{name: hold, algorithm: round_robin, backends: [{backends}]}}\n"
+    )
+
+
+def run_maxconn(ctx, run, spliced_bin):
+    """Try to hold MAXCONN_N connections through one fresh spliced (1 worker) and
+    report how many it held, what stopped it, and whether it stayed healthy."""
+    n = MAXCONN_N
+    rec = {"target": "spliced", "test": "maxconn", "round": 0, "attempt": 0, "attempts": 1,
+           "ts": time.time(), "asked": n}
+    nserve = max(1, math.ceil(n / SERVE_MAX))
+    bports = [MAXCONN_BACKEND_BASE + i for i in range(min(nserve, 64))]
+    serves = [start_echo_server(run, f"maxconn-serve{i}", [p]) for i, p in enumerate(bports)]
+    for s, p in zip(serves, bports):
+        if not wait_port(p, proc=s):
+            rec["error"] = f"tcpload serve on {p} did not come up: {s.tail(3)}"
+    conf = write(os.path.join(run, "spliced-maxconn.yaml"), maxconn_conf(n, bports))
+    spliced_check(spliced_bin, conf)
+    logfile = os.path.join(run, "spliced-maxconn.log")
+    log_start = os.path.getsize(logfile) if os.path.exists(logfile) else 0
+    lb = Proc("spliced-maxconn", [spliced_bin, "run", "-c", conf], LB_CPUS,
+              os.path.join(run, "spliced-maxconn.log"))
+    try:
+        if "error" in rec:
+            raise RuntimeError(rec["error"])
+        if not wait_port(MAXCONN_PORT, proc=lb) or not spliced_ready(MAXCONN_ADMIN, lb):
+            raise RuntimeError(f"spliced-maxconn did not start: {lb.tail(5)}")
+        rec["nofile_soft"], rec["nofile_hard"] = nofile_limit(lb.pid)
+        m0 = tree_mem([lb.pid])
+        rec["fds_base"] = m0["fds"]
+        if rec["nofile_soft"]:
+            rec["fd_bound"] = (rec["nofile_soft"] - m0["fds"]) // 2
+        # Probes opened first: they must still echo once the table is full.
+        probes = []
+        for _ in range(8):
+            s = socket.create_connection((HOST, MAXCONN_PORT), timeout=5)
+            echo_roundtrip(s, ECHO_SIZE)
+            probes.append(s)
+        log(f"maxconn: trying {n} connections through spliced (RLIMIT_NOFILE {rec['nofile_soft']}/"
+            f"{rec['nofile_hard']}, {m0['fds']} fds in use; backends {bports[0]}-{bports[-1]})")
+        t0 = time.monotonic()
+        holds, held, failed, notes = open_holds(MAXCONN_PORT, n - len(probes), "maxconn", True,
+                                                chunk=min(MAXCONN_CHUNK, HOLD_MAX), timeout=MAXCONN_TIMEOUT,
+                                                in_flight=MAXCONN_IN_FLIGHT)
+        rec["fill_s"] = round(time.monotonic() - t0, 1)
+        time.sleep(1.0)
+        mem = tree_mem([lb.pid])
+        metrics = spliced_metrics(MAXCONN_ADMIN, by_label="reason")
+        rec.update(held=held + len(probes), failed=failed, hold_processes=len(holds),
+                   hold_notes=notes, fds_full=mem["fds"], rss_full_mib=mem["rss_kib"] / 1024,
+                   alive_full=lb.alive(), ready_full=http_status(MAXCONN_ADMIN, "/ready"),
+                   metrics_full=metrics)
+        if held:
+            rec["kib_per_conn"] = (mem["rss_kib"] - m0["rss_kib"]) / rec["held"]
+        # Existing connections still echo?
+        lat, bad = [], []
+        for s in probes:
+            try:
+                s.settimeout(5)
+                lat.append(echo_roundtrip(s, ECHO_SIZE))
+            except OSError as e:
+                bad.append(str(e) or type(e).__name__)
+        rec["probe_ok"], rec["probe_failed"] = len(lat), bad
+        rec["probe_ms_max"] = round(max(lat), 3) if lat else None
+        for s in probes:
+            s.close()
+        done = [h.release() for h in holds]
+        done_ok = [d for d in done if d]
+        rec["release_sample"] = [sum(int(d.get("alive_ok", 0)) for d in done_ok),
+                                 sum(int(d.get("alive_checked", 0)) for d in done_ok)]
+        rec["dropped"] = sum(int(d.get("dropped", 0)) for d in done_ok)
+        # Accept resumes once fds are free again.
+        time.sleep(1.5)
+        ok, ms = echo_check(MAXCONN_PORT, timeout=5)
+        rec.update(recovered=ok, recovered_detail=ms, ready_after=http_status(MAXCONN_ADMIN, "/ready"),
+                   alive_after=lb.alive(),
+                   metrics_after=spliced_metrics(MAXCONN_ADMIN, by_label="reason"))
+        with open(lb.logfile, "rb") as f:
+            f.seek(log_start)
+            logtext = f.read().decode("utf-8", "replace")
+        rec["log_fd_warnings"] = sum(1 for line in logtext.splitlines() if "file descriptors" in line)
+        rec["log_excerpt"] = [line[:300] for line in logtext.splitlines() if "file descriptors" in line][:3]
+        # The admin API needs an fd per request too: when the table is full it may
+        # not answer, so the counters are read after the release (they only grow).
+        m = rec["metrics_after"] or metrics or {}
+        res_rej = m.get("spliced_rejected_connections_total{resources}", 0)
+        acc_err = m.get("spliced_accept_resource_errors_total", 0)
+        if rec["held"] >= n:
+            rec["stopped_by"] = "nothing: all held"
+        elif acc_err or res_rej or rec["log_fd_warnings"]:
+            rec["stopped_by"] = (
+                f"spliced's fd limit: RLIMIT_NOFILE {rec['nofile_soft']} (hard {rec['nofile_hard']}), "
+                f"2 fds per proxied connection + {rec['fds_base']} of its own → at most "
+                f"{rec.get('fd_bound')} connections; accept ran out of fds {acc_err:.0f} times, "
+                f"{res_rej:.0f} connections closed for lack of a backend socket")
+        else:
+            rec["stopped_by"] = "client side or timeout: " + "; ".join(notes)
+        rec["healthy"] = bool(rec["alive_full"] and rec["alive_after"] and rec["probe_ok"] == len(probes)
+                              and rec["recovered"] and rec["ready_after"] == 200
+                              and rec["release_sample"][0] == rec["release_sample"][1])
+        log(f"maxconn: held {rec['held']} of {n}; stopped by {rec['stopped_by']}; probes {rec['probe_ok']}/"
+            f"{len(probes)} echoed; /ready {rec['ready_full']} when full, {rec['ready_after']} after; "
+            f"recovered {ok}")
+    except (RuntimeError, OSError) as e:
+        rec["error"] = str(e)
+        log(f"maxconn: ERR {e}")
+    finally:
+        lb.stop()
+        for s in serves:
+            s.stop()
+    if rec.get("alive_full") is False or rec.get("alive_after") is False:
+        rec["crashed"] = True
+        rec["error"] = (rec.get("error", "") + " | spliced-maxconn exited").strip(" |")
+    keep(ctx, rec)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -750,15 +1369,17 @@ def med(vals):
     return statistics.median(vals) if vals else None
 
 
-def fnum(v, kind):
+def fnum(v, kind_):
     if v is None:
         return "–"
-    if kind == "int":
+    if kind_ == "int":
         return f"{v:,.0f}"
-    if kind == "ratio":
+    if kind_ == "ratio":
         return f"{v:.2f}"
-    if kind == "pct":
+    if kind_ == "pct":
         return f"{v:.0f}%"
+    if kind_ == "1":
+        return f"{v:.1f}"
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
@@ -778,6 +1399,10 @@ FIGURES = [
     ("big_gbps", "1 MiB Gbit/s", "big", "gbps", "g", False),
     ("ip1_gbps", "iperf3 ×1 Gbit/s", "ip1", "gbps", "g", False),
     ("ip4_gbps", "iperf3 ×4 Gbit/s", "ip4", "gbps", "g", False),
+    ("tcprate_rps", "TCP conn/s", "tcprate", "rps", "int", False),
+    ("tcprate_p99", "TCP conn p99 ms", "tcprate", "p99_ms", "g", True),
+    ("echo_rps", "echo rt/s", "echo", "rps", "int", False),
+    ("echo_p99", "echo p99 ms", "echo", "p99_ms", "g", True),
 ]
 EFFICIENCY = [
     ("ka_cpu", "KA req/CPU-s", "ka", "per_cpu", "int", False),
@@ -785,26 +1410,71 @@ EFFICIENCY = [
     ("big_cpu", "1 MiB Gbit/CPU-s", "big", "per_cpu", "g", False),
     ("ip1_cpu", "ip×1 Gbit/CPU-s", "ip1", "per_cpu", "g", False),
     ("ip4_cpu", "ip×4 Gbit/CPU-s", "ip4", "per_cpu", "g", False),
+    ("tcprate_cpu", "TCP conn/CPU-s", "tcprate", "per_cpu", "int", False),
+    ("echo_cpu", "echo rt/CPU-s", "echo", "per_cpu", "int", False),
+]
+MEMORY = [
+    ("idle_kib", "idle KiB/conn", "idle", "kib_per_conn", "ratio", True),
+    ("idle_rss", "RSS @N MiB", "idle", "rss_at_n_mib", "1", True),
+]
+TCP_DETAIL = [
+    ("tcprate_p50", "TCP conn p50 ms", "tcprate", "p50_ms", "g", True),
+    ("tcprate_p99", "TCP conn p99 ms", "tcprate", "p99_ms", "g", True),
+    ("tcprate_p999", "TCP conn p99.9 ms", "tcprate", "p999_ms", "g", True),
+    ("echo_p50", "echo p50 ms", "echo", "p50_ms", "g", True),
+    ("echo_p99", "echo p99 ms", "echo", "p99_ms", "g", True),
+    ("echo_p999", "echo p99.9 ms", "echo", "p999_ms", "g", True),
 ]
 RATIO_ROWS = [
-    ("KA req/s", "ka", "rps"),
-    ("KA req/CPU-s", "ka", "per_cpu"),
-    ("KA p99 (lower is better)", "ka", "p99_ms"),
-    ("close conn/s", "close", "rps"),
-    ("close conn/CPU-s", "close", "per_cpu"),
-    ("close p99 (lower is better)", "close", "p99_ms"),
-    ("1 MiB Gbit/s", "big", "gbps"),
-    ("1 MiB Gbit/CPU-s", "big", "per_cpu"),
-    ("iperf3 ×1 Gbit/s", "ip1", "gbps"),
-    ("iperf3 ×1 Gbit/CPU-s", "ip1", "per_cpu"),
-    ("iperf3 ×4 Gbit/s", "ip4", "gbps"),
-    ("iperf3 ×4 Gbit/CPU-s", "ip4", "per_cpu"),
+    ("KA req/s", "ka", "rps", False),
+    ("KA req/CPU-s", "ka", "per_cpu", False),
+    ("KA p99 (lower is better)", "ka", "p99_ms", True),
+    ("close conn/s", "close", "rps", False),
+    ("close conn/CPU-s", "close", "per_cpu", False),
+    ("close p99 (lower is better)", "close", "p99_ms", True),
+    ("1 MiB Gbit/s", "big", "gbps", False),
+    ("1 MiB Gbit/CPU-s", "big", "per_cpu", False),
+    ("iperf3 ×1 Gbit/s", "ip1", "gbps", False),
+    ("iperf3 ×1 Gbit/CPU-s", "ip1", "per_cpu", False),
+    ("iperf3 ×4 Gbit/s", "ip4", "gbps", False),
+    ("iperf3 ×4 Gbit/CPU-s", "ip4", "per_cpu", False),
+    ("TCP conn/s", "tcprate", "rps", False),
+    ("TCP conn/CPU-s", "tcprate", "per_cpu", False),
+    ("TCP conn p99 (lower is better)", "tcprate", "p99_ms", True),
+    ("echo rt/s", "echo", "rps", False),
+    ("echo rt/CPU-s", "echo", "per_cpu", False),
+    ("echo p99 (lower is better)", "echo", "p99_ms", True),
+    ("idle KiB/conn (lower is better)", "idle", "kib_per_conn", True),
 ]
+# Workers 1 → 2 (title, test, field, format).
+SCALING_ROWS = [
+    ("KA req/s", "ka", "rps", "int"),
+    ("close conn/s", "close", "rps", "int"),
+    ("TCP conn/s", "tcprate", "rps", "int"),
+    ("echo rt/s", "echo", "rps", "int"),
+    ("1 MiB Gbit/s", "big", "gbps", "g"),
+    ("iperf3 ×1 Gbit/s", "ip1", "gbps", "g"),
+    ("iperf3 ×4 Gbit/s", "ip4", "gbps", "g"),
+    ("KA req/CPU-s", "ka", "per_cpu", "int"),
+    ("close conn/CPU-s", "close", "per_cpu", "int"),
+    ("TCP conn/CPU-s", "tcprate", "per_cpu", "int"),
+    ("echo rt/CPU-s", "echo", "per_cpu", "int"),
+    ("1 MiB Gbit/CPU-s", "big", "per_cpu", "g"),
+    ("ip×4 Gbit/CPU-s", "ip4", "per_cpu", "g"),
+]
+CPU_TESTS = [t for t in ALL_TESTS if t not in ("idle", "maxconn")]
 
 
-def report(ctx, meta):
+def is_timed(r):
+    """A load test with CPU accounting and a foreign-load figure (not idle/maxconn)."""
+    return r.get("foreign", r.get("foreign_cores")) is not None and r["test"] in CPU_TESTS
+
+
+def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", title=True):
     res = ctx["results"]
-    targets = [t for t in ctx["targets"]]
+    targets = list(ctx["targets"])
+    tests = meta["tests"]
+    quiet_limit = meta.get("knobs", {}).get("QUIET_LIMIT", QUIET_LIMIT)
 
     def vals(target, test, field):
         return [r.get(field) for r in res if r["target"] == target and r["test"] == test]
@@ -813,74 +1483,146 @@ def report(ctx, meta):
         return med(vals(target, test, field))
 
     def dirty(r):
-        return r.get("foreign", r["foreign_cores"]) > QUIET_LIMIT
+        return is_timed(r) and r.get("foreign", r.get("foreign_cores")) > quiet_limit
 
     def mark(target, test):
         n = sum(1 for r in res if r["target"] == target and r["test"] == test and dirty(r))
         return "*" * min(n, 3)
 
-    def cell(target, test, field, kind):
+    def cell(target, test, field, kind_):
         v = m(target, test, field)
-        return fnum(v, kind) + (mark(target, test) if v is not None else "")
+        return fnum(v, kind_) + (mark(target, test) if v is not None else "")
 
-    md = [f"# spliced benchmark — {meta['date']}", ""]
+    def cols(spec):
+        return [c for c in spec if c[2] in tests]
+
+    md = []
+    if title:
+        md += [f"# spliced benchmark — {meta['date']}", ""]
+    lb2 = meta.get("knobs", {}).get("LB_CPUS2", LB_CPUS2)
+    has_w2 = any(TARGET_SPEC.get(t, {}).get("workers", 1) > 1 for t in targets)
     md.append(
         f"{meta['reps']} rounds × {meta['dur']} s per test, medians over rounds. "
-        f"Balancer pinned to CPU {LB_CPUS}, backends + load generators to CPU {LOAD_CPUS}"
+        f"Balancer pinned to CPU {meta.get('knobs', {}).get('LB_CPUS', LB_CPUS)}"
+        + (f" (2-thread/worker variants: CPUs {lb2})" if has_w2 else "")
+        + f", backends + load generators to CPU {meta.get('knobs', {}).get('LOAD_CPUS', LOAD_CPUS)}"
         + ("" if meta.get("pinned", PIN) else " (pinning OFF: fewer than 2 CPUs or no taskset)")
         + f". Backend: {meta['backend']}. Load average at start: {meta['loadavg_start']}."
     )
     md.append("")
     md.append("Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     md.append("")
-    md.append("## Throughput and latency")
-    md.append("")
-    md.append(f"`*` after a figure: one star per round whose test ran with more than {QUIET_LIMIT} cores "
-              "of foreign load (other people's work on the machine; see Run hygiene).")
-    md.append("")
-    rows = []
-    for t in targets:
-        errs = sum((r.get("errors") or 0) + (r.get("non2xx") or 0) + (1 if r.get("error") else 0)
-                   for r in res if r["target"] == t)
-        rows.append([t] + [cell(t, test, f, k) for _, _, test, f, k, _ in FIGURES] + [str(errs)])
-    md.append(table(["target"] + [c for _, c, *_ in FIGURES] + ["errors"], rows))
-    md.append("")
-    md.append("## Balancer CPU efficiency (process-tree utime+stime)")
-    md.append("")
-    rows = []
-    for t in targets:
-        if t == "direct":
+    timed_tests = [t for t in tests if t in CPU_TESTS]
+    fig_cols = cols(FIGURES)
+    if fig_cols:
+        md.append("## Throughput and latency")
+        md.append("")
+        md.append(f"`*` after a figure: one star per round whose test ran with more than {quiet_limit} cores "
+                  "of foreign load (other people's work on the machine; see Run hygiene).")
+        md.append("")
+        rows = []
+        for t in targets:
+            errs = sum((r.get("errors") or 0) + (r.get("non2xx") or 0) + (1 if r.get("error") else 0)
+                       for r in res if r["target"] == t and r["test"] in CPU_TESTS)
+            rows.append([t] + [cell(t, test, f, k) for _, _, test, f, k, _ in fig_cols] + [str(errs)])
+        md.append(table(["target"] + [c for _, c, *_ in fig_cols] + ["errors"], rows))
+        md.append("")
+    eff_cols = cols(EFFICIENCY)
+    mem_cols = cols(MEMORY)
+    idle_n = meta.get("knobs", {}).get("IDLE_CONNS", IDLE_CONNS)
+    if eff_cols or mem_cols:
+        md.append("## Balancer CPU efficiency (process-tree utime+stime) and memory")
+        md.append("")
+        rows = []
+        for t in targets:
+            if t == "direct":
+                continue
+            busy = "/".join(fnum(m(t, test, "lb_cores"), "ratio") for test in timed_tests)
+            rows.append([t] + [cell(t, test, f, k) for _, _, test, f, k, _ in eff_cols]
+                        + [fnum(m(t, test, f), k) for _, _, test, f, k, _ in mem_cols]
+                        + ([busy] if timed_tests else []))
+        md.append(table(["target"] + [c for _, c, *_ in eff_cols]
+                        + [c.replace("@N", f"@{idle_n}") for _, c, *_ in mem_cols]
+                        + ([f"balancer cores busy ({'/'.join(timed_tests)})"] if timed_tests else []), rows))
+        md.append("")
+    if any(t in tests for t in TCP_TESTS):
+        md.append("## Raw TCP (tcpload): latency percentiles")
+        md.append("")
+        md.append(f"`tcprate`: {TEST_LABEL['tcprate']}; latency = connect + echo. "
+                  f"`echo`: {TEST_LABEL['echo']}; latency = one round trip.")
+        md.append("")
+        det = cols(TCP_DETAIL)
+        rows = [[t] + [cell(t, test, f, k) for _, _, test, f, k, _ in det] for t in targets]
+        md.append(table(["target"] + [c for _, c, *_ in det], rows))
+        md.append("")
+    if "idle" in tests:
+        md.append(f"## Idle connections ({idle_n} held through a fresh balancer process)")
+        md.append("")
+        md.append("RSS/PSS of the balancer's process tree (`/proc/PID/smaps_rollup`, all processes) before and "
+                  "after the connections were opened and had each echoed "
+                  f"{meta.get('knobs', {}).get('IDLE_PING', IDLE_PING)} byte(s); KiB/conn = difference ÷ held. "
+                  "Live = the balancer still ran and a new connection echoed with all of them held.")
+        md.append("")
+        rows = []
+        for t in targets:
+            rs = [r for r in res if r["target"] == t and r["test"] == "idle"]
+            if not rs:
+                continue
+            live = sum(1 for r in rs if r.get("live"))
+            rows.append([t, fnum(med([r.get("held") for r in rs]), "int"),
+                         fnum(med([r.get("rss_before_kib", 0) / 1024 for r in rs]), "1"),
+                         fnum(med([r.get("rss_after_kib", 0) / 1024 for r in rs]), "1"),
+                         fnum(med([r.get("kib_per_conn") for r in rs]), "ratio"),
+                         fnum(med([r.get("pss_kib_per_conn") for r in rs]), "ratio"),
+                         fnum(med([r.get("fds_after") for r in rs]), "int"),
+                         fnum(med([r.get("hold_s") for r in rs]), "1"),
+                         f"{live}/{len(rs)}"])
+        md.append(table(["target", "held", "RSS before MiB", f"RSS @{idle_n} MiB", "KiB/conn (RSS)",
+                         "KiB/conn (PSS)", "fds", "open s", "live"], rows))
+        md.append("")
+    one = [t for t in targets if t.startswith("spliced")]
+    for s in one:
+        w = TARGET_SPEC.get(s, {}).get("workers", 1)
+        peers = [t for t in targets if kind(t) in ("haproxy", "nginx") and TARGET_SPEC[t]["workers"] == w]
+        if not peers:
             continue
-        busy = "/".join(fnum(m(t, test, "lb_cores"), "ratio") for test in ALL_TESTS if test in TESTS)
-        rows.append([t] + [cell(t, test, f, k) for _, _, test, f, k, _ in EFFICIENCY] + [busy])
-    md.append(table(["target"] + [c for _, c, *_ in EFFICIENCY]
-                    + ["balancer cores busy (" + "/".join(x for x in ALL_TESTS if x in TESTS) + ")"], rows))
-    md.append("")
-    if "spliced" in targets:
-        peers = [t for t in targets if t != "spliced"]
-        if peers:
-            md.append("## spliced ÷ peer (medians; >1 = spliced higher)")
-            md.append("")
-            rows = []
-            for title, test, field in RATIO_ROWS:
-                if test not in TESTS:
-                    continue
-                row = [title]
-                for p in peers:
-                    s, o = m("spliced", test, field), m(p, test, field)
-                    row.append(fnum(s / o, "ratio") if s is not None and o else "–")
-                rows.append(row)
-            md.append(table(["figure"] + peers, rows))
-            md.append("")
-    md.append("## Spread over rounds (min–max, (max−min)/median)")
-    md.append("")
+        md.append(f"## {s} ÷ peer (medians; >1 = {s} higher)")
+        md.append("")
+        rows = []
+        for title_, test, field, _ in RATIO_ROWS:
+            if test not in tests:
+                continue
+            row = [title_]
+            for p in peers:
+                sv, o = m(s, test, field), m(p, test, field)
+                row.append(fnum(sv / o, "ratio") if sv is not None and o else "–")
+            rows.append(row)
+        md.append(table(["figure"] + peers, rows))
+        md.append("")
+    pairs = [(SCALE_OF[t], t) for t in targets if t in SCALE_OF and SCALE_OF[t] in targets]
+    if pairs:
+        md.append("## Scaling: 1 → 2 threads/workers")
+        md.append("")
+        md.append(f"1-worker targets on CPU {meta.get('knobs', {}).get('LB_CPUS', LB_CPUS)}, 2-worker on CPUs {lb2} "
+                  "(the second CPU is shared with the load generators and backends). Cells: 1 → 2 (×ratio).")
+        md.append("")
+        rows = []
+        for title_, test, field, k in SCALING_ROWS:
+            if test not in tests:
+                continue
+            row = [title_]
+            for a, b in pairs:
+                va, vb = m(a, test, field), m(b, test, field)
+                row.append(f"{fnum(va, k)} → {fnum(vb, k)}" + (f" (×{vb / va:.2f})" if va and vb is not None else ""))
+            rows.append(row)
+        md.append(table(["figure"] + [f"{a} → {b}" for a, b in pairs], rows))
+        md.append("")
     rows = []
     spreads = []
-    for t in targets:
+    spread_cols = [c for c in cols(FIGURES) + cols(EFFICIENCY) if c[3] not in ("p50_ms",)]
+    for t in targets if spread_cols else []:
         row = [t]
-        for _, _, test, f, k, _ in FIGURES + EFFICIENCY:
-            if f in ("p50_ms",):
-                continue
+        for _, _, test, f, k, _ in spread_cols:
             v = [x for x in vals(t, test, f) if x is not None]
             if not v:
                 row.append("–")
@@ -890,16 +1632,19 @@ def report(ctx, meta):
             spreads.append(sp)
             row.append(f"{fnum(min(v), k)}–{fnum(max(v), k)} ({sp:.0f}%)")
         rows.append(row)
-    md.append(table(["target"] + [c for _, c, _, f, *_ in FIGURES + EFFICIENCY if f != "p50_ms"], rows))
-    if spreads:
+    if rows:
+        md.append("## Spread over rounds (min–max, (max−min)/median)")
         md.append("")
+        md.append(table(["target"] + [c for _, c, *_ in spread_cols], rows))
+        md.append("")
+    if spreads:
         md.append(f"Median spread over all cells: {statistics.median(spreads):.0f}% (max {max(spreads):.0f}%).")
-    md.append("")
-    if "spliced" in targets:
+        md.append("")
+    if "spliced" in targets and any(t in timed_tests for t in CPU_TESTS):
         md.append("## spliced data path (from its /metrics, delta over each test)")
         md.append("")
         rows = []
-        for test in ALL_TESTS:
+        for test in CPU_TESTS:
             rs = [r for r in res if r["target"] == "spliced" and r["test"] == test and r.get("spliced")]
             if not rs:
                 continue
@@ -915,25 +1660,79 @@ def report(ctx, meta):
         md.append(table(["test", "splice MB", "copy MB", "splice share", "splice switches",
                          "pipe pool exhausted", "rejected conns", "connect errors"], rows))
         md.append("")
+    mc = [r for r in res if r["test"] == "maxconn"]
+    if mc:
+        r = mc[-1]
+        md.append(f"## maxconn: how many connections one spliced holds (asked {r['asked']:,})")
+        md.append("")
+        if r.get("held") is None:
+            md.append(f"Failed before holding anything: {r.get('error')}")
+        else:
+            mf = r.get("metrics_full") or {}
+            ma = r.get("metrics_after") or {}
+            rows = [
+                ["held at once", f"{r['held']:,} of {r['asked']:,} ({r.get('hold_processes')} hold processes, "
+                                 f"{r.get('fill_s')} s)"],
+                ["stopped by", r.get("stopped_by", "–")],
+                ["spliced RLIMIT_NOFILE (soft/hard)", f"{r.get('nofile_soft')}/{r.get('nofile_hard')}"],
+                ["fds in use (start → full)", f"{r.get('fds_base')} → {r.get('fds_full')}"],
+                ["spliced_active_connections when full",
+                 fnum(mf.get("spliced_active_connections"), "int") if mf else "admin API did not answer (no fd left)"],
+                ["accept out of fds (spliced_accept_resource_errors_total, read after release)",
+                 fnum(ma.get("spliced_accept_resource_errors_total"), "int")],
+                ["closed for lack of a backend socket (rejected{reason=resources}, read after release)",
+                 fnum(ma.get("spliced_rejected_connections_total{resources}"), "int")],
+                ["RSS when full", f"{fnum(r.get('rss_full_mib'), '1')} MiB "
+                                  f"({fnum(r.get('kib_per_conn'), 'ratio')} KiB/conn)"],
+                ["existing connections echo when full", f"{r.get('probe_ok')}/{r.get('probe_ok', 0) + len(r.get('probe_failed') or [])}"
+                                                        f" probes opened first (max {fnum(r.get('probe_ms_max'), 'g')} ms)"],
+                ["held connections echo at release (random sample per hold process)",
+                 "/".join(str(x) for x in r.get("release_sample") or []) or "–"],
+                ["held connections closed by spliced while held", fnum(r.get("dropped"), "int")],
+                ["/ready when full / after release", f"{r.get('ready_full')} / {r.get('ready_after')}"],
+                ["new connection echoes after release", "yes" if r.get("recovered") else f"no: {r.get('recovered_detail')}"],
+                ["process alive throughout", "yes" if r.get("alive_full") and r.get("alive_after") else "NO"],
+                ["fd warnings in spliced's log", fnum(r.get("log_fd_warnings"), "int")],
+            ]
+            md.append(table(["", "maxconn"], rows))
+            if r.get("log_excerpt"):
+                md.append("")
+                md.append("spliced's log: `" + r["log_excerpt"][0].replace("`", "'") + "`")
+            if r.get("error"):
+                md.append("")
+                md.append(f"Errors: {r['error']}")
+        md.append("")
+    if charts:
+        md.append("## Charts")
+        md.append("")
+        for name, caption in charts:
+            md.append(f"![{caption}]({chart_prefix}{name})")
+            md.append("")
+    elif chart_note:
+        md.append(f"Charts: {chart_note}")
+        md.append("")
     md.append("## Run hygiene")
     md.append("")
-    attempts = sum(r.get("attempts", 1) for r in res)
-    repeated = sum(1 for r in res if r.get("attempts", 1) > 1)
-    fc = [r.get("foreign", r["foreign_cores"]) for r in res]
-    waited = [r["quiet_wait_s"] for r in res if r["quiet_wait_s"] > 1]
-    dirty_runs = [r for r in res if dirty(r)]
+    timed = [r for r in res if is_timed(r)]
+    attempts = sum(r.get("attempts", 1) for r in timed)
+    repeated = sum(1 for r in timed if r.get("attempts", 1) > 1)
+    fc = [r.get("foreign", r.get("foreign_cores")) for r in timed]
+    waited = [r["quiet_wait_s"] for r in timed if r.get("quiet_wait_s", 0) > 1]
+    dirty_runs = [r for r in timed if dirty(r)]
     md.append(
-        f"{len(res)} tests kept out of {attempts} run; {repeated} repeated because foreign load "
-        f"exceeded {QUIET_LIMIT} cores. Foreign (unaccounted) CPU in kept tests: median "
+        f"{len(timed)} load tests kept out of {attempts} run; {repeated} repeated because foreign load "
+        f"exceeded {quiet_limit} cores. Foreign (unaccounted) CPU in kept tests: median "
         f"{fnum(med(fc), 'ratio')}, max {fnum(max(fc) if fc else None, 'ratio')} cores; "
-        f"{len(dirty_runs)} kept tests still above {QUIET_LIMIT} cores"
+        f"{len(dirty_runs)} kept tests still above {quiet_limit} cores"
         + (" (by round: " + ", ".join(
-            f"r{n}: {sum(1 for r in dirty_runs if r['round'] == n)}/{sum(1 for r in res if r['round'] == n)}"
-            for n in sorted({r['round'] for r in res})) + ")" if dirty_runs else "")
+            f"r{n}: {sum(1 for r in dirty_runs if r['round'] == n)}/{sum(1 for r in timed if r['round'] == n)}"
+            for n in sorted({r['round'] for r in timed})) + ")" if dirty_runs else "")
         + f". Waited for quiet before {len(waited)} tests"
         + (f" (total {sum(waited):.0f} s)" if waited else "")
-        + f"; {sum(1 for r in res if r.get('busy_start'))} started on a still-busy machine "
-        f"(wait limit {QUIET_WAIT:.0f} s per test, {QUIET_BUDGET:.0f} s per run)."
+        + f"; {sum(1 for r in timed if r.get('busy_start'))} started on a still-busy machine "
+        f"(wait limit {meta.get('knobs', {}).get('QUIET_WAIT', QUIET_WAIT):.0f} s per test, "
+        f"{meta.get('knobs', {}).get('QUIET_BUDGET', QUIET_BUDGET):.0f} s per run). "
+        "The idle and maxconn tests measure memory and capacity, not CPU: they do not wait for quiet."
     )
     errs = [r for r in res if r.get("error") or r.get("errors") or r.get("non2xx")]
     for r in errs:
@@ -949,6 +1748,40 @@ def report(ctx, meta):
     return "\n".join(md) + "\n"
 
 
+# ---------------------------------------------------------------- charts
+
+
+def plot_python():
+    """An interpreter that can import matplotlib (PLOT_PYTHON, this one, /usr/bin/python3)."""
+    cands = [os.environ.get("PLOT_PYTHON"), sys.executable, "/usr/bin/python3", shutil.which("python3")]
+    for c in cands:
+        if not c or not os.access(c, os.X_OK):
+            continue
+        try:
+            if subprocess.run([c, "-c", "import matplotlib"], capture_output=True, timeout=60).returncode == 0:
+                return c
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return None
+
+
+def make_charts(out):
+    """Run bench/plot.py on OUT/summary.json. -> ([(file, caption)], note)."""
+    py = plot_python()
+    if py is None:
+        return [], ("skipped: matplotlib is not installed (bench/run.sh installs python3-matplotlib; "
+                    f"then `python3 bench/bench.py --report {out}`)")
+    cp = subprocess.run([py, os.path.join(HERE, "plot.py"), out], capture_output=True, text=True, timeout=300)
+    if cp.returncode != 0:
+        return [], f"plot.py failed: {(cp.stderr or cp.stdout).strip()[-400:]}"
+    charts = []
+    for line in cp.stdout.splitlines():
+        name, _, caption = line.partition("\t")
+        if name.strip():
+            charts.append((name.strip(), caption.strip() or name.strip()))
+    return charts, None if charts else "no figures to chart in this run"
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -962,47 +1795,187 @@ def version(cmd):
         return "not installed"
 
 
+def machine_info():
+    info = {"kernel": platform.release(), "cores": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    info["os"] = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    try:
+        virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True, timeout=5).stdout.strip()
+        if virt:
+            info["virtualization"] = virt
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    info["nofile"] = list(resource.getrlimit(resource.RLIMIT_NOFILE))
+    return info
+
+
+def knobs():
+    return {
+        "REPS": REPS, "DUR": DUR, "SMOKE": SMOKE, "SCALE": SCALE,
+        "LB_CPUS": LB_CPUS, "LB_CPUS2": LB_CPUS2, "LOAD_CPUS": LOAD_CPUS,
+        "QUIET_LIMIT": QUIET_LIMIT, "QUIET_WAIT": QUIET_WAIT, "QUIET_BUDGET": QUIET_BUDGET,
+        "RETRIES": RETRIES, "GAP": GAP, "SYSCTL": SYSCTL, "SOURCES": SOURCES,
+        "RATE_CONC": RATE_CONC, "RATE_PAYLOAD": RATE_PAYLOAD, "ECHO_CONNS": ECHO_CONNS,
+        "ECHO_SIZE": ECHO_SIZE, "IDLE_CONNS": IDLE_CONNS, "IDLE_PING": IDLE_PING,
+        "MAXCONN_N": MAXCONN_N, "MAXCONN_CHUNK": MAXCONN_CHUNK, "MAXCONN_TIMEOUT": MAXCONN_TIMEOUT,
+        "HOLD_MAX": HOLD_MAX,
+    }
+
+
 PIN = False
 
 
-def rerender(out):
-    """bench.py --report DIR: rebuild DIR/results.md from DIR/summary.json."""
-    global TESTS
+def load_run(out):
     with open(os.path.join(out, "summary.json")) as f:
         data = json.load(f)
     meta = data["meta"]
-    TESTS = meta["tests"]
     ctx = {"targets": meta["targets"], "results": data["results"], "balancers": {}}
-    md = report(ctx, meta)
+    return meta, ctx
+
+
+def rerender(out):
+    """bench.py --report DIR: rebuild DIR/charts and DIR/results.md from DIR/summary.json."""
+    meta, ctx = load_run(out)
+    charts, note = make_charts(out)
+    md = report(ctx, meta, charts, note)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(md)
     print(md)
     return 0
 
 
+def publish(out, dest):
+    """bench.py --publish OUT [--to DIR]: DIR/RESULTS.md + DIR/results/ from run OUT."""
+    out = os.path.abspath(out)
+    meta, ctx = load_run(out)
+    charts, note = make_charts(out)
+    resdir = os.path.join(dest, "results")
+    if os.path.isdir(resdir):
+        for name in os.listdir(resdir):
+            if name.endswith((".png", ".svg", ".json")):
+                os.remove(os.path.join(resdir, name))
+    os.makedirs(resdir, exist_ok=True)
+    for name, _ in charts:
+        shutil.copy2(os.path.join(out, "charts", name), os.path.join(resdir, name))
+    shutil.copy2(os.path.join(out, "summary.json"), os.path.join(resdir, "summary.json"))
+    mach = meta.get("machine")
+    machine_note = ""
+    if not mach:
+        mach = machine_info()
+        machine_note = " (this run did not record its machine: these are the publishing machine's)"
+    kn = meta.get("knobs", {})
+    md = [f"# spliced benchmark results — {meta['date']}", ""]
+    md.append(f"The latest published run of `bench/run.sh` (method, knobs and caveats: [README.md](README.md)). "
+              f"Run directory: `{os.path.relpath(out, ROOT) if out.startswith(ROOT) else os.path.basename(out)}`; "
+              f"took {meta.get('elapsed', '?')}. Regenerate with `python3 bench/bench.py --publish OUT`.")
+    md.append("")
+    md.append("## Machine" + machine_note)
+    md.append("")
+    rows = [
+        ["CPU", f"{mach.get('cpu', '?')}, {mach.get('cores', '?')} cores"
+                + (f" ({mach['virtualization']})" if mach.get("virtualization") else "")],
+        ["memory", f"{mach.get('memory_gib', '?')} GiB"],
+        ["OS / kernel", f"{mach.get('os', '?')} / {mach.get('kernel', meta.get('kernel', '?'))}"],
+        ["fd limit (soft/hard)", "/".join(str(x) for x in mach.get("nofile", []))],
+        ["load average at start / end", f"{meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}"],
+    ]
+    md.append(table(["", ""], rows))
+    md.append("")
+    md.append("## Versions")
+    md.append("")
+    md.append(table(["program", "version"], [[k, str(v)] for k, v in meta["versions"].items()]))
+    md.append("")
+    md.append("## Pinning")
+    md.append("")
+    lb1, lb2, load = kn.get("LB_CPUS", LB_CPUS), kn.get("LB_CPUS2", LB_CPUS2), kn.get("LOAD_CPUS", LOAD_CPUS)
+    rows = [[lb1, "the balancer under test (1 thread/worker), nothing else"],
+            [load, "backends (nginx, iperf3 -s, tcpload serve), load generators (wrk, iperf3, tcpload), the script"]]
+    if any(TARGET_SPEC.get(t, {}).get("workers", 1) > 1 for t in meta["targets"]):
+        rows.append([lb2, "the 2-thread/worker variants (sharing a CPU with the load)"])
+    md.append(table(["CPUs", "what"], rows) + ("" if meta.get("pinned", True) else "\n\nPinning was OFF in this run."))
+    md.append("")
+    md.append("## Knobs")
+    md.append("")
+    md.append("Targets: " + " ".join(meta["targets"]) + ". Tests: " + " ".join(meta["tests"]) + ".")
+    md.append("")
+    md.append(table(["knob", "value"], [[k, str(v)] for k, v in kn.items()]))
+    md.append("")
+    body = report(ctx, meta, charts, note, chart_prefix="results/", title=False)
+    md.append(body)
+    path = os.path.join(dest, "RESULTS.md")
+    with open(path, "w") as f:
+        f.write("\n".join(md))
+    log(f"written {path} and {resdir}/ ({len(charts)} charts)")
+    return 0
+
+
+def smoke_failures(results):
+    bad = []
+    for r in results:
+        if r["target"] != "spliced":
+            continue
+        if r.get("error") or r.get("errors") or r.get("non2xx"):
+            bad.append(r)
+        elif r["test"] in CPU_TESTS and not (r.get("rps") or r.get("gbps")):
+            bad.append(r)
+    return bad
+
+
 def main():
-    global PIN, TARGETS, TESTS
-    if len(sys.argv) == 3 and sys.argv[1] == "--report":
-        return rerender(sys.argv[2])
+    global PIN, TARGETS, TESTS, TCPLOAD
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--report":
+        return rerender(args[1])
+    if args and args[0] == "--publish" and len(args) in (2, 4) and (len(args) == 2 or args[2] == "--to"):
+        return publish(args[1], os.path.abspath(args[3]) if len(args) == 4 else HERE)
+    if args:
+        raise SystemExit(__doc__)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     ncpu = os.cpu_count() or 1
     PIN = ncpu >= 2 and have("taskset")
     if PIN:
-        os.sched_setaffinity(0, {int(c) for c in LOAD_CPUS.split(",")})
+        os.sched_setaffinity(0, set(cpu_list(LOAD_CPUS)))
     for t in TARGETS:
         if t not in ALL_TARGETS:
             raise SystemExit(f"unknown target {t!r}; known: {' '.join(ALL_TARGETS)}")
     for t in TESTS:
         if t not in ALL_TESTS:
             raise SystemExit(f"unknown test {t!r}; known: {' '.join(ALL_TESTS)}")
-    if not have("wrk"):
+    TESTS = [t for t in ALL_TESTS if t in TESTS]  # canonical order: idle last, maxconn after the rounds
+    if not have("wrk") and any(t in WRK_TESTS for t in TESTS):
         raise SystemExit("wrk is not installed (bench/run.sh installs it)")
     if not have("iperf3"):
-        skipped = [t for t in TESTS if t.startswith("ip")]
+        skipped = [t for t in TESTS if t in IPERF_TESTS]
         if skipped:
             log(f"iperf3 is not installed: skipping {' '.join(skipped)}")
-        TESTS = [t for t in TESTS if not t.startswith("ip")]
+        TESTS = [t for t in TESTS if t not in IPERF_TESTS]
+    if not have_tcpload():
+        skipped = [t for t in TESTS if t in (*TCP_TESTS, "idle", "maxconn")]
+        if skipped:
+            log(f"no tcpload at {TCPLOAD} (cargo build --release --manifest-path bench/tcpload/Cargo.toml): "
+                f"skipping {' '.join(skipped)}")
+        TESTS = [t for t in TESTS if t not in skipped]
     targets = []
     for t in TARGETS:
         ok, why = target_available(t)
@@ -1010,6 +1983,9 @@ def main():
             targets.append(t)
         else:
             log(f"skipping target {t}: {why}")
+    if "maxconn" in TESTS and not target_available("spliced")[0]:
+        log("no spliced binary: skipping maxconn")
+        TESTS.remove("maxconn")
     if not targets or not TESTS:
         raise SystemExit("nothing to run")
 
@@ -1021,15 +1997,20 @@ def main():
         f.write(SMALL_BODY)
     with open(os.path.join(www, "1m.bin"), "wb") as f:
         f.write(os.urandom(BIG_SIZE))
-    # Freeze the binary: others may rebuild target/ while this runs.
+    # Freeze the binaries: others may rebuild target/ while this runs.
     spliced_bin = SPLICED_BIN
-    if "spliced" in targets:
+    if any(kind(t) == "spliced" for t in targets) or "maxconn" in TESTS:
         spliced_bin = os.path.join(run, "spliced")
         shutil.copy2(SPLICED_BIN, spliced_bin)
+    if have_tcpload():
+        frozen = os.path.join(run, "tcpload")
+        shutil.copy2(TCPLOAD, frozen)
+        TCPLOAD = frozen
 
     git = os.environ.get("SPLICED_GIT") or subprocess.run(
         ["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
+    with_spliced = any(kind(t) == "spliced" for t in targets) or "maxconn" in TESTS
     meta = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "reps": REPS,
@@ -1039,17 +2020,19 @@ def main():
         "kernel": platform.release(),
         "cpus": ncpu,
         "pinned": PIN,
-        "loadavg_start": open("/proc/loadavg").read().split()[:3],
+        "loadavg_start": " ".join(open("/proc/loadavg").read().split()[:3]),
+        "machine": machine_info(),
+        "knobs": knobs(),
         "versions": {
-            "spliced": version([spliced_bin, "--version"]) + (f" ({git})" if git else "") if "spliced" in targets else "–",
+            "spliced": version([spliced_bin, "--version"]) + (f" ({git})" if git else "") if with_spliced else "–",
             "haproxy": version(["haproxy", "-v"]),
             "nginx": version(["nginx", "-v"]),
             "wrk": version(["wrk", "-v"]),
             "iperf3": version(["iperf3", "-v"]),
+            "tcpload": version([TCPLOAD, "--version"]) if have_tcpload() else "not built",
             "kernel": platform.release(),
         },
     }
-    meta["loadavg_start"] = " ".join(meta["loadavg_start"])
     log(f"out: {OUT}; targets: {' '.join(targets)}; tests: {' '.join(TESTS)}; {REPS} rounds × {DUR} s")
     log(f"load average now: {meta['loadavg_start']}")
 
@@ -1070,8 +2053,16 @@ def main():
                 for rnd in range(REPS):
                     order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
                     for test in TESTS:
+                        if test == "maxconn":
+                            continue
                         for target in order:
-                            run_test(ctx, target, test, rnd)
+                            if test == "idle":
+                                if target != "direct":
+                                    run_idle(ctx, target, rnd)
+                            else:
+                                run_test(ctx, target, test, rnd)
+                if "maxconn" in TESTS:
+                    run_maxconn(ctx, run, spliced_bin)
             except (KeyboardInterrupt, SystemExit) as e:
                 interrupted = e
                 log("interrupted: writing a partial report")
@@ -1081,18 +2072,19 @@ def main():
         cleanup()
     el = int(time.monotonic() - t_start)
     meta["elapsed"] = f"{el // 60} min {el % 60} s"
+    meta["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
     if interrupted is not None:
         meta["elapsed"] += " (INTERRUPTED: partial results)"
-    md = report(ctx, meta)
-    with open(os.path.join(OUT, "results.md"), "w") as f:
-        f.write(md)
     with open(os.path.join(OUT, "summary.json"), "w") as f:
         json.dump({"meta": meta, "results": ctx["results"]}, f, indent=1)
+    charts, note = make_charts(OUT) if CHARTS else ([], "off (CHARTS=0)")
+    md = report(ctx, meta, charts, note)
+    with open(os.path.join(OUT, "results.md"), "w") as f:
+        f.write(md)
     print(md)
     log(f"written {OUT}/results.md")
 
-    bad = [r for r in ctx["results"] if r["target"] == "spliced"
-           and (r.get("error") or r.get("errors") or r.get("non2xx") or not (r.get("rps") or r.get("gbps")))]
+    bad = smoke_failures(ctx["results"])
     crashed = any(r.get("crashed") for r in ctx["results"])
     if interrupted is not None:
         return 130

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # spliced benchmark against HAProxy and nginx (stream) on loopback.
-# Thin wrapper: installs missing tools, builds spliced, then runs bench/bench.py.
+# Thin wrapper: installs missing tools (and python3-matplotlib for the charts),
+# builds spliced and bench/tcpload, then runs bench/bench.py.
 # See bench/README.md for the method and the knobs (REPS, DUR, TARGETS, TESTS, OUT,
-# SMOKE, SPLICED_BIN, ...).
+# SMOKE, SCALE, SPLICED_BIN, TCPLOAD, CHARTS, ...).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 SMOKE=${SMOKE:-0}
 INSTALL=${INSTALL:-1}
+# Charts need matplotlib; SMOKE (CI) makes none.
+if [[ $SMOKE == 1 ]]; then CHARTS=${CHARTS:-0}; else CHARTS=${CHARTS:-1}; fi
+export CHARTS
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -24,7 +28,23 @@ missing_packages() {
         [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || pkgs+=(libnginx-mod-stream)
         command -v iperf3 >/dev/null 2>&1 || pkgs+=(iperf3)
     fi
+    if [[ $CHARTS == 1 ]] && ! plot_python >/dev/null; then
+        pkgs+=(python3-matplotlib)
+    fi
     echo "${pkgs[@]}"
+}
+
+# An interpreter that has matplotlib: PLOT_PYTHON, python3 on PATH (may be a
+# pyenv shim), or the system one (where Debian's python3-matplotlib goes).
+plot_python() {
+    local py
+    for py in ${PLOT_PYTHON:-} python3 /usr/bin/python3; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import matplotlib' >/dev/null 2>&1; then
+            command -v "$py"
+            return 0
+        fi
+    done
+    return 1
 }
 
 policy_backup=""
@@ -76,6 +96,17 @@ if [[ $INSTALL == 1 ]]; then
         install_packages "${pkgs[@]}"
     fi
 fi
+if [[ $CHARTS == 1 ]]; then
+    if py=$(plot_python); then
+        export PLOT_PYTHON=$py
+    elif [[ $INSTALL == 1 ]] && ! command -v apt-get >/dev/null 2>&1; then
+        # No apt: try pip (user site of the python3 on PATH).
+        log "installing matplotlib with pip (no apt-get)"
+        python3 -m pip install --quiet --user matplotlib >&2 || true
+        if py=$(plot_python); then export PLOT_PYTHON=$py; fi
+    fi
+    [[ -n ${PLOT_PYTHON:-} ]] || log "matplotlib is not available: the report will have no charts"
+fi
 [[ ${INSTALL_ONLY:-0} == 1 ]] && exit 0
 
 if [[ -n ${SPLICED_BIN:-} ]]; then
@@ -98,6 +129,18 @@ else
     log "building spliced from the work tree (cargo build --release)"
     (cd "$root" && cargo build --release --quiet)
     export SPLICED_BIN="$root/target/release/spliced"
+fi
+
+# bench/tcpload: raw-TCP load generator, echo backend and idle-connection holder
+# (tcprate, echo, idle, maxconn tests). Built from the work tree in every mode.
+if [[ -n ${TCPLOAD:-} ]]; then
+    : # use the binary given
+elif [[ -f $here/tcpload/Cargo.toml ]]; then
+    log "building bench/tcpload (cargo build --release)"
+    cargo build --release --quiet --manifest-path "$here/tcpload/Cargo.toml"
+    export TCPLOAD="$here/tcpload/target/release/tcpload"
+else
+    log "no bench/tcpload: the tcprate, echo, idle and maxconn tests are skipped"
 fi
 
 # The balancers need many fds (HAProxy refuses to start if it cannot get them).
