@@ -58,6 +58,8 @@ pub struct Direction {
     pub full_reads: u8,
     /// Bytes spliced in since the source last became readable.
     pub burst: usize,
+    /// Short bursts in a row while splicing: the end-of-bulk signal.
+    pub short_bursts: u8,
     /// The source sent FIN; the destination gets SHUT_WR once drained.
     pub src_eof: bool,
     /// FIN forwarded: this direction is finished.
@@ -71,7 +73,30 @@ pub struct Direction {
     pub throttle: Option<Box<Timespec>>,
 }
 
+/// Consecutive bursts shorter than one buffer that send a spliced direction
+/// back to copying.
+pub const SHORT_BURSTS_TO_COPY: u8 = 4;
+
 impl Direction {
+    /// A spliced direction's source has no more bytes for now: ends the
+    /// burst and says which mode to go on in. Several short bursts in a row
+    /// (under `full` bytes each) mean the bulk phase is over. One is not
+    /// enough: a fast stream often finds its sender briefly behind, and
+    /// flip-flopping costs a mode switch each time.
+    pub fn source_dry(&mut self, full: usize) -> Mode {
+        let burst = std::mem::take(&mut self.burst);
+        if burst >= full {
+            self.short_bursts = 0;
+        } else if burst > 0 {
+            self.short_bursts += 1;
+            if self.short_bursts >= SHORT_BURSTS_TO_COPY {
+                self.short_bursts = 0;
+                self.mode = Mode::Copy;
+            }
+        }
+        self.mode
+    }
+
     fn new() -> Direction {
         Direction {
             mode: Mode::Copy,
@@ -80,6 +105,7 @@ impl Direction {
             pipe_bytes: 0,
             full_reads: 0,
             burst: 0,
+            short_bursts: 0,
             src_eof: false,
             done: false,
             bytes: 0,
@@ -209,5 +235,61 @@ impl Conn {
 
     pub fn both_done(&self) -> bool {
         self.dirs[C2B].done && self.dirs[B2C].done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: usize = 32 * 1024;
+
+    fn spliced() -> Direction {
+        let mut d = Direction::new();
+        d.mode = Mode::Splice;
+        d
+    }
+
+    #[test]
+    fn one_short_burst_keeps_splicing() {
+        let mut d = spliced();
+        d.burst = 100;
+        assert_eq!(d.source_dry(FULL), Mode::Splice);
+        assert_eq!(d.burst, 0);
+    }
+
+    #[test]
+    fn short_bursts_in_a_row_go_back_to_copy() {
+        let mut d = spliced();
+        for _ in 1..SHORT_BURSTS_TO_COPY {
+            d.burst = 100;
+            assert_eq!(d.source_dry(FULL), Mode::Splice);
+        }
+        d.burst = 100;
+        assert_eq!(d.source_dry(FULL), Mode::Copy);
+        assert_eq!(d.short_bursts, 0);
+    }
+
+    #[test]
+    fn a_full_burst_resets_the_count() {
+        let mut d = spliced();
+        for _ in 0..10 {
+            for _ in 1..SHORT_BURSTS_TO_COPY {
+                d.burst = 100;
+                assert_eq!(d.source_dry(FULL), Mode::Splice);
+            }
+            d.burst = FULL;
+            assert_eq!(d.source_dry(FULL), Mode::Splice);
+        }
+    }
+
+    #[test]
+    fn an_empty_wakeup_is_not_a_burst() {
+        let mut d = spliced();
+        for _ in 0..10 {
+            d.burst = 0;
+            assert_eq!(d.source_dry(FULL), Mode::Splice);
+        }
+        assert_eq!(d.short_bursts, 0);
     }
 }

@@ -32,11 +32,16 @@ const PUMP_STEPS: usize = 16;
 
 impl Worker {
     pub(super) fn arm_recv(&mut self, slot: u32, d: Dir) {
+        self.arm_recv_with(slot, d, false);
+    }
+
+    /// `poll_first`: nothing is expected yet (see `Ring::recv_provided`).
+    fn arm_recv_with(&mut self, slot: u32, d: Dir, poll_first: bool) {
         let t = self.token(Op::Recv(d), slot);
         let conn = self.conn(slot);
         let (src, _) = conn.ends(d);
         conn.inflight += 1;
-        self.ring.recv_provided(src, &self.bufs, t);
+        self.ring.recv_provided(src, &self.bufs, poll_first, t);
     }
 
     fn send_held(&mut self, slot: u32, d: Dir) {
@@ -198,6 +203,9 @@ impl Worker {
         let h = dir.held.take().expect("held buffer being sent");
         dir.bytes += h.len as u64;
         let bulk = dir.full_reads >= BULK_FULL_READS;
+        // A short read emptied the socket: in request/response traffic the
+        // next bytes come only after the other side answers.
+        let drained = dir.full_reads == 0;
         self.bufs.recycle(h.buf);
         self.recycled = true;
         self.count_bytes(slot, d, h.len as u64, Mode::Copy);
@@ -212,12 +220,13 @@ impl Worker {
                 dir.mode = Mode::Splice;
                 dir.pipe = Some(pipe);
                 dir.burst = 0;
+                dir.short_bursts = 0;
                 self.pump(slot, d);
                 return;
             }
             bump(&self.stats().pipe_exhausted, 1);
         }
-        self.arm_recv(slot, d);
+        self.arm_recv_with(slot, d, drained);
     }
 
     pub(super) fn count_bytes(&mut self, slot: u32, d: Dir, n: u64, mode: Mode) {
@@ -363,14 +372,12 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Drained and the source is quiet: give the pipe back so an
-                    // idle connection holds none. A short burst means the bulk
-                    // phase is over; go back to copying.
+                    // idle connection holds none. Several short bursts in a row
+                    // mean the bulk phase is over; go back to copying. (One is
+                    // not enough: a fast stream often finds the sender briefly
+                    // behind, and flip-flopping costs a switch each time.)
                     let pipe = dir.pipe.take().expect("pipe taken above");
-                    let burst = std::mem::take(&mut dir.burst);
-                    if burst > 0 && burst < BUF_SIZE as usize {
-                        dir.mode = Mode::Copy;
-                    }
-                    let mode = dir.mode;
+                    let mode = dir.source_dry(BUF_SIZE as usize);
                     self.pipes.give(pipe);
                     self.stats()
                         .pipes_in_use

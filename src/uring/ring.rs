@@ -68,6 +68,9 @@ pub struct Ring {
     queued: usize,
 }
 
+/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19, like provided-buffer rings).
+const RECVSEND_POLL_FIRST: u16 = 1;
+
 const SQ_ENTRIES: u32 = 4096;
 // WHY 16384: the experiment in research/uring-datapath.md used this size; a
 // large CQ keeps bursts of accepts and receives from overflowing.
@@ -166,9 +169,15 @@ impl Ring {
     }
 
     /// Receives into a buffer the kernel picks from `bufs`.
-    pub fn recv_provided(&mut self, fd: RawFd, bufs: &BufRing, user_data: u64) {
+    ///
+    /// `poll_first`: the caller expects no data yet (the last read was short
+    /// and its bytes were just forwarded), so the kernel arms its readiness
+    /// poll at once instead of first trying a receive that would fail.
+    pub fn recv_provided(&mut self, fd: RawFd, bufs: &BufRing, poll_first: bool, user_data: u64) {
+        let ioprio = if poll_first { RECVSEND_POLL_FIRST } else { 0 };
         let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), bufs.buf_size())
             .buf_group(bufs.group())
+            .ioprio(ioprio)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
             .user_data(user_data);
