@@ -328,6 +328,31 @@ def echo_check(port, timeout=3.0):
         return False, str(e) or type(e).__name__
 
 
+def listen_sockets(port):
+    """Accept-queue lengths of the LISTEN sockets bound to 127.0.0.1:`port` (from
+    /proc/net/tcp): one per SO_REUSEPORT member."""
+    want = f"0100007F:{port:04X}"
+    out = []
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[1] == want and parts[3] == "0A":
+                    out.append(int(parts[4].split(":")[1], 16))
+    except (OSError, StopIteration, IndexError, ValueError):
+        pass
+    return out
+
+
+def wait_unbound(port_list, timeout=10.0):
+    """Wait until no LISTEN socket is left on any of the ports: seconds waited."""
+    t0 = time.monotonic()
+    while any(listen_sockets(p) for p in port_list) and time.monotonic() - t0 < timeout:
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
 def http_status(port, path, timeout=3.0):
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=timeout) as r:
@@ -826,12 +851,12 @@ def balancer_ready(target, proc):
             if status != 200 or body != SMALL_BODY:
                 return False, f"GET /small.txt gave status {status}, body {body[:40]!r}"
     except OSError as e:
-        return False, f"GET /small.txt failed: {e}"
+        return False, f"GET /small.txt failed: {e} (LISTEN sockets on {http}, accept queues: {listen_sockets(http)})"
     if have_tcpload():
         for _ in range(3):  # each echo backend once
             ok, why = echo_check(tcp)
             if not ok:
-                return False, f"echo through port {tcp} failed: {why}"
+                return False, f"echo through port {tcp} failed: {why} (LISTEN sockets, accept queues: {listen_sockets(tcp)})"
     return True, ""
 
 
@@ -1167,6 +1192,12 @@ def run_idle(ctx, target, rnd):
     # A fresh process, so that what the earlier tests left (buffers, caches, pools)
     # does not count; it then stays up as this target's balancer for the next tests.
     lb.stop()
+    # The old listening sockets must be gone first, or new connections can land in a
+    # dead SO_REUSEPORT member's queue (io_uring may release them after the exit).
+    lingered = wait_unbound([p for p in ports(target)])
+    if lingered > 0.2:
+        rec["listen_linger_s"] = round(lingered, 2)
+        log(f"  {target}: its listening sockets outlived the process by {lingered:.1f} s")
     lb.start()
     ok, why = balancer_ready(target, lb)
     if not ok:
