@@ -23,6 +23,9 @@ const BACKLOG: i32 = 65535;
 const LISTENER_BASE: u64 = 1 << 62;
 /// How long accepting pauses after running out of fds.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Upper bound on accepts per listener wakeup (the listener is
+/// level-triggered, so the rest are picked up on the next one).
+const ACCEPTS_PER_EVENT: usize = 128;
 /// Upper bound on reads per readiness event, so one busy connection cannot
 /// starve the others in a level-triggered loop.
 const READS_PER_EVENT: usize = 4;
@@ -183,7 +186,8 @@ fn accept_some(
     shared: &Shared,
     stats: &mut LoopStats,
 ) -> bool {
-    for _ in 0..1024 {
+    // Bounded so a connect storm cannot starve established connections.
+    for _ in 0..ACCEPTS_PER_EVENT {
         let fd = match sys::accept(listener) {
             Ok(Some(fd)) => fd,
             Ok(None) => return false,
