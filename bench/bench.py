@@ -1414,8 +1414,10 @@ def fnum(v, kind_):
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+def table(header, rows, left=1):
+    """Markdown table; the first `left` columns left-aligned, the rest right-aligned."""
+    align = ["---"] * min(left, len(header)) + ["---:"] * (len(header) - left)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -1501,7 +1503,7 @@ def is_timed(r):
     return r.get("foreign", r.get("foreign_cores")) is not None and r["test"] in CPU_TESTS
 
 
-def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", title=True):
+def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", title=True, versions=True):
     res = ctx["results"]
     targets = list(ctx["targets"])
     tests = meta["tests"]
@@ -1541,8 +1543,9 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
         + f". Backend: {meta['backend']}. Load average at start: {meta['loadavg_start']}."
     )
     md.append("")
-    md.append("Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()))
-    md.append("")
+    if versions:
+        md.append("Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+        md.append("")
     timed_tests = [t for t in tests if t in CPU_TESTS]
     fig_cols = cols(FIGURES)
     if fig_cols:
@@ -1725,7 +1728,7 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
                 ["process alive throughout", "yes" if r.get("alive_full") and r.get("alive_after") else "NO"],
                 ["fd warnings in spliced's log", fnum(r.get("log_fd_warnings"), "int")],
             ]
-            md.append(table(["", "maxconn"], rows))
+            md.append(table(["", "maxconn"], rows, left=2))
             if r.get("log_excerpt"):
                 md.append("")
                 md.append("spliced's log: `" + r["log_excerpt"][0].replace("`", "'") + "`")
@@ -1930,11 +1933,11 @@ def publish(out, dest):
         ["fd limit (soft/hard)", "/".join(str(x) for x in mach.get("nofile", []))],
         ["load average at start / end", f"{meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}"],
     ]
-    md.append(table(["", ""], rows))
+    md.append(table(["", ""], rows, left=2))
     md.append("")
     md.append("## Versions")
     md.append("")
-    md.append(table(["program", "version"], [[k, str(v)] for k, v in meta["versions"].items()]))
+    md.append(table(["program", "version"], [[k, str(v)] for k, v in meta["versions"].items()], left=2))
     md.append("")
     md.append("## Pinning")
     md.append("")
@@ -1943,15 +1946,15 @@ def publish(out, dest):
             [load, "backends (nginx, iperf3 -s, tcpload serve), load generators (wrk, iperf3, tcpload), the script"]]
     if any(TARGET_SPEC.get(t, {}).get("workers", 1) > 1 for t in meta["targets"]):
         rows.append([lb2, "the 2-thread/worker variants (sharing a CPU with the load)"])
-    md.append(table(["CPUs", "what"], rows) + ("" if meta.get("pinned", True) else "\n\nPinning was OFF in this run."))
+    md.append(table(["CPUs", "what"], rows, left=2) + ("" if meta.get("pinned", True) else "\n\nPinning was OFF in this run."))
     md.append("")
     md.append("## Knobs")
     md.append("")
     md.append("Targets: " + " ".join(meta["targets"]) + ". Tests: " + " ".join(meta["tests"]) + ".")
     md.append("")
-    md.append(table(["knob", "value"], [[k, str(v)] for k, v in kn.items()]))
+    md.append(table(["knob", "value"], [[k, str(v)] for k, v in kn.items()], left=2))
     md.append("")
-    body = report(ctx, meta, charts, note, chart_prefix="results/", title=False)
+    body = report(ctx, meta, charts, note, chart_prefix="results/", title=False, versions=False)
     md.append(body)
     path = os.path.join(dest, "RESULTS.md")
     with open(path, "w") as f:
