@@ -124,6 +124,8 @@ pub fn run(
     let snapshot = Snapshot::build(&config, &ids, workers, None);
     let (sockets, addrs) = dataplane::bind_listeners(&config.listeners, &ids, workers)?;
     let shared = Arc::new(Shared::new(snapshot, workers, config.limits_table_size));
+    let budget = dataplane::conn_budget(soft, workers, config.listeners.len());
+    shared.conn_budget.store(budget, Ordering::Relaxed);
     let listeners: Vec<BoundListener> = config
         .listeners
         .iter()
@@ -203,6 +205,7 @@ pub fn run(
                 ("version", &env!("CARGO_PKG_VERSION")),
                 ("workers", &workers),
                 ("nofile", &format!("{soft}/{hard}")),
+                ("max_connections_by_fds", &budget),
             ],
         );
         state.ready.store(true, Ordering::Release);

@@ -13,7 +13,7 @@ mod worker;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -45,6 +45,31 @@ pub struct Shared {
     pub access_queues: Box<[ArrayQueue<accesslog::Record>]>,
     /// Per-client limits state, shared by every worker and listener.
     pub limiter: Limiter,
+    /// Proxied connections open in all workers, against `conn_budget`.
+    pub open_conns: AtomicU64,
+    /// Most proxied connections the fd limit allows while keeping fds in
+    /// reserve for the admin API, health probes, pipes and reloads (see
+    /// `conn_budget`); `u64::MAX` until the control thread sets it.
+    pub conn_budget: AtomicU64,
+}
+
+/// fds kept out of the data plane's reach: the admin API, health probes, logs,
+/// config reloads and listeners added by a reload. Without this reserve a
+/// full fd table also locks the operator out (`/ready` and `/metrics` cannot
+/// accept).
+pub const FD_RESERVE: u64 = 256;
+
+/// Most proxied connections (2 fds each) that fit under `fd_limit` once the
+/// reserve, each worker's pipe pool and ring, and the listeners' sockets are
+/// set aside. A limit too small to spare that much (under twice the reserve)
+/// gets no budget: accept then simply backs off on EMFILE.
+pub fn conn_budget(fd_limit: u64, workers: usize, listeners: usize) -> u64 {
+    let per_worker = 2 * PIPE_POOL_MAX as u64 + 4 + listeners as u64;
+    let reserved = FD_RESERVE + workers.max(1) as u64 * per_worker;
+    if fd_limit < 2 * reserved {
+        return u64::MAX;
+    }
+    (fd_limit - reserved) / 2
 }
 
 impl Shared {
@@ -59,6 +84,8 @@ impl Shared {
                 .map(|_| ArrayQueue::new(accesslog::QUEUE_CAPACITY))
                 .collect(),
             limiter: Limiter::new(limits_table_size),
+            open_conns: AtomicU64::new(0),
+            conn_budget: AtomicU64::new(u64::MAX),
         }
     }
 }
@@ -234,4 +261,23 @@ pub fn spawn_workers(
         });
     }
     Ok(handles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_leaves_the_reserve_and_pipes_free() {
+        let budget = conn_budget(20_000, 1, 2);
+        let reserved = FD_RESERVE + 2 * PIPE_POOL_MAX as u64 + 4 + 2;
+        assert_eq!(budget, (20_000 - reserved) / 2);
+        assert!(conn_budget(20_000, 2, 2) < budget);
+    }
+
+    #[test]
+    fn a_tiny_limit_gets_no_budget() {
+        assert_eq!(conn_budget(64, 2, 1), u64::MAX);
+        assert_eq!(conn_budget(0, 1, 1), u64::MAX);
+    }
 }

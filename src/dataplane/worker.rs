@@ -441,6 +441,23 @@ impl Worker {
             }
             return;
         }
+        let budget = self.shared.conn_budget.load(Ordering::Relaxed);
+        if self.shared.open_conns.fetch_add(1, Ordering::Relaxed) >= budget {
+            // Near the fd limit: refuse now, while fds are left for the admin
+            // API and health probes, rather than fail later without a word.
+            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            listener.stats.active.fetch_sub(1, Ordering::Relaxed);
+            bump(&ls.rejected[Reject::Resources.index()], 1);
+            bump(
+                &self.stats().terminations[Termination::Resources.index()],
+                1,
+            );
+            self.warn_resources(
+                "connection refused: the fd limit leaves no room for more connections (raise `ulimit -n` / LimitNOFILE)",
+                &io::Error::from_raw_os_error(libc::EMFILE),
+            );
+            return;
+        }
         let _ = SockRef::from(&fd).set_tcp_nodelay(true);
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -678,6 +695,7 @@ impl Worker {
             .store(stats.active.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         let listener = &conn.snapshot.listeners[conn.listener];
         listener.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
         if let Some(i) = conn.backend_index {
             let b = &conn.snapshot.pools[conn.pool].backends[i];
             b.stats.active.fetch_sub(1, Ordering::Relaxed);

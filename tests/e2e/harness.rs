@@ -386,6 +386,21 @@ pub fn stream_hash(seed: u64, len: usize) -> u64 {
 
 // ---- backends ----------------------------------------------------------------
 
+/// A listening socket with a deep accept queue (std's is 128): tests that open
+/// hundreds of connections at once must not see handshakes dropped.
+fn listen(addr: SocketAddr) -> TcpListener {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.listen(4096).unwrap();
+    socket.into()
+}
+
 /// A backend on 127.0.0.1:0 that runs `handler` on a thread per connection.
 pub struct Backend {
     pub addr: SocketAddr,
@@ -399,7 +414,7 @@ impl Backend {
     }
 
     pub fn spawn_on(addr: &str, handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
-        let listener = TcpListener::bind(addr).unwrap();
+        let listener = listen(addr.parse().unwrap());
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));

@@ -617,3 +617,71 @@ fn a_listen_address_in_use_is_one_clear_line_and_exit_1() {
     assert!(!out.stderr.contains("listening"), "{}", out.stderr);
     drop(taken);
 }
+
+/// Near the fd limit spliced refuses new connections while it still has fds
+/// in reserve, so the admin API (readiness, metrics) keeps answering instead
+/// of timing out with the data plane; the refusals are counted, the held
+/// connections keep working, and new ones work once some close.
+#[test]
+fn a_connection_budget_under_the_fd_limit_keeps_the_admin_api_reachable() {
+    // The clients and the backend live in this process: ~4 fds per connection.
+    assert!(raise_fd_limit() >= 4000, "this test needs 4000 fds");
+    let backend = Backend::named("b");
+    let limit = 2000;
+    let lb = start_with_fd_limit(limit, backend.addr);
+    let log = lb.log_text();
+    let budget: usize = log
+        .split("max_connections_by_fds=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection budget logged:\n{log}"));
+    assert!(
+        budget > 100 && budget < limit / 2,
+        "budget {budget} for a limit of {limit}"
+    );
+
+    let addr = lb.addr("lb");
+    let extra = 10;
+    let mut held: Vec<TcpStream> = (0..budget + extra)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, WAIT).ok())
+        .collect();
+    wait_until("the budgeted connections reached the backend", || {
+        backend.accepted.load(Ordering::SeqCst) as usize >= budget
+    });
+    wait_until("the connections over budget were refused", || {
+        lb.metric(
+            "spliced_rejected_connections_total",
+            &[("listener", "lb"), ("reason", "resources")],
+        ) >= extra as f64
+    });
+    assert_eq!(
+        backend.accepted.load(Ordering::SeqCst) as usize,
+        budget,
+        "more connections than the budget reached the backend"
+    );
+    let (status, _) = lb.admin_get("/ready");
+    assert_eq!(status, 200, "/ready while the connection budget is spent");
+
+    // The first connection (within the budget) still relays.
+    let s = held.swap_remove(0);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    writeln!(w, "still here").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    assert_eq!(line, "b still here\n");
+
+    drop(held);
+    wait_until("a new connection relays once the held ones closed", || {
+        let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut line = String::new();
+        writeln!(w, "again").is_ok()
+            && BufReader::new(s).read_line(&mut line).is_ok()
+            && line == "b again\n"
+    });
+}
