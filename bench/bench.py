@@ -1356,8 +1356,14 @@ def run_maxconn(ctx, run, spliced_bin):
         with open(lb.logfile, "rb") as f:
             f.seek(log_start)
             logtext = f.read().decode("utf-8", "replace")
-        rec["log_fd_warnings"] = sum(1 for line in logtext.splitlines() if "file descriptors" in line)
-        rec["log_excerpt"] = [line[:300] for line in logtext.splitlines() if "file descriptors" in line][:3]
+        fd_lines = [line for line in logtext.splitlines()
+                    if "file descriptors" in line or "fd limit" in line]
+        rec["log_fd_warnings"] = len(fd_lines)
+        rec["log_excerpt"] = [line[:300] for line in fd_lines][:3]
+        # spliced logs the connection budget it derived from the fd limit at start.
+        with open(lb.logfile, "rb") as f:
+            m_budget = re.search(rb"max_connections_by_fds=(\d+)", f.read())
+        rec["conn_budget"] = int(m_budget.group(1)) if m_budget else None
         # The admin API needs an fd per request too: when the table is full it may
         # not answer, so the counters are read after the release (they only grow).
         m = rec["metrics_after"] or metrics or {}
@@ -1369,8 +1375,10 @@ def run_maxconn(ctx, run, spliced_bin):
             rec["stopped_by"] = (
                 f"spliced's fd limit: RLIMIT_NOFILE {rec['nofile_soft']} (hard {rec['nofile_hard']}), "
                 f"2 fds per proxied connection + {rec['fds_base']} of its own → at most "
-                f"{rec.get('fd_bound')} connections; accept ran out of fds {acc_err:.0f} times, "
-                f"{res_rej:.0f} connections closed for lack of a backend socket")
+                f"{rec.get('fd_bound')} connections; spliced's own budget under that limit "
+                f"(max_connections_by_fds, keeping fds for its admin API): {rec.get('conn_budget')}; "
+                f"accept ran out of fds {acc_err:.0f} times, {res_rej:.0f} connections refused "
+                f"(rejected{{reason=resources}})")
         else:
             rec["stopped_by"] = "client side or timeout: " + "; ".join(notes)
         rec["healthy"] = bool(rec["alive_full"] and rec["alive_after"] and rec["probe_ok"] == len(probes)
@@ -1714,7 +1722,7 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
                  fnum(mf.get("spliced_active_connections"), "int") if mf else "admin API did not answer (no fd left)"],
                 ["accept out of fds (spliced_accept_resource_errors_total, read after release)",
                  fnum(ma.get("spliced_accept_resource_errors_total"), "int")],
-                ["closed for lack of a backend socket (rejected{reason=resources}, read after release)",
+                ["refused: over the fd budget or no fd for the backend side (rejected{reason=resources}, read after release)",
                  fnum(ma.get("spliced_rejected_connections_total{resources}"), "int")],
                 ["RSS when full", f"{fnum(r.get('rss_full_mib'), '1')} MiB "
                                   f"({fnum(r.get('kib_per_conn'), 'ratio')} KiB/conn)"],
