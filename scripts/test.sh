@@ -37,6 +37,10 @@ cargo clippy --all-targets --release -- -D warnings
 echo "== cargo test"
 # Release build: the e2e tests move hundreds of MiB through the balancer.
 cargo test --release -- --test-threads="${TEST_THREADS:-2}"
+echo "== bench/tcpload (the benchmark's TCP load tool: fmt, clippy, tests)"
+cargo fmt --manifest-path bench/tcpload/Cargo.toml -- --check
+cargo clippy --manifest-path bench/tcpload/Cargo.toml --all-targets --release -- -D warnings
+cargo test --manifest-path bench/tcpload/Cargo.toml --release
 echo "== bench smoke (SMOKE=1 bench/run.sh: spliced alone, 1 round x 2 s per test)"
 # Starts spliced, moves bytes through it (wrk, iperf3 if installed, tcpload), prints
 # the table; fails only if spliced had an error. Installs wrk itself when root.
