@@ -7,6 +7,7 @@
 //! feeds them and acts on their answers.
 
 use std::io;
+use std::sync::atomic::Ordering;
 
 use super::conn::{Mode, Phase};
 use super::token::{Op, B2C, C2B};
@@ -90,21 +91,35 @@ impl Worker {
                     RejectReason::Rate => Reject::Rate,
                     RejectReason::PerIpConnections => Reject::PerIpConnections,
                 };
-                if limits.action == LimitAction::Tarpit {
+                if limits.action == LimitAction::Tarpit && self.tarpitted < self.tarpit_cap() {
                     // Hold it unread, then close: a flood pays in time, not in
                     // backend connections.
                     let id = self.id;
+                    self.tarpitted += 1;
                     let conn = self.conn(slot);
                     bump(&listener.stats.worker(id).rejected[reason.index()], 1);
                     conn.ends_because(Termination::Rejected);
                     conn.phase = Phase::Tarpit;
                     conn.tarpit_until = Some(now + limits.tarpit_delay);
                 } else {
+                    // A full tarpit closes at once: held clients must not crowd
+                    // everyone else out of the connection budget.
                     self.reject(slot, reason);
                 }
                 false
             }
         }
+    }
+
+    /// Most connections this worker holds in the tarpit: a quarter of its
+    /// share of the connection budget (at least 16; 1024 without a budget).
+    fn tarpit_cap(&self) -> usize {
+        let budget = self.shared.conn_budget.load(Ordering::Relaxed);
+        if budget == u64::MAX {
+            return 1024;
+        }
+        let workers = self.shared.access_queues.len().max(1) as u64;
+        (budget / workers / 4).max(16) as usize
     }
 
     /// Turns a client away before any backend is involved, counting why.

@@ -68,6 +68,8 @@ pub struct Worker {
     gens: Vec<u32>,
     free: Vec<u32>,
     live: usize,
+    /// Connections held in the tarpit (bounded by `tarpit_cap`).
+    pub(super) tarpitted: usize,
     listeners: Vec<ListenSocket>,
     wake: OwnedFd,
     /// Listener changes from the control thread (reload), read on wake-up.
@@ -124,6 +126,7 @@ impl Worker {
             gens: Vec::new(),
             free: Vec::new(),
             live: 0,
+            tarpitted: 0,
             listeners: sockets
                 .into_iter()
                 .map(|(id, s)| ListenSocket {
@@ -673,6 +676,9 @@ impl Worker {
             .expect("live connection slot");
         self.free.push(slot);
         self.live -= 1;
+        if conn.tarpit_until.is_some() {
+            self.tarpitted -= 1;
+        }
         for dir in conn.dirs.iter_mut() {
             if let Some(h) = dir.held.take() {
                 self.bufs.recycle(h.buf);

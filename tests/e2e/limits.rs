@@ -330,6 +330,53 @@ fn tarpit_holds_a_refused_client_unread_then_closes_it_after_the_delay() {
     assert_rejected(&lb, "lb", "per_ip_connections", 1);
 }
 
+/// The tarpit holds at most a quarter of each worker's share of the
+/// connection budget; past that, refused clients are closed at once, so a
+/// flood cannot fill spliced's fds with held connections.
+#[test]
+fn a_full_tarpit_closes_refused_clients_at_once() {
+    // Under 2000 fds, 2 workers: a budget of 739 connections, so each worker's
+    // tarpit holds at most 739 / 2 / 4 = 92.
+    let b = Backend::named("b");
+    let lb = Spliced::start_with(
+        &["prlimit", "--nofile=2000:2000"],
+        &simple_config(
+            &[b.addr],
+            "limits: { per_ip_connections: 1, action: tarpit, tarpit_delay: 60s }",
+        ),
+    );
+    let addr = lb.addr("lb");
+    let src = ip(127, 0, 0, 61);
+    let (_served, f) = try_from(src, addr);
+    assert_eq!(f, Fate::Served);
+
+    let flood = 300;
+    let held: Vec<TcpStream> = (0..flood).map(|_| connect_from_ip(src, addr)).collect();
+    for s in &held {
+        s.set_nonblocking(true).unwrap();
+    }
+    let closed = |held: &[TcpStream]| {
+        held.iter()
+            .filter(|s| match (&**s).read(&mut [0u8; 8]) {
+                Ok(0) => true,
+                Ok(_) => panic!("a refused client got bytes"),
+                Err(e) => e.kind() != ErrorKind::WouldBlock,
+            })
+            .count()
+    };
+    let cap = 2 * 92;
+    wait_until("clients past the tarpit's cap are closed", || {
+        closed(&held) >= flood - cap
+    });
+    assert_rejected(&lb, "lb", "per_ip_connections", flood);
+    let open = flood - closed(&held);
+    assert!(
+        (32..=cap).contains(&open),
+        "{open} of {flood} refused clients held in the tarpit (cap {cap})"
+    );
+    assert_eq!(accepted(&b), 1, "a refused client reached the backend");
+}
+
 /// A backend that reads a line "down <seed> <len>" (then sends that stream and
 /// closes) or "up" (then reads to EOF and answers "<bytes> <fnv hex>").
 fn up_down_backend() -> Backend {
