@@ -15,6 +15,7 @@ starts runs in its own session/process group and is killed on exit.
 """
 
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -51,7 +52,10 @@ DUR = int(env("DUR", "2" if SMOKE else "5"))
 BASE_TARGETS = ["direct", "haproxy", "haproxy-splice", "nginx", "spliced"]
 # Two threads/workers on LB_CPUS2: opt-in (TARGETS=... or SCALE=1).
 SCALE_TARGETS = ["haproxy-t2-splice", "nginx-w2", "spliced-w2"]
-ALL_TARGETS = BASE_TARGETS + SCALE_TARGETS
+# A second spliced build (SPLICED_BIN_B, or SPLICED_REF_B built by run.sh) with the same
+# config as `spliced`: opt-in, added when either is set (A/B runs of two builds).
+AB_TARGETS = ["spliced-b"]
+ALL_TARGETS = BASE_TARGETS + SCALE_TARGETS + AB_TARGETS
 # The 1-worker target each 2-worker one is compared with (scaling curve).
 SCALE_OF = {"haproxy-t2-splice": "haproxy-splice", "nginx-w2": "nginx", "spliced-w2": "spliced"}
 DEFAULT_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "idle"]
@@ -65,6 +69,12 @@ SCALE = env("SCALE", "0") == "1"
 TARGETS = words(env("TARGETS", "spliced" if SMOKE else " ".join(BASE_TARGETS)))
 if SCALE:
     TARGETS += [t for t in SCALE_TARGETS if t not in TARGETS]
+SPLICED_BIN_B = env("SPLICED_BIN_B", "")
+SPLICED_REF_B = env("SPLICED_REF_B", "")
+if (SPLICED_BIN_B or SPLICED_REF_B) and "spliced-b" not in TARGETS:
+    # Right after `spliced`, so that the two builds run back to back in each round.
+    at = TARGETS.index("spliced") + 1 if "spliced" in TARGETS else len(TARGETS)
+    TARGETS.insert(at, "spliced-b")
 TESTS = words(env("TESTS", " ".join(SMOKE_TESTS if SMOKE else DEFAULT_TESTS)))
 LB_CPUS = env("LB_CPUS", "0")  # the balancer under test (1 thread/worker)
 LB_CPUS2 = env("LB_CPUS2", "0-1")  # the 2-thread/worker variants
@@ -119,6 +129,8 @@ TARGET_SPEC = {
     "haproxy-t2-splice": {"kind": "haproxy", "workers": 2, "splice": True, "base": 21050},
     "nginx-w2": {"kind": "nginx", "workers": 2, "base": 21060},
     "spliced-w2": {"kind": "spliced", "workers": 2, "base": 21070},
+    # The same config as `spliced`, run by the B binary (SPLICED_BIN_B).
+    "spliced-b": {"kind": "spliced", "workers": 1, "base": 21090, "bin": "b"},
 }
 MAXCONN_PORT, MAXCONN_ADMIN = 21080, 21082  # maxconn: its own spliced instance
 
@@ -151,6 +163,13 @@ for _t in TARGET_SPEC:
 for _p in [*BACKEND_PORTS, *ECHO_PORTS, IPERF_PORT, MAXCONN_PORT, MAXCONN_ADMIN,
            MAXCONN_BACKEND_BASE + 63]:
     assert _p < 32768
+# No two listeners share a port (balancers: base..base+3; maxconn's own serve ports).
+_all_ports = [*BACKEND_PORTS, *ECHO_PORTS, IPERF_PORT, MAXCONN_PORT, MAXCONN_ADMIN,
+              *range(MAXCONN_BACKEND_BASE, MAXCONN_BACKEND_BASE + 64)]
+for _t, _spec in TARGET_SPEC.items():
+    if "base" in _spec:
+        _all_ports += range(_spec["base"], _spec["base"] + 4)
+assert len(_all_ports) == len(set(_all_ports)), "two bench listeners share a port"
 
 TEST_LABEL = {
     "ka": "keep-alive 13 B (wrk -c64)",
@@ -801,6 +820,11 @@ def target_available(target):
     if k == "nginx":
         ok = have("nginx") and os.path.exists(NGINX_STREAM_SO)
         return ok, f"nginx or its stream module ({NGINX_STREAM_SO}) is not installed"
+    if k == "spliced" and TARGET_SPEC[target].get("bin") == "b":
+        if not SPLICED_BIN_B:
+            return False, ("no B binary: set SPLICED_BIN_B, or SPLICED_REF_B with bench/run.sh"
+                           if not SPLICED_REF_B else "SPLICED_REF_B is built by bench/run.sh, not bench.py")
+        return os.access(SPLICED_BIN_B, os.X_OK), f"SPLICED_BIN_B={SPLICED_BIN_B} is not an executable"
     if k == "spliced":
         ok = os.access(SPLICED_BIN, os.X_OK)
         return ok, f"no spliced binary at {SPLICED_BIN} (cargo build --release)"
@@ -813,6 +837,14 @@ def spliced_check(spliced_bin, conf):
         raise SystemExit(f"spliced check failed:\n{chk.stdout}{chk.stderr}")
 
 
+def spliced_bin_of(target, spliced_bin):
+    """The binary a spliced target runs: `spliced_bin` is one path (build A) or
+    {"a": path, "b": path} (the frozen copies of both builds)."""
+    if isinstance(spliced_bin, dict):
+        return spliced_bin[TARGET_SPEC[target].get("bin", "a")]
+    return spliced_bin
+
+
 def balancer_argv(target, run, spliced_bin):
     k = kind(target)
     if k == "haproxy":
@@ -823,8 +855,9 @@ def balancer_argv(target, run, spliced_bin):
         return ["nginx", "-p", run, "-e", f"{run}/{target}.err", "-c", conf]
     if k == "spliced":
         conf = write(os.path.join(run, f"{target}.yaml"), spliced_conf(target))
-        spliced_check(spliced_bin, conf)
-        return [spliced_bin, "run", "-c", conf]
+        exe = spliced_bin_of(target, spliced_bin)
+        spliced_check(exe, conf)
+        return [exe, "run", "-c", conf]
     raise ValueError(target)
 
 
@@ -1180,6 +1213,18 @@ def run_test(ctx, target, test, rnd):
     ctx["jsonl"].write(json.dumps({"kept_ref": [best["round"], test, target, best["attempt"]]}) + "\n")
     ctx["results"].append(best)
     time.sleep(GAP)
+
+
+def round_order(targets, rnd):
+    """Targets in the order round `rnd` runs them: rotated by one each round. In an A/B
+    run spliced and spliced-b stay back to back, A first in even rounds, B in odd ones."""
+    ab = "spliced" in targets and "spliced-b" in targets
+    base = [t for t in targets if t != "spliced-b"] if ab else list(targets)
+    order = base[rnd % len(base):] + base[: rnd % len(base)]
+    if ab:
+        i = order.index("spliced")
+        order.insert(i + 1 if rnd % 2 == 0 else i, "spliced-b")
+    return order
 
 
 def run_idle(ctx, target, rnd):
@@ -1641,6 +1686,8 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
             rows.append(row)
         md.append(table(["figure"] + peers, rows))
         md.append("")
+    if "spliced" in targets and "spliced-b" in targets:
+        md += ab_section(res, meta, tests, m, cell)
     pairs = [(SCALE_OF[t], t) for t in targets if t in SCALE_OF and SCALE_OF[t] in targets]
     if pairs:
         md.append("## Scaling: 1 → 2 threads/workers")
@@ -1682,12 +1729,14 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
     if spreads:
         md.append(f"Median spread over all cells: {statistics.median(spreads):.0f}% (max {max(spreads):.0f}%).")
         md.append("")
-    if "spliced" in targets and any(t in timed_tests for t in CPU_TESTS):
-        md.append("## spliced data path (from its /metrics, delta over each test)")
+    dp_targets = [t for t in ("spliced", "spliced-b") if t in targets]
+    if dp_targets and any(t in timed_tests for t in CPU_TESTS):
+        md.append(f"## {' and '.join(dp_targets)} data path (from {'its' if len(dp_targets) == 1 else 'their'} "
+                  "/metrics, delta over each test)")
         md.append("")
         rows = []
-        for test in CPU_TESTS:
-            rs = [r for r in res if r["target"] == "spliced" and r["test"] == test and r.get("spliced")]
+        for test, t in [(test, t) for test in CPU_TESTS for t in dp_targets]:
+            rs = [r for r in res if r["target"] == t and r["test"] == test and r.get("spliced")]
             if not rs:
                 continue
             sp = [r["spliced"].get("spliced_relay_bytes_total{splice}", 0.0) for r in rs]
@@ -1697,10 +1746,13 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
             rj = [r["spliced"].get("spliced_rejected_connections_total", 0.0) for r in rs]
             ce = [r["spliced"].get("spliced_connect_errors_total", 0.0) for r in rs]
             share = [s / (s + c) * 100 if s + c else 0.0 for s, c in zip(sp, cp)]
-            rows.append([test, f"{med(sp) / 1e6:,.0f}", f"{med(cp) / 1e6:,.0f}", fnum(med(share), "pct"),
-                         fnum(med(sw), "int"), fnum(med(ex), "int"), fnum(med(rj), "int"), fnum(med(ce), "int")])
-        md.append(table(["test", "splice MB", "copy MB", "splice share", "splice switches",
-                         "pipe pool exhausted", "rejected conns", "connect errors"], rows))
+            rows.append([test] + ([t] if len(dp_targets) > 1 else [])
+                        + [f"{med(sp) / 1e6:,.0f}", f"{med(cp) / 1e6:,.0f}", fnum(med(share), "pct"),
+                           fnum(med(sw), "int"), fnum(med(ex), "int"), fnum(med(rj), "int"), fnum(med(ce), "int")])
+        md.append(table(["test"] + (["target"] if len(dp_targets) > 1 else [])
+                        + ["splice MB", "copy MB", "splice share", "splice switches",
+                           "pipe pool exhausted", "rejected conns", "connect errors"],
+                        rows, left=2 if len(dp_targets) > 1 else 1))
         md.append("")
     mc = [r for r in res if r["test"] == "maxconn"]
     if mc:
@@ -1790,6 +1842,46 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
     return "\n".join(md) + "\n"
 
 
+def ab_section(res, meta, tests, m, cell):
+    """The "spliced-b ÷ spliced" table: two builds of spliced, same config, same CPU,
+    back to back in every round. Per-round ratios pair the two runs of one round
+    (seconds apart), so slow drifts of the machine cancel out in them."""
+    v = meta.get("versions", {})
+    sha = meta.get("spliced_sha256", {})
+    md = ["## spliced-b ÷ spliced (A/B of two builds, medians; >1 = spliced-b higher)", ""]
+    md.append(f"A = `spliced` {v.get('spliced', '?')}, B = `spliced-b` {v.get('spliced-b', '?')}: the same "
+              "config, both 1 worker on the same CPU, run back to back in each round (A first in even rounds, "
+              "B in odd ones). \"per round\": B ÷ A of the same round, min–max over rounds; \"B better\": "
+              "rounds in which B's figure was better (higher, or lower for p99 and KiB/conn). A difference is "
+              "real only if it holds in (nearly) every round and exceeds the spread of an A/A run "
+              "(`SPLICED_REF_B` = `SPLICED_REF`).")
+    md.append("")
+    if sha.get("spliced") and sha.get("spliced") == sha.get("spliced-b"):
+        md.append(f"The two binaries are identical (sha256 {sha['spliced'][:12]}): this is an A/A run, the "
+                  "ratios show the noise floor.")
+        md.append("")
+    rows = []
+    for title_, test, field, lower in RATIO_ROWS:
+        if test not in tests:
+            continue
+        a, b = m("spliced", test, field), m("spliced-b", test, field)
+        by_round = {}
+        for r in res:
+            if r["test"] == test and r["target"] in ("spliced", "spliced-b") and r.get(field) is not None:
+                by_round.setdefault(r["round"], {})[r["target"]] = r[field]
+        per = [(x["spliced-b"], x["spliced"]) for x in by_round.values() if "spliced" in x and "spliced-b" in x]
+        ratios = [vb / va for vb, va in per if va]
+        better = sum(1 for vb, va in per if (vb < va if lower else vb > va))
+        rows.append([title_, cell("spliced", test, field, "g"), cell("spliced-b", test, field, "g"),
+                     fnum(b / a, "ratio") if a and b is not None else "–",
+                     (f"{min(ratios):.2f}–{max(ratios):.2f}" if len(ratios) > 1 else
+                      fnum(ratios[0], "ratio") if ratios else "–"),
+                     f"{better}/{len(per)}" if per else "–"])
+    md.append(table(["figure", "spliced (A)", "spliced-b (B)", "B ÷ A", "per round", "B better"], rows))
+    md.append("")
+    return md
+
+
 # ---------------------------------------------------------------- charts
 
 
@@ -1835,6 +1927,14 @@ def version(cmd):
         return m.group(0) if m else "?"
     except (OSError, subprocess.TimeoutExpired):
         return "not installed"
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def machine_info():
@@ -2041,9 +2141,14 @@ def main():
         f.write(os.urandom(BIG_SIZE))
     # Freeze the binaries: others may rebuild target/ while this runs.
     spliced_bin = SPLICED_BIN
-    if any(kind(t) == "spliced" for t in targets) or "maxconn" in TESTS:
+    with_spliced = any(kind(t) == "spliced" and t != "spliced-b" for t in targets) or "maxconn" in TESTS
+    if with_spliced:
         spliced_bin = os.path.join(run, "spliced")
         shutil.copy2(SPLICED_BIN, spliced_bin)
+    spliced_bins = {"a": spliced_bin}
+    if "spliced-b" in targets:
+        spliced_bins["b"] = os.path.join(run, "spliced-b")
+        shutil.copy2(SPLICED_BIN_B, spliced_bins["b"])
     if have_tcpload():
         frozen = os.path.join(run, "tcpload")
         shutil.copy2(TCPLOAD, frozen)
@@ -2052,7 +2157,7 @@ def main():
     git = os.environ.get("SPLICED_GIT") or subprocess.run(
         ["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
-    with_spliced = any(kind(t) == "spliced" for t in targets) or "maxconn" in TESTS
+    git_b = os.environ.get("SPLICED_GIT_B") or f"SPLICED_BIN_B={SPLICED_BIN_B}"
     meta = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "reps": REPS,
@@ -2065,8 +2170,12 @@ def main():
         "loadavg_start": " ".join(open("/proc/loadavg").read().split()[:3]),
         "machine": machine_info(),
         "knobs": knobs(),
+        "spliced_sha256": {("spliced-b" if k == "b" else "spliced"): sha256_file(p)
+                           for k, p in spliced_bins.items() if os.path.exists(p)},
         "versions": {
             "spliced": version([spliced_bin, "--version"]) + (f" ({git})" if git else "") if with_spliced else "–",
+            **({"spliced-b": version([spliced_bins["b"], "--version"]) + f" ({git_b})"}
+               if "b" in spliced_bins else {}),
             "haproxy": version(["haproxy", "-v"]),
             "nginx": version(["nginx", "-v"]),
             "wrk": version(["wrk", "-v"]),
@@ -2086,14 +2195,14 @@ def main():
         ctx["backends"], meta["backend"] = start_backends(run, www)
         for t in targets:
             if t != "direct":
-                ctx["balancers"][t] = start_balancer(t, run, spliced_bin)
+                ctx["balancers"][t] = start_balancer(t, run, spliced_bins)
         log("backends and balancers up")
         with open(os.path.join(OUT, "results.jsonl"), "w") as jl:
             ctx["jsonl"] = jl
             jl.write(json.dumps({"meta": meta}) + "\n")
             try:
                 for rnd in range(REPS):
-                    order = targets[rnd % len(targets):] + targets[: rnd % len(targets)]
+                    order = round_order(targets, rnd)
                     for test in TESTS:
                         if test == "maxconn":
                             continue
@@ -2110,6 +2219,8 @@ def main():
                 log("interrupted: writing a partial report")
         if "spliced" in targets:
             meta["spliced_metrics_end"] = spliced_metrics()
+        if "spliced-b" in targets:
+            meta["spliced_b_metrics_end"] = spliced_metrics(admin_port("spliced-b"))
     finally:
         cleanup()
     el = int(time.monotonic() - t_start)

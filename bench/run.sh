@@ -3,7 +3,8 @@
 # Thin wrapper: installs missing tools (and python3-matplotlib for the charts),
 # builds spliced and bench/tcpload, then runs bench/bench.py.
 # See bench/README.md for the method and the knobs (REPS, DUR, TARGETS, TESTS, OUT,
-# SMOKE, SCALE, SPLICED_BIN, TCPLOAD, CHARTS, ...).
+# SMOKE, SCALE, SPLICED_BIN, SPLICED_REF, SPLICED_BIN_B, SPLICED_REF_B, TCPLOAD,
+# CHARTS, ...).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -109,26 +110,74 @@ if [[ $CHARTS == 1 ]]; then
 fi
 [[ ${INSTALL_ONLY:-0} == 1 ]] && exit 0
 
-if [[ -n ${SPLICED_BIN:-} ]]; then
-    : # use the binary given
-elif [[ -n ${SPLICED_REF:-} ]]; then
-    # Build a committed revision in a clean export, so that uncommitted edits in
-    # the work tree (other people's, half done) neither break nor colour the run.
-    rev=$(git -C "$root" rev-parse --short "$SPLICED_REF^{commit}")
+# Build a committed revision (resolved to a short hash before any build: see
+# below) in a clean export, so that uncommitted edits in the work tree (other
+# people's, half done) neither break nor colour the run. Prints the path of the
+# binary, kept per revision as bench/out/.build/spliced-REV (a commit does not
+# change: later runs reuse it; delete it to force a rebuild). All revisions share
+# one cargo target dir (dependencies are built once), whose release/spliced the
+# next build overwrites. Cargo's fingerprints cannot tell one export from another
+# (same package, same relative paths, and the sources carry their commit's mtime,
+# often older than the last build): it would call the previous revision's spliced
+# fresh. So the spliced package is cleaned whenever the target dir last built
+# another revision (target/.spliced-rev).
+build_ref() {
+    local ref=$1 rev=$2 src bin target
     src="$here/out/.build/src-$rev"
+    bin="$here/out/.build/spliced-$rev"
+    target="$here/out/.build/target"
+    if [[ -x $bin ]]; then
+        log "spliced $ref ($rev): using $bin, built before"
+        echo "$bin"
+        return 0
+    fi
     if [[ ! -d $src ]]; then
         mkdir -p "$src.tmp"
         git -C "$root" archive "$rev" | tar -x -C "$src.tmp"
         mv "$src.tmp" "$src"
     fi
-    log "building spliced $SPLICED_REF ($rev) in $src"
-    (cd "$src" && CARGO_TARGET_DIR="$here/out/.build/target" cargo build --release --quiet)
-    export SPLICED_BIN="$here/out/.build/target/release/spliced"
-    export SPLICED_GIT="$rev (SPLICED_REF=$SPLICED_REF)"
+    log "building spliced $ref ($rev) in $src"
+    if [[ $(cat "$target/.spliced-rev" 2>/dev/null) != "$rev" ]]; then
+        (cd "$src" && CARGO_TARGET_DIR="$target" cargo clean --release --quiet -p spliced) >&2
+        rm -f "$target/.spliced-rev"
+    fi
+    (cd "$src" && CARGO_TARGET_DIR="$target" cargo build --release --quiet) >&2
+    echo "$rev" >"$target/.spliced-rev"
+    cp -f "$target/release/spliced" "$bin.tmp"
+    mv -f "$bin.tmp" "$bin"
+    echo "$bin"
+}
+
+# Resolve both revisions before building anything: others commit while this runs,
+# and HEAD~1 must mean the same commit for the build and for the report's label.
+rev_a="" rev_b=""
+if [[ -z ${SPLICED_BIN:-} && -n ${SPLICED_REF:-} ]]; then
+    rev_a=$(git -C "$root" rev-parse --short "$SPLICED_REF^{commit}")
+fi
+if [[ -z ${SPLICED_BIN_B:-} && -n ${SPLICED_REF_B:-} ]]; then
+    rev_b=$(git -C "$root" rev-parse --short "$SPLICED_REF_B^{commit}")
+fi
+
+if [[ -n ${SPLICED_BIN:-} ]]; then
+    : # use the binary given
+elif [[ -n ${SPLICED_REF:-} ]]; then
+    SPLICED_BIN=$(build_ref "$SPLICED_REF" "$rev_a")
+    export SPLICED_BIN
+    export SPLICED_GIT="$rev_a (SPLICED_REF=$SPLICED_REF)"
 else
     log "building spliced from the work tree (cargo build --release)"
     (cd "$root" && cargo build --release --quiet)
     export SPLICED_BIN="$root/target/release/spliced"
+fi
+
+# Build B of an A/B run (target spliced-b, same config as spliced; bench.py adds it
+# to TARGETS when SPLICED_BIN_B or SPLICED_REF_B is set).
+if [[ -n ${SPLICED_BIN_B:-} ]]; then
+    export SPLICED_BIN_B  # use the binary given (SPLICED_GIT_B then labels it)
+elif [[ -n ${SPLICED_REF_B:-} ]]; then
+    SPLICED_BIN_B=$(build_ref "$SPLICED_REF_B" "$rev_b")
+    export SPLICED_BIN_B
+    export SPLICED_GIT_B="$rev_b (SPLICED_REF_B=$SPLICED_REF_B)"
 fi
 
 # bench/tcpload: raw-TCP load generator, echo backend and idle-connection holder
