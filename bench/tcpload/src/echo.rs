@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::exchange::{self, Exchange, Step};
 use crate::sources::RoundRobin;
-use crate::stats::{emit, Errors, JsonObject, Latency};
+use crate::stats::{emit, Errors, JsonObject, Latency, Totals};
 use crate::sys::{self, ConnectOpts, Epoll, ErrorKind, Fd};
 
 pub struct EchoArgs {
@@ -81,19 +81,16 @@ pub fn run(args: EchoArgs) -> Result<()> {
     }
     let mut established = 0;
     let mut round_trips = 0;
-    let mut errors = Errors::default();
-    let mut lat = Latency::new()?;
-    let mut secs: f64 = 0.0;
+    let mut totals = Totals::new()?;
     for h in handles {
         let r = h
             .join()
             .map_err(|_| anyhow::anyhow!("an echo thread panicked"))??;
         established += r.established;
         round_trips += r.round_trips;
-        errors.merge(&r.errors);
-        lat.merge(&r.lat)?;
-        secs = secs.max(r.elapsed.as_secs_f64());
+        totals.add(&r.errors, &r.lat, r.elapsed)?;
     }
+    let Totals { errors, lat, secs } = totals;
     eprintln!(
         "tcpload echo: {established} connections, {round_trips} round trips in {secs:.2}s, {} errors",
         errors.total()

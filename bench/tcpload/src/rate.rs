@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::exchange::{self, Exchange, Step};
 use crate::sources::RoundRobin;
-use crate::stats::{emit, Errors, JsonObject, Latency};
+use crate::stats::{emit, Errors, JsonObject, Latency, Totals};
 use crate::sys::{self, ConnectOpts, Epoll, ErrorKind, Fd};
 
 pub struct RateArgs {
@@ -84,18 +84,15 @@ pub fn run(args: RateArgs) -> Result<()> {
         handles.push(h);
     }
     let mut ok = 0;
-    let mut errors = Errors::default();
-    let mut lat = Latency::new()?;
-    let mut secs: f64 = 0.0;
+    let mut totals = Totals::new()?;
     for h in handles {
         let r = h
             .join()
             .map_err(|_| anyhow::anyhow!("a rate thread panicked"))??;
         ok += r.ok;
-        errors.merge(&r.errors);
-        lat.merge(&r.lat)?;
-        secs = secs.max(r.elapsed.as_secs_f64());
+        totals.add(&r.errors, &r.lat, r.elapsed)?;
     }
+    let Totals { errors, lat, secs } = totals;
     eprintln!(
         "tcpload rate: {ok} connections in {secs:.2}s, {} errors",
         errors.total()

@@ -91,6 +91,32 @@ impl Errors {
     }
 }
 
+/// The figures of several load threads merged: their errors and latencies
+/// together, and the run's length (its longest thread's), in seconds.
+pub struct Totals {
+    pub errors: Errors,
+    pub lat: Latency,
+    pub secs: f64,
+}
+
+impl Totals {
+    pub fn new() -> Result<Self> {
+        Ok(Totals {
+            errors: Errors::default(),
+            lat: Latency::new()?,
+            secs: 0.0,
+        })
+    }
+
+    /// Adds one thread's figures.
+    pub fn add(&mut self, errors: &Errors, lat: &Latency, elapsed: Duration) -> Result<()> {
+        self.errors.merge(errors);
+        self.lat.merge(lat)?;
+        self.secs = self.secs.max(elapsed.as_secs_f64());
+        Ok(())
+    }
+}
+
 /// Builds a flat JSON object from already-encoded values.
 #[derive(Default)]
 pub struct JsonObject(String);
