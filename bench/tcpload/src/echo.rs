@@ -11,12 +11,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::exchange::{self, Exchange, Step};
 use crate::sources::RoundRobin;
 use crate::stats::{emit, Errors, JsonObject, Latency, Totals};
 use crate::sys::{self, ConnectOpts, Epoll, ErrorKind, Fd};
+use crate::threads;
 
 pub struct EchoArgs {
     pub target: SocketAddr,
@@ -67,25 +68,10 @@ pub fn run(args: EchoArgs) -> Result<()> {
         threads
     );
     let args = Arc::new(args);
-    let barrier = Arc::new(Barrier::new(threads));
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let n = args.conns / threads + usize::from(t < args.conns % threads);
-        let args = Arc::clone(&args);
-        let barrier = Arc::clone(&barrier);
-        let h = std::thread::Builder::new()
-            .name(format!("echo-{t}"))
-            .spawn(move || echo_loop(&args, n, t, &barrier))
-            .context("spawning echo thread")?;
-        handles.push(h);
-    }
     let mut established = 0;
     let mut round_trips = 0;
     let mut totals = Totals::new()?;
-    for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("an echo thread panicked"))??;
+    for r in threads::run_split("echo", &args, threads, args.conns, echo_loop)? {
         established += r.established;
         round_trips += r.round_trips;
         totals.add(&r.errors, &r.lat, r.elapsed)?;

@@ -15,6 +15,7 @@ mod serve;
 mod sources;
 mod stats;
 mod sys;
+mod threads;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

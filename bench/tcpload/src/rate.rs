@@ -10,12 +10,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::exchange::{self, Exchange, Step};
 use crate::sources::RoundRobin;
 use crate::stats::{emit, Errors, JsonObject, Latency, Totals};
 use crate::sys::{self, ConnectOpts, Epoll, ErrorKind, Fd};
+use crate::threads;
 
 pub struct RateArgs {
     pub target: SocketAddr,
@@ -68,27 +69,18 @@ pub fn run(args: RateArgs) -> Result<()> {
         threads
     );
     let args = Arc::new(args);
-    let barrier = Arc::new(std::sync::Barrier::new(threads));
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let slots = args.concurrency / threads + usize::from(t < args.concurrency % threads);
-        let args = Arc::clone(&args);
-        let barrier = Arc::clone(&barrier);
-        let h = std::thread::Builder::new()
-            .name(format!("rate-{t}"))
-            .spawn(move || {
-                barrier.wait();
-                rate_loop(&args, slots, t)
-            })
-            .context("spawning rate thread")?;
-        handles.push(h);
-    }
     let mut ok = 0;
     let mut totals = Totals::new()?;
-    for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a rate thread panicked"))??;
+    for r in threads::run_split(
+        "rate",
+        &args,
+        threads,
+        args.concurrency,
+        |args, slots, t, barrier| {
+            barrier.wait();
+            rate_loop(args, slots, t)
+        },
+    )? {
         ok += r.ok;
         totals.add(&r.errors, &r.lat, r.elapsed)?;
     }
