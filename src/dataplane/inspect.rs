@@ -118,7 +118,7 @@ impl Worker {
         if budget == u64::MAX {
             return 1024;
         }
-        let workers = self.shared.access_queues.len().max(1) as u64;
+        let workers = self.shared.stats.workers().count() as u64;
         (budget / workers / 4).max(16) as usize
     }
 
