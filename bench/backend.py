@@ -5,6 +5,10 @@ port given, HTTP/1.1 keep-alive unless the request says `Connection: close`.
 It is much slower than nginx: good for a smoke test, not for figures.
 
 Usage: backend.py ROOT_DIR PORT [PORT ...]   (binds 127.0.0.1 only)
+
+A port of 0 lets the kernel pick a free one. Once every port listens it prints
+`READY 127.0.0.1:PORT [127.0.0.1:PORT ...]` on stderr, with the real ports, in the
+order given (the same line as `tcpload serve`).
 """
 import asyncio
 import os
@@ -60,6 +64,8 @@ async def main():
                 lambda r, w: serve(r, w, files), "127.0.0.1", int(port), backlog=4096
             )
         )
+    bound = [s.sockets[0].getsockname() for s in servers]
+    print("READY " + " ".join(f"{h}:{p}" for h, p, *_ in bound), file=sys.stderr, flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 

@@ -10,7 +10,8 @@ spliced and bench/tcpload); bench/README.md explains the method and the figures.
                                write DIR/RESULTS.md (default bench/) and DIR/results/
                                (charts, summary.json) from run OUT
 
-Everything listens on 127.0.0.1, on ports below 32768. Every process this script
+Everything listens on 127.0.0.1, on ports taken from the kernel at run time (no
+fixed ports: see "Ports" below and in bench/README.md). Every process this script
 starts runs in its own session/process group and is killed on exit.
 """
 
@@ -111,28 +112,41 @@ MAXCONN_IN_FLIGHT = int(env("MAXCONN_IN_FLIGHT", "1024"))
 
 HZ = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
-BACKEND_PORTS = [18081, 18082, 18083]  # nginx (HTTP)
-ECHO_PORTS = [18091, 18092, 18093]  # tcpload serve (echo)
-MAXCONN_BACKEND_BASE = 18100  # maxconn: one tcpload serve per port, 18100, 18101, ...
-IPERF_PORT = 15201
+# Ports. None is fixed: every one is taken from the kernel at run time, so that the
+# run neither fails nor measures the wrong process when another program (another
+# run of this bench, a test suite) listens on some port. Programs that can report
+# the port they bound (spliced, tcpload serve, backend.py) are given port 0 and
+# read back from their logs; the others (nginx, HAProxy, iperf3) get ports that
+# the kernel handed out to a bind(127.0.0.1:0) just before they start, and are
+# started again on new ports if they do not then listen there alone (see
+# start_on_free_ports). The ports come from the ephemeral range, which the load
+# tools use too; the kernel gives no connect() or bind(0) a port that is listening.
+BACKEND_PORTS = []  # nginx or backend.py (HTTP): 3 ports, set by start_backends
+ECHO_PORTS = []  # tcpload serve (echo): 3 ports
+IPERF_PORT = None  # iperf3 -s
+PORT_TRIES = 5  # starts of a program on newly picked ports before giving up
 SMALL_BODY = b"Hello, world\n"  # 13 bytes
 BIG_SIZE = 1 << 20
-# Each balancer listens on base+0 (http), base+1 (bulk), base+3 (tcp echo); spliced's
-# admin API is on base+2. `direct` goes to the first nginx port, the iperf3 server
+# Each balancer listens on an http, a bulk and a tcp (echo) port; spliced also has
+# its admin API. `direct` goes to the first HTTP backend port, the iperf3 server
 # and the first echo port.
 TARGET_SPEC = {
     "direct": {"kind": "direct", "workers": 1},
-    "haproxy": {"kind": "haproxy", "workers": 1, "splice": False, "base": 21010},
-    "haproxy-splice": {"kind": "haproxy", "workers": 1, "splice": True, "base": 21020},
-    "nginx": {"kind": "nginx", "workers": 1, "base": 21030},
-    "spliced": {"kind": "spliced", "workers": 1, "base": 21040},
-    "haproxy-t2-splice": {"kind": "haproxy", "workers": 2, "splice": True, "base": 21050},
-    "nginx-w2": {"kind": "nginx", "workers": 2, "base": 21060},
-    "spliced-w2": {"kind": "spliced", "workers": 2, "base": 21070},
+    "haproxy": {"kind": "haproxy", "workers": 1, "splice": False},
+    "haproxy-splice": {"kind": "haproxy", "workers": 1, "splice": True},
+    "nginx": {"kind": "nginx", "workers": 1},
+    "spliced": {"kind": "spliced", "workers": 1},
+    "haproxy-t2-splice": {"kind": "haproxy", "workers": 2, "splice": True},
+    "nginx-w2": {"kind": "nginx", "workers": 2},
+    "spliced-w2": {"kind": "spliced", "workers": 2},
     # The same config as `spliced`, run by the B binary (SPLICED_BIN_B).
-    "spliced-b": {"kind": "spliced", "workers": 1, "base": 21090, "bin": "b"},
+    "spliced-b": {"kind": "spliced", "workers": 1, "bin": "b"},
 }
-MAXCONN_PORT, MAXCONN_ADMIN = 21080, 21082  # maxconn: its own spliced instance
+# Where each running balancer listens now: target -> {"http", "bulk", "tcp", "admin"}
+# (admin: spliced only, else None). Set each time a balancer (re)starts: spliced
+# gets new ports from the kernel on every start; HAProxy and nginx try their
+# previous ones first.
+TARGET_PORTS = {}
 
 
 def ports(target):
@@ -140,12 +154,14 @@ def ports(target):
     spec = TARGET_SPEC[target]
     if spec["kind"] == "direct":
         return BACKEND_PORTS[0], IPERF_PORT, ECHO_PORTS[0]
-    b = spec["base"]
-    return b, b + 1, b + 3
+    tp = TARGET_PORTS[target]
+    return tp["http"], tp["bulk"], tp["tcp"]
 
 
 def admin_port(target):
-    return TARGET_SPEC[target]["base"] + 2 if TARGET_SPEC[target]["kind"] == "spliced" else None
+    if TARGET_SPEC[target]["kind"] != "spliced":
+        return None
+    return TARGET_PORTS.get(target, {}).get("admin")
 
 
 def kind(target):
@@ -156,20 +172,6 @@ def lb_cpus(target):
     return LB_CPUS2 if TARGET_SPEC[target]["workers"] > 1 else LB_CPUS
 
 
-SPLICED_ADMIN = admin_port("spliced")
-for _t in TARGET_SPEC:
-    for _p in [*ports(_t), admin_port(_t) or 0]:
-        assert _p < 32768
-for _p in [*BACKEND_PORTS, *ECHO_PORTS, IPERF_PORT, MAXCONN_PORT, MAXCONN_ADMIN,
-           MAXCONN_BACKEND_BASE + 63]:
-    assert _p < 32768
-# No two listeners share a port (balancers: base..base+3; maxconn's own serve ports).
-_all_ports = [*BACKEND_PORTS, *ECHO_PORTS, IPERF_PORT, MAXCONN_PORT, MAXCONN_ADMIN,
-              *range(MAXCONN_BACKEND_BASE, MAXCONN_BACKEND_BASE + 64)]
-for _t, _spec in TARGET_SPEC.items():
-    if "base" in _spec:
-        _all_ports += range(_spec["base"], _spec["base"] + 4)
-assert len(_all_ports) == len(set(_all_ports)), "two bench listeners share a port"
 
 TEST_LABEL = {
     "ka": "keep-alive 13 B (wrk -c64)",
@@ -207,7 +209,10 @@ class Proc:
         self.restarts = 0
         self.start()
 
-    def start(self):
+    def start(self, argv=None):
+        """(Re)start the program; `argv` replaces the command line (new ports)."""
+        if argv is not None:
+            self.argv = argv
         with open(self.logfile, "ab") as lf:
             self.p = subprocess.Popen(
                 taskset(self.cpus) + self.argv,
@@ -218,6 +223,7 @@ class Proc:
                 start_new_session=True,
             )
         self.pid = self.p.pid
+        self.stopped = False
         if self not in STARTED:
             STARTED.append(self)
 
@@ -225,6 +231,9 @@ class Proc:
         return self.p.poll() is None
 
     def stop(self):
+        if self.stopped:
+            return  # its group is gone: a second killpg could hit a reused pid
+        self.stopped = True
         if self.p.poll() is None:
             try:
                 os.killpg(self.pid, signal.SIGTERM)
@@ -305,6 +314,199 @@ def wait_port(port, timeout=10.0, proc=None):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+# ---------------------------------------------------------------- ports
+
+PORTS_HANDED = set()  # every port this run picked or was told, never picked again
+
+
+def free_ports(n):
+    """`n` distinct ports that are free on HOST now, from the kernel: bind(HOST:0)
+    n sockets at once (so the kernel gives n different ports) and close them. The
+    caller starts the program that takes them at once and checks that it listens
+    there (wait_listening): another program may bind one in between. A port this
+    run has already used is never handed out again (its old owner may still be
+    going away)."""
+    socks, out = [], []
+    try:
+        for _ in range(n + 1000):
+            if len(out) == n:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((HOST, 0))
+            p = s.getsockname()[1]
+            if p not in PORTS_HANDED:
+                out.append(p)
+        else:
+            raise SystemExit(f"could not get {n} free ports from the kernel")
+    finally:
+        for s in socks:
+            s.close()
+    PORTS_HANDED.update(out)
+    return out
+
+
+def _hex_addrs():
+    """The /proc/net/tcp{,6} spellings of the local addresses whose listeners take
+    connections to HOST: HOST itself and the wildcards."""
+    v4 = socket.inet_aton(HOST)
+    return {
+        "tcp": {v4[::-1].hex().upper(), "00000000"},
+        "tcp6": {"0" * 32, "0000000000000000FFFF0000" + v4[::-1].hex().upper()},
+    }
+
+
+def listen_inodes(port):
+    """Socket inodes of every LISTEN socket that takes connections to HOST:`port`
+    (bound to HOST or to a wildcard address, IPv4 or IPv6)."""
+    inodes = set()
+    for name, addrs in _hex_addrs().items():
+        try:
+            with open(f"/proc/net/{name}") as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    addr, _, hport = parts[1].partition(":")
+                    if parts[3] == "0A" and int(hport, 16) == port and addr in addrs:
+                        inodes.add(parts[9])
+        except (OSError, StopIteration, IndexError, ValueError):
+            pass
+    return inodes
+
+
+def socket_inodes(roots):
+    """Socket inodes open in the process trees under `roots`."""
+    out = set()
+    for pid in tree_pids(proc_table(), roots):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(link[8:-1])
+    return out
+
+
+def wait_listening(proc, port_list, timeout=10.0):
+    """Wait until `proc` listens on every port of `port_list`, and nothing else does:
+    a port held by another process (our bind lost the race, or the other program
+    shares it with SO_REUSEPORT, as HAProxy and spliced allow) fails at once.
+    -> (True, "") or (False, why)."""
+    end = time.monotonic() + timeout
+    while True:
+        if not proc.alive():
+            return False, f"{proc.name} exited (code {proc.p.returncode}): {proc.tail(5).strip()[-600:]}"
+        listening = {p: listen_inodes(p) for p in port_list}
+        ours = socket_inodes([proc.pid])
+        taken = [p for p, ino in listening.items() if ino - ours]
+        if taken:
+            # Seen twice, to be sure: a socket of ours that appeared between the
+            # two reads above would look foreign once.
+            time.sleep(0.05)
+            ours = socket_inodes([proc.pid])
+            taken = [p for p in port_list if listen_inodes(p) - ours]
+            if taken:
+                return False, f"another process listens on port(s) {', '.join(map(str, taken))}"
+        missing = [p for p, ino in listening.items() if not ino]
+        if not missing:
+            return True, ""
+        if time.monotonic() > end:
+            return False, (f"{proc.name} does not listen on port(s) {', '.join(map(str, missing))} "
+                           f"after {timeout:.0f} s: {proc.tail(5).strip()[-600:]}")
+        time.sleep(0.05)
+
+
+def start_proc(proc, name, argv, cpus, logfile):
+    """Start a new Proc, or restart `proc` (the same object) with `argv`."""
+    if proc is None:
+        return Proc(name, argv, cpus, logfile)
+    proc.stop()
+    proc.start(argv)
+    return proc
+
+
+def start_on_free_ports(name, n, argv_for, logfile, cpus=None, proc=None, first=None):
+    """Start `argv_for(ports)` (a program that cannot report the port it bound, so
+    it gets ports picked just before: free_ports) and wait until it alone listens
+    on all `n` of them; if it does not (it could not bind, or shares a port with
+    another process), stop it and try again on new ports, PORT_TRIES times.
+    `first`: ports to try first (a restart keeps its ports if it can).
+    -> (proc, ports)."""
+    cpus = LOAD_CPUS if cpus is None else cpus
+    why = ""
+    for attempt in range(PORT_TRIES):
+        pp = list(first) if first and attempt == 0 else free_ports(n)
+        proc = start_proc(proc, name, argv_for(pp), cpus, logfile)
+        ok, why = wait_listening(proc, pp)
+        if ok:
+            return proc, pp
+        proc.stop()
+        log(f"{name} on port(s) {', '.join(map(str, pp))}: {why}; "
+            + ("trying new ports" if attempt + 1 < PORT_TRIES else "giving up"))
+    raise SystemExit(f"{name} did not start on free ports in {PORT_TRIES} tries: {why}")
+
+
+def read_from(path, offset):
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def start_reporting(proc, name, argv, cpus, logfile, parse, timeout=10.0):
+    """Start a program that listens on port 0 (the kernel picks a free port) and
+    says where in its log; `parse(new log text)` -> {name: port} or [ports] once
+    all are there, else None. Then checks that it listens there alone.
+    -> (proc, what parse gave, or None on failure, why)."""
+    offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
+    proc = start_proc(proc, name, argv, cpus, logfile)
+    end = time.monotonic() + timeout
+    while True:
+        found = parse(read_from(logfile, offset))
+        if found is not None:
+            break
+        if not proc.alive():
+            return proc, None, f"{name} exited (code {proc.p.returncode}): {proc.tail(5).strip()[-600:]}"
+        if time.monotonic() > end:
+            return proc, None, f"{name} did not report its ports within {timeout:.0f} s: {proc.tail(5).strip()[-600:]}"
+        time.sleep(0.05)
+    pp = list(found.values()) if isinstance(found, dict) else list(found)
+    PORTS_HANDED.update(pp)
+    ok, why = wait_listening(proc, pp)
+    return proc, (found if ok else None), why
+
+
+def ready_parser(n):
+    """Parser for `READY ADDR [ADDR ...]` (tcpload serve, backend.py): n ports."""
+    def parse(text):
+        m = re.search(r"^READY (.*)\n", text, re.M)
+        if not m:
+            return None
+        pp = [int(a.rsplit(":", 1)[1]) for a in m.group(1).split()]
+        return pp if len(pp) == n else None
+    return parse
+
+
+def spliced_parser(names):
+    """Parser for spliced's start-up log: `listening listener=NAME addr=A:P` per
+    listener and `admin listening addr=A:P` -> {name: port, ..., "admin": port}."""
+    def parse(text):
+        got = {m.group(1): int(m.group(2))
+               for m in re.finditer(r" listening listener=(\S+) addr=\S*:(\d+)\n", text)}
+        m = re.search(r" admin listening addr=\S*:(\d+)\n", text)
+        if m:
+            got["admin"] = int(m.group(1))
+        return got if all(k in got for k in names) else None
+    return parse
 
 
 def http_get(port, path, timeout=5.0):
@@ -669,80 +871,113 @@ def nginx_common(run, name, workers=1):
 
 
 def start_backends(run, www):
+    """The backends, each on ports from the kernel (see "Ports" at the top); sets
+    BACKEND_PORTS, ECHO_PORTS and IPERF_PORT, which the balancer configs use."""
+    global IPERF_PORT
     procs = []
     if have("nginx"):
         head, tmp = nginx_common(run, "nginx-backend")
-        listens = "".join(f"        listen {HOST}:{p} backlog=65535;\n" for p in BACKEND_PORTS)
-        conf = write(
-            os.path.join(run, "nginx-backend.conf"),
-            head
-            + "events { worker_connections 19900; }\n"
-            "http {\n"
-            "    access_log off;\n    sendfile on;\n    tcp_nopush on;\n"
-            "    keepalive_requests 1000000000;\n    keepalive_timeout 300s;\n"
-            "    open_file_cache max=100 inactive=60s;\n"
-            "    default_type application/octet-stream;\n"
-            + "".join(
-                f"    {k}_temp_path {tmp}/{k};\n"
-                for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+        def nginx_argv(pp):
+            listens = "".join(f"        listen {HOST}:{p} backlog=65535;\n" for p in pp)
+            conf = write(
+                os.path.join(run, "nginx-backend.conf"),
+                head
+                + "events { worker_connections 19900; }\n"
+                "http {\n"
+                "    access_log off;\n    sendfile on;\n    tcp_nopush on;\n"
+                "    keepalive_requests 1000000000;\n    keepalive_timeout 300s;\n"
+                "    open_file_cache max=100 inactive=60s;\n"
+                "    default_type application/octet-stream;\n"
+                + "".join(
+                    f"    {k}_temp_path {tmp}/{k};\n"
+                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+                )
+                + "    server {\n"
+                + listens
+                + f"        root {www};\n"
+                "    }\n}\n",
             )
-            + "    server {\n"
-            + listens
-            + f"        root {www};\n"
-            "    }\n}\n",
-        )
-        procs.append(
-            Proc(
-                "nginx-backend",
-                ["nginx", "-p", run, "-e", f"{run}/nginx-backend.err", "-c", conf],
-                LOAD_CPUS,
-                os.path.join(run, "nginx-backend.log"),
-            )
-        )
+            return ["nginx", "-p", run, "-e", f"{run}/nginx-backend.err", "-c", conf]
+
+        proc, BACKEND_PORTS[:] = start_on_free_ports(
+            "nginx-backend", 3, nginx_argv, os.path.join(run, "nginx-backend.log"))
+        procs.append(proc)
         kind_ = "nginx"
     else:
         log("nginx is not installed: using the slow Python backend (bench/backend.py)")
-        procs.append(
-            Proc(
-                "py-backend",
-                [sys.executable, os.path.join(HERE, "backend.py"), www, *map(str, BACKEND_PORTS)],
-                LOAD_CPUS,
-                os.path.join(run, "py-backend.log"),
-            )
-        )
+        proc, pp, why = start_reporting(
+            None, "py-backend", [sys.executable, os.path.join(HERE, "backend.py"), www, "0", "0", "0"],
+            LOAD_CPUS, os.path.join(run, "py-backend.log"), ready_parser(3))
+        procs.append(proc)
+        if pp is None:
+            raise SystemExit(f"backend.py did not come up: {why}")
+        BACKEND_PORTS[:] = pp
         kind_ = "python"
     if have("iperf3"):
-        procs.append(start_iperf_server(run))
+        proc, (IPERF_PORT,) = start_iperf_server(run)
+        procs.append(proc)
+    else:
+        # Nothing listens there (the bulk tests are skipped), but the balancers'
+        # bulk pools need an address.
+        (IPERF_PORT,) = free_ports(1)
     if have_tcpload():
-        procs.append(start_echo_server(run, "echo-backend", ECHO_PORTS))
-    for p in BACKEND_PORTS:
-        if not wait_port(p, proc=procs[0]):
-            raise SystemExit(f"backend on port {p} did not come up:\n{procs[0].tail()}")
-    if have_tcpload():
-        for p in ECHO_PORTS:
-            if not wait_port(p, proc=procs[-1]):
-                raise SystemExit(f"tcpload serve on port {p} did not come up:\n{procs[-1].tail()}")
+        argv = [TCPLOAD, "serve", "--listen", f"{HOST}:0", "--listen", f"{HOST}:0", "--listen", f"{HOST}:0"]
+        proc, pp, why = start_reporting(None, "echo-backend", argv, LOAD_CPUS,
+                                        os.path.join(run, "echo-backend.log"), ready_parser(3))
+        procs.append(proc)
+        if pp is None:
+            raise SystemExit(f"tcpload serve did not come up: {why}")
+        ECHO_PORTS[:] = pp
+    else:
+        ECHO_PORTS[:] = free_ports(3)  # nothing listens there: the echo tests are skipped
+    log(f"backends: http {' '.join(map(str, BACKEND_PORTS))}, echo {' '.join(map(str, ECHO_PORTS))}, "
+        f"iperf3 {IPERF_PORT}" + ("" if have("iperf3") else " (not running)"))
     return procs, kind_
 
 
-def start_iperf_server(run):
-    return Proc(
-        "iperf3-server",
-        ["iperf3", "-s", "-B", HOST, "-p", str(IPERF_PORT)],
-        LOAD_CPUS,
-        os.path.join(run, "iperf3-server.log"),
-    )
+def iperf_argv(pp):
+    return ["iperf3", "-s", "-B", HOST, "-p", str(pp[0])]
 
 
-def start_echo_server(run, name, port_list):
+def start_iperf_server(run, proc=None, first=None):
+    """-> (proc, [port])."""
+    return start_on_free_ports("iperf3-server", 1, iperf_argv, os.path.join(run, "iperf3-server.log"),
+                               proc=proc, first=first)
+
+
+def restart_iperf(ctx):
+    """A failed iperf3 client can leave the server waiting on a dead test: restart
+    it, on its port if it can get it back, else on a new one, and then restart the
+    balancers too, with configs that point at it."""
+    global IPERF_PORT
+    srv = next(p for p in ctx["backends"] if p.name == "iperf3-server")
+    srv.stop()
+    _, (port,) = start_iperf_server(ctx["run"], proc=srv, first=[IPERF_PORT])
+    if port != IPERF_PORT:
+        log(f"iperf3 server moved from port {IPERF_PORT} to {port}: restarting the balancers")
+        IPERF_PORT = port
+        for t, lb in ctx["balancers"].items():
+            old = ports(t)
+            lb.stop()
+            wait_unbound(old)
+            _, ok, why = launch_balancer(t, ctx["run"], ctx["bins"], lb)
+            if ok:
+                ok, why = balancer_ready(t, lb)
+            if not ok:
+                log(f"{t} restart failed: {why}")
+
+
+def start_echo_server(run, name, nports, proc=None):
+    """tcpload serve on `nports` ports from the kernel. -> (proc, [ports] or None, why)."""
     argv = [TCPLOAD, "serve"]
-    for p in port_list:
-        argv += ["--listen", f"{HOST}:{p}"]
-    return Proc(name, argv, LOAD_CPUS, os.path.join(run, f"{name}.log"))
+    for _ in range(nports):
+        argv += ["--listen", f"{HOST}:0"]
+    return start_reporting(proc, name, argv, LOAD_CPUS, os.path.join(run, f"{name}.log"), ready_parser(nports))
 
 
-def haproxy_conf(target):
-    http, bulk, tcp = ports(target)
+def haproxy_conf(target, tp):
+    http, bulk, tcp = tp["http"], tp["bulk"], tp["tcp"]
     spec = TARGET_SPEC[target]
     splice = "    option splice-request\n    option splice-response\n" if spec["splice"] else ""
 
@@ -767,8 +1002,8 @@ def haproxy_conf(target):
     )
 
 
-def nginx_stream_conf(run, target):
-    http, bulk, tcp = ports(target)
+def nginx_stream_conf(run, target, tp):
+    http, bulk, tcp = tp["http"], tp["bulk"], tp["tcp"]
     head, _ = nginx_common(run, target, TARGET_SPEC[target]["workers"])
 
     def ups(port_list):
@@ -792,18 +1027,17 @@ def nginx_stream_conf(run, target):
 
 
 def spliced_conf(target):
-    http, bulk, tcp = ports(target)
-
+    # Port 0 everywhere: the kernel picks, spliced logs where (spliced_parser).
     def addrs(port_list):
         return ", ".join(f"{HOST}:{p}" for p in port_list)
 
     return (
         f"workers: {TARGET_SPEC[target]['workers']}\n"
-        f"admin: {{listen: {HOST}:{admin_port(target)}}}\n"
+        f"admin: {{listen: {HOST}:0}}\n"
         "listeners:\n"
-        f"  - {{name: http, listen: {HOST}:{http}, pool: http, backlog: 65535}}\n"
-        f"  - {{name: bulk, listen: {HOST}:{bulk}, pool: bulk, backlog: 65535}}\n"
-        f"  - {{name: tcp, listen: {HOST}:{tcp}, pool: tcp, backlog: 65535}}\n"
+        f"  - {{name: http, listen: {HOST}:0, pool: http, backlog: 65535}}\n"
+        f"  - {{name: bulk, listen: {HOST}:0, pool: bulk, backlog: 65535}}\n"
+        f"  - {{name: tcp, listen: {HOST}:0, pool: tcp, backlog: 65535}}\n"
         "pools:\n"
         f"  - {{name: http, algorithm: round_robin, backends: [{addrs(BACKEND_PORTS)}]}}\n"
         f"  - {{name: bulk, algorithm: round_robin, backends: [{HOST}:{IPERF_PORT}]}}\n"
@@ -845,20 +1079,42 @@ def spliced_bin_of(target, spliced_bin):
     return spliced_bin
 
 
-def balancer_argv(target, run, spliced_bin):
+def launch_balancer(target, run, spliced_bin, lb=None):
+    """Start balancer `target` (lb=None) or restart `lb`, with a config generated for
+    the ports it gets: spliced listens on port 0 and its log says which ports the
+    kernel gave; HAProxy and nginx get ports picked just before they start (a
+    restart tries its previous ones first) and are started again on new ones if they
+    do not listen there alone. Sets TARGET_PORTS[target]. -> (proc, ok, why)."""
     k = kind(target)
-    if k == "haproxy":
-        conf = write(os.path.join(run, f"{target}.cfg"), haproxy_conf(target))
-        return ["haproxy", "-db", "-f", conf]
-    if k == "nginx":
-        conf = write(os.path.join(run, f"{target}.conf"), nginx_stream_conf(run, target))
-        return ["nginx", "-p", run, "-e", f"{run}/{target}.err", "-c", conf]
+    logfile = os.path.join(run, f"{target}.log")
+    cpus = lb_cpus(target)
     if k == "spliced":
         conf = write(os.path.join(run, f"{target}.yaml"), spliced_conf(target))
         exe = spliced_bin_of(target, spliced_bin)
         spliced_check(exe, conf)
-        return [exe, "run", "-c", conf]
-    raise ValueError(target)
+        lb, found, why = start_reporting(lb, target, [exe, "run", "-c", conf], cpus, logfile,
+                                         spliced_parser(("http", "bulk", "tcp", "admin")))
+        if found is None:
+            return lb, False, why
+        TARGET_PORTS[target] = {n: found[n] for n in ("http", "bulk", "tcp", "admin")}
+        return lb, True, ""
+
+    def argv_for(pp):
+        tp = {"http": pp[0], "bulk": pp[1], "tcp": pp[2], "admin": None}
+        if k == "haproxy":
+            conf = write(os.path.join(run, f"{target}.cfg"), haproxy_conf(target, tp))
+            return ["haproxy", "-db", "-f", conf]
+        conf = write(os.path.join(run, f"{target}.conf"), nginx_stream_conf(run, target, tp))
+        return ["nginx", "-p", run, "-e", f"{run}/{target}.err", "-c", conf]
+
+    old = TARGET_PORTS.get(target)
+    first = [old["http"], old["bulk"], old["tcp"]] if old else None
+    try:
+        lb, pp = start_on_free_ports(target, 3, argv_for, logfile, cpus=cpus, proc=lb, first=first)
+    except SystemExit as e:
+        return lb, False, str(e)
+    TARGET_PORTS[target] = {"http": pp[0], "bulk": pp[1], "tcp": pp[2], "admin": None}
+    return lb, True, ""
 
 
 def spliced_ready(admin, proc, timeout=10.0):
@@ -894,11 +1150,11 @@ def balancer_ready(target, proc):
 
 
 def start_balancer(target, run, spliced_bin):
-    argv = balancer_argv(target, run, spliced_bin)
-    p = Proc(target, argv, lb_cpus(target), os.path.join(run, f"{target}.log"))
-    ok, why = balancer_ready(target, p)
+    p, ok, why = launch_balancer(target, run, spliced_bin)
+    if ok:
+        ok, why = balancer_ready(target, p)
     if not ok:
-        raise SystemExit(f"{target} did not start: {why}\n--- log ---\n{p.tail()}")
+        raise SystemExit(f"{target} did not start: {why}\n--- log ---\n{p.tail() if p else ''}")
     return p
 
 
@@ -933,8 +1189,11 @@ METRICS_KEPT = (
 )
 
 
-def spliced_metrics(port=SPLICED_ADMIN, by_label="mode"):
-    """Selected spliced counters summed over labels but `by_label`: {name{value}: sum}."""
+def spliced_metrics(port=None, by_label="mode"):
+    """Selected spliced counters summed over labels but `by_label`: {name{value}: sum}
+    (port: an admin API's, by default `spliced`'s)."""
+    if port is None:
+        port = admin_port("spliced")
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
             text = r.read().decode()
@@ -1156,8 +1415,9 @@ def ensure_balancer(ctx, target):
     if lb is not None and not lb.alive():
         log(f"{target} is not running (exit code {lb.p.returncode}); restarting it")
         lb.restarts += 1
-        lb.start()
-        ok, why = balancer_ready(target, lb)
+        _, ok, why = launch_balancer(target, ctx["run"], ctx["bins"], lb)
+        if ok:
+            ok, why = balancer_ready(target, lb)
         if not ok:
             log(f"{target} restart failed: {why}")
 
@@ -1179,11 +1439,7 @@ def run_test(ctx, target, test, rnd):
         with open(os.path.join(OUT, "raw", f"{rnd}-{test}-{target}-{attempt}.txt"), "w") as f:
             f.write(" ".join(test_cmd(test, target)) + "\n" + out)
         if rec.get("iperf_restarted"):
-            # A failed iperf3 client can leave the server waiting on a dead test.
-            srv = next(p for p in ctx["backends"] if p.name == "iperf3-server")
-            srv.stop()
-            srv.start()
-            wait_port(IPERF_PORT, proc=srv)
+            restart_iperf(ctx)
         ctx["jsonl"].write(json.dumps(rec) + "\n")
         ctx["jsonl"].flush()
         unit = {"tcprate": "conn/s", "echo": "rt/s"}.get(test, "req/s")
@@ -1239,12 +1495,16 @@ def run_idle(ctx, target, rnd):
     lb.stop()
     # The old listening sockets must be gone first, or new connections can land in a
     # dead SO_REUSEPORT member's queue (io_uring may release them after the exit).
+    # (spliced starts again on new ports from the kernel, HAProxy and nginx on
+    # their old ones if free; either way the old sockets are waited for.)
     lingered = wait_unbound([p for p in ports(target)])
     if lingered > 0.2:
         rec["listen_linger_s"] = round(lingered, 2)
         log(f"  {target}: its listening sockets outlived the process by {lingered:.1f} s")
-    lb.start()
-    ok, why = balancer_ready(target, lb)
+    _, ok, why = launch_balancer(target, ctx["run"], ctx["bins"], lb)
+    if ok:
+        _, _, tcp = ports(target)
+        ok, why = balancer_ready(target, lb)
     if not ok:
         rec["error"] = f"fresh {target} did not start: {why}"
         log(f"r{rnd} idle    {target:17} ERR {rec['error']}")
@@ -1313,12 +1573,13 @@ def run_idle(ctx, target, rnd):
 
 
 def maxconn_conf(n, backend_ports):
+    # Port 0: the kernel picks, spliced logs where (spliced_parser).
     backends = ", ".join(f"{HOST}:{p}" for p in backend_ports)
     return (
         "workers: 1\n"
-        f"admin: {{listen: {HOST}:{MAXCONN_ADMIN}}}\n"
+        f"admin: {{listen: {HOST}:0}}\n"
         "listeners:\n"
-        f"  - {{name: hold, listen: {HOST}:{MAXCONN_PORT}, pool: hold, backlog: 65535,"
+        f"  - {{name: hold, listen: {HOST}:0, pool: hold, backlog: 65535,"
         f" max_connections: {2 * n}}}\n"
         "pools:\n"
         f"  - {{name: hold, algorithm: round_robin, backends: [{backends}]}}\n"
@@ -1332,21 +1593,30 @@ def run_maxconn(ctx, run, spliced_bin):
     rec = {"target": "spliced", "test": "maxconn", "round": 0, "attempt": 0, "attempts": 1,
            "ts": time.time(), "asked": n}
     nserve = max(1, math.ceil(n / SERVE_MAX))
-    bports = [MAXCONN_BACKEND_BASE + i for i in range(min(nserve, 64))]
-    serves = [start_echo_server(run, f"maxconn-serve{i}", [p]) for i, p in enumerate(bports)]
-    for s, p in zip(serves, bports):
-        if not wait_port(p, proc=s):
-            rec["error"] = f"tcpload serve on {p} did not come up: {s.tail(3)}"
-    conf = write(os.path.join(run, "spliced-maxconn.yaml"), maxconn_conf(n, bports))
-    spliced_check(spliced_bin, conf)
+    # One tcpload serve per SERVE_MAX connections, each on a port from the kernel.
+    bports, serves = [], []
+    for i in range(min(nserve, 64)):
+        s, pp, why = start_echo_server(run, f"maxconn-serve{i}", 1)
+        serves.append(s)
+        if pp is None:
+            rec["error"] = f"tcpload serve {i} did not come up: {why}"
+            break
+        bports.append(pp[0])
     logfile = os.path.join(run, "spliced-maxconn.log")
     log_start = os.path.getsize(logfile) if os.path.exists(logfile) else 0
-    lb = Proc("spliced-maxconn", [spliced_bin, "run", "-c", conf], LB_CPUS,
-              os.path.join(run, "spliced-maxconn.log"))
+    lb = None
     try:
         if "error" in rec:
             raise RuntimeError(rec["error"])
-        if not wait_port(MAXCONN_PORT, proc=lb) or not spliced_ready(MAXCONN_ADMIN, lb):
+        conf = write(os.path.join(run, "spliced-maxconn.yaml"), maxconn_conf(n, bports))
+        spliced_check(spliced_bin, conf)
+        lb, found, why = start_reporting(None, "spliced-maxconn", [spliced_bin, "run", "-c", conf], LB_CPUS,
+                                         logfile, spliced_parser(("hold", "admin")))
+        if found is None:
+            raise RuntimeError(f"spliced-maxconn did not start: {why}")
+        port, admin = found["hold"], found["admin"]
+        rec["ports"] = {"listener": port, "admin": admin, "backends": bports}
+        if not spliced_ready(admin, lb):
             raise RuntimeError(f"spliced-maxconn did not start: {lb.tail(5)}")
         rec["nofile_soft"], rec["nofile_hard"] = nofile_limit(lb.pid)
         m0 = tree_mem([lb.pid])
@@ -1356,22 +1626,23 @@ def run_maxconn(ctx, run, spliced_bin):
         # Probes opened first: they must still echo once the table is full.
         probes = []
         for _ in range(8):
-            s = socket.create_connection((HOST, MAXCONN_PORT), timeout=5)
+            s = socket.create_connection((HOST, port), timeout=5)
             echo_roundtrip(s, ECHO_SIZE)
             probes.append(s)
         log(f"maxconn: trying {n} connections through spliced (RLIMIT_NOFILE {rec['nofile_soft']}/"
-            f"{rec['nofile_hard']}, {m0['fds']} fds in use; backends {bports[0]}-{bports[-1]})")
+            f"{rec['nofile_hard']}, {m0['fds']} fds in use; on port {port}, backends on ports "
+            f"{' '.join(map(str, bports))})")
         t0 = time.monotonic()
-        holds, held, failed, notes = open_holds(MAXCONN_PORT, n - len(probes), "maxconn", True,
+        holds, held, failed, notes = open_holds(port, n - len(probes), "maxconn", True,
                                                 chunk=min(MAXCONN_CHUNK, HOLD_MAX), timeout=MAXCONN_TIMEOUT,
                                                 in_flight=MAXCONN_IN_FLIGHT)
         rec["fill_s"] = round(time.monotonic() - t0, 1)
         time.sleep(1.0)
         mem = tree_mem([lb.pid])
-        metrics = spliced_metrics(MAXCONN_ADMIN, by_label="reason")
+        metrics = spliced_metrics(admin, by_label="reason")
         rec.update(held=held + len(probes), failed=failed, hold_processes=len(holds),
                    hold_notes=notes, fds_full=mem["fds"], rss_full_mib=mem["rss_kib"] / 1024,
-                   alive_full=lb.alive(), ready_full=http_status(MAXCONN_ADMIN, "/ready"),
+                   alive_full=lb.alive(), ready_full=http_status(admin, "/ready"),
                    metrics_full=metrics)
         if held:
             rec["kib_per_conn"] = (mem["rss_kib"] - m0["rss_kib"]) / rec["held"]
@@ -1394,10 +1665,10 @@ def run_maxconn(ctx, run, spliced_bin):
         rec["dropped"] = sum(int(d.get("dropped", 0)) for d in done_ok)
         # Accept resumes once fds are free again.
         time.sleep(1.5)
-        ok, ms = echo_check(MAXCONN_PORT, timeout=5)
-        rec.update(recovered=ok, recovered_detail=ms, ready_after=http_status(MAXCONN_ADMIN, "/ready"),
+        ok, ms = echo_check(port, timeout=5)
+        rec.update(recovered=ok, recovered_detail=ms, ready_after=http_status(admin, "/ready"),
                    alive_after=lb.alive(),
-                   metrics_after=spliced_metrics(MAXCONN_ADMIN, by_label="reason"))
+                   metrics_after=spliced_metrics(admin, by_label="reason"))
         with open(lb.logfile, "rb") as f:
             f.seek(log_start)
             logtext = f.read().decode("utf-8", "replace")
@@ -1436,7 +1707,8 @@ def run_maxconn(ctx, run, spliced_bin):
         rec["error"] = str(e)
         log(f"maxconn: ERR {e}")
     finally:
-        lb.stop()
+        if lb is not None:
+            lb.stop()
         for s in serves:
             s.stop()
     if rec.get("alive_full") is False or rec.get("alive_after") is False:
@@ -2187,7 +2459,8 @@ def main():
     log(f"out: {OUT}; targets: {' '.join(targets)}; tests: {' '.join(TESTS)}; {REPS} rounds × {DUR} s")
     log(f"load average now: {meta['loadavg_start']}")
 
-    ctx = {"targets": targets, "balancers": {}, "backends": [], "results": [], "waited": 0.0}
+    ctx = {"targets": targets, "balancers": {}, "backends": [], "results": [], "waited": 0.0,
+           "run": run, "bins": spliced_bins}
     t_start = time.monotonic()
     interrupted = None
     try:
@@ -2196,7 +2469,12 @@ def main():
         for t in targets:
             if t != "direct":
                 ctx["balancers"][t] = start_balancer(t, run, spliced_bins)
-        log("backends and balancers up")
+        # The ports the kernel gave (spliced gets new ones at each restart: the
+        # command lines in raw/ and the logs in run/ say which).
+        meta["ports"] = {"backend_http": list(BACKEND_PORTS), "backend_echo": list(ECHO_PORTS),
+                         "iperf3": IPERF_PORT, **{t: dict(TARGET_PORTS[t]) for t in ctx["balancers"]}}
+        log("backends and balancers up: " + "; ".join(
+            f"{t} {' '.join(str(v) for v in TARGET_PORTS[t].values() if v)}" for t in ctx["balancers"]))
         with open(os.path.join(OUT, "results.jsonl"), "w") as jl:
             ctx["jsonl"] = jl
             jl.write(json.dumps({"meta": meta}) + "\n")
