@@ -84,7 +84,8 @@ mod tests {
 
     use super::*;
     use crate::balance::test_support::{
-        backends, bump_active, case, check_contract, ctx, set_active,
+        backends, bump_active, case, check_contract, check_even_spread_without_one, ctx,
+        set_active, Spread,
     };
 
     /// `picks` sequential picks on worker 0, each opening a connection to the
@@ -161,6 +162,13 @@ mod tests {
         }
         assert_eq!(lc.pick(&b, &ctx(0, 0), &|_| false), None);
         assert_eq!(lc.pick(&[], &ctx(0, 0), &|_| true), None);
+    }
+
+    #[test]
+    fn spreads_evenly_without_any_one_backend() {
+        // Exact either way: idle, each worker's tie rotation skips the one
+        // out; loaded, the lightest always wins.
+        check_even_spread_without_one(|_| LeastConnections::new(2), Spread::Exact);
     }
 
     proptest! {

@@ -328,7 +328,8 @@ mod tests {
 
     use super::*;
     use crate::balance::test_support::{
-        backends, case, case_up_to, check_contract, ctx, set_active,
+        backends, case, case_up_to, check_contract, check_even_spread_without_one, ctx, set_active,
+        Spread,
     };
 
     const M: usize = 65537;
@@ -613,6 +614,13 @@ mod tests {
         assert_eq!(Maglev::new(&b, 1000, None).table.len(), 1009);
         assert_eq!(Maglev::new(&b, 0, None).table.len(), 2);
         assert!(is_prime(65537) && is_prime(655_373) && !is_prime(65535));
+    }
+
+    #[test]
+    fn spreads_evenly_without_any_one_backend() {
+        // Every pick is a new client, so the shares are the keys'.
+        check_even_spread_without_one(|b| Maglev::new(b, M, None), Spread::Statistical);
+        check_even_spread_without_one(|b| Maglev::new(b, M, Some(1.25)), Spread::Statistical);
     }
 
     proptest! {

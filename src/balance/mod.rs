@@ -350,6 +350,82 @@ mod test_support {
         }
         Ok(())
     }
+
+    /// How closely an algorithm must split picks among equal backends.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Spread {
+        /// Within one pick of the fair share: a deterministic rotation.
+        Exact,
+        /// Within 15% of the fair share: random draws, or the hashes of many
+        /// distinct clients.
+        Statistical,
+    }
+
+    /// Picks per situation of [`check_even_spread_without_one`]: a multiple
+    /// of 3 survivors × 2 workers, so exact rotations come out even.
+    const SPREAD_PICKS: usize = 3600;
+
+    /// The contract's fairness half, after a round robin bug that gave one
+    /// backend's turns all to the next (75/75/150 with 1 of 4 down): with
+    /// any one of 4 equal backends out — ineligible, or at weight 0 — the
+    /// other three each get a third of the picks. Each situation runs twice,
+    /// once with every connection closing at once and once with all staying
+    /// open; picks alternate between two workers and carry fresh random
+    /// numbers and distinct client addresses. `make` builds the balancer for
+    /// a set of backends.
+    pub fn check_even_spread_without_one<B: Balancer>(
+        make: impl Fn(&[Arc<Backend>]) -> B,
+        spread: Spread,
+    ) {
+        let mut rng = XorShift(0x5eed_0f_a1);
+        let mut client: u32 = 0x0a00_0000;
+        for out in 0..4 {
+            for by_weight in [false, true] {
+                for stay_open in [false, true] {
+                    let mut weights = [1; 4];
+                    if by_weight {
+                        weights[out] = 0;
+                    }
+                    let b = backends(&weights);
+                    let balancer = make(&b);
+                    let eligible = |i: usize| by_weight || i != out;
+                    let mut counts = [0usize; 4];
+                    for pick in 0..SPREAD_PICKS {
+                        let mut c = ctx(pick % 2, rng.next());
+                        client += 1;
+                        c.client = Some(IpAddr::V4(Ipv4Addr::from(client)));
+                        let i = balancer
+                            .pick(&b, &c, &eligible)
+                            .expect("three backends qualify");
+                        counts[i] += 1;
+                        if stay_open {
+                            bump_active(&b[i]);
+                        }
+                    }
+                    let fair = SPREAD_PICKS as f64 / 3.0;
+                    let slack = match spread {
+                        Spread::Exact => 1.0,
+                        Spread::Statistical => 0.15 * fair,
+                    };
+                    let how = if by_weight { "weight 0" } else { "ineligible" };
+                    assert_eq!(counts[out], 0, "backend {out} ({how}) was picked");
+                    for (i, &n) in counts.iter().enumerate().filter(|&(i, _)| i != out) {
+                        assert!(
+                            (n as f64 - fair).abs() <= slack,
+                            "backend {out} {how}, connections {}: backend {i} got {n} \
+                             of {SPREAD_PICKS} picks, fair {fair:.0} ± {slack:.0} \
+                             (all: {counts:?})",
+                            if stay_open {
+                                "kept open"
+                            } else {
+                                "closed at once"
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,8 @@ mod tests {
 
     use super::*;
     use crate::balance::test_support::{
-        backends, case, case_up_to, check_contract, ctx, set_active, XorShift,
+        backends, case, case_up_to, check_contract, check_even_spread_without_one, ctx, set_active,
+        Spread, XorShift,
     };
 
     fn counts(b: &[Arc<Backend>], picks: usize, eligible: &dyn Fn(usize) -> bool) -> Vec<usize> {
@@ -150,6 +151,11 @@ mod tests {
         for c in counts(&b, 40_000, &|_| true) {
             assert!((c as f64 / 10_000.0 - 1.0).abs() < 0.05, "{c}");
         }
+    }
+
+    #[test]
+    fn spreads_evenly_without_any_one_backend() {
+        check_even_spread_without_one(|_| PowerOfTwo::new(), Spread::Statistical);
     }
 
     proptest! {

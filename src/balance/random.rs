@@ -87,7 +87,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::balance::test_support::{backends, case, case_up_to, check_contract, ctx, XorShift};
+    use crate::balance::test_support::{
+        backends, case, case_up_to, check_contract, check_even_spread_without_one, ctx, Spread,
+        XorShift,
+    };
 
     fn shares(weights: &[u32], picks: usize, eligible: &dyn Fn(usize) -> bool) -> Vec<f64> {
         let b = backends(weights);
@@ -150,6 +153,11 @@ mod tests {
         }
         assert_eq!(r.pick(&b, &ctx(0, 1), &|_| false), None);
         assert_eq!(RandomPick::new().pick(&[], &ctx(0, 1), &|_| true), None);
+    }
+
+    #[test]
+    fn spreads_evenly_without_any_one_backend() {
+        check_even_spread_without_one(|_| RandomPick::new(), Spread::Statistical);
     }
 
     proptest! {

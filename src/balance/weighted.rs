@@ -98,7 +98,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::balance::test_support::{backends, case, check_contract, ctx};
+    use crate::balance::test_support::{
+        backends, case, check_contract, check_even_spread_without_one, ctx, Spread,
+    };
 
     fn sequence(b: &[Arc<Backend>], s: &SmoothWeighted, worker: usize, picks: usize) -> Vec<usize> {
         (0..picks)
@@ -175,6 +177,11 @@ mod tests {
         assert_eq!(w0, alone);
         assert_eq!(w1, alone);
         assert_eq!(alone.iter().filter(|&&i| i == 17).count(), 10);
+    }
+
+    #[test]
+    fn spreads_evenly_without_any_one_backend() {
+        check_even_spread_without_one(|b| SmoothWeighted::new(b.len(), 2), Spread::Exact);
     }
 
     proptest! {
