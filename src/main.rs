@@ -57,8 +57,20 @@ fn main() -> ExitCode {
     log::init(cli.log_level, cli.log_format);
     let result = match (cli.command, cli.config) {
         (Some(Command::Check { config }), _) => {
-            return match load(&config) {
+            // Everything `run` would refuse short of binding: the file, then
+            // what it names (the admin token).
+            let checked = load(&config).and_then(|c| match control::read_token(&c) {
+                Ok(_) => Ok(c),
+                Err(e) => {
+                    eprintln!("{}: invalid configuration:\n{e:#}", config.display());
+                    Err(ExitCode::from(1))
+                }
+            });
+            return match checked {
                 Ok(c) => {
+                    for warning in c.warnings() {
+                        eprintln!("warning: {warning}");
+                    }
                     println!(
                         "{}: configuration is valid ({} listener(s), {} pool(s), {} worker(s))",
                         config.display(),

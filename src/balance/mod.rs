@@ -377,7 +377,7 @@ mod test_support {
         make: impl Fn(&[Arc<Backend>]) -> B,
         spread: Spread,
     ) {
-        let mut rng = XorShift(0x5eed_0f_a1);
+        let mut rng = XorShift(0x5eed_0fa1);
         let mut client: u32 = 0x0a00_0000;
         for out in 0..4 {
             for by_weight in [false, true] {

@@ -5,6 +5,8 @@
 //!   syntax errors, unknown keys and wrongly-shaped sections;
 //! - `validate`: raw into [`model`] types, interpreting every value, applying
 //!   defaults and checking cross-references;
+//! - `check`: rules over the whole typed config, which the admin API's
+//!   mutations (that edit a `Config` directly) go through too;
 //! - `error`: how problems are located and printed, one per line with the YAML
 //!   path, the bad value, what is wrong and how to fix it.
 //!
@@ -17,6 +19,7 @@
 //! reading the file in [`load_file`] and resolving backend hostnames, which
 //! may block on DNS.
 
+mod check;
 mod error;
 pub mod model;
 mod raw;
@@ -69,7 +72,7 @@ fn parse_with(yaml: &str, resolve: Resolve) -> Result<Config, ConfigErrors> {
     let config =
         raw::parse(yaml, &mut errors).and_then(|raw| validate::validate(raw, resolve, &mut errors));
     match config {
-        Some(config) if errors.is_empty() => Ok(config),
+        Some(config) if errors.is_empty() => config.check().map(|()| config),
         _ if errors.is_empty() => {
             // Every path that yields no config records why; if one ever does
             // not, still refuse the config and say so rather than return an
@@ -385,6 +388,35 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
         );
         // An empty `admin:` section is the same as none.
         assert_eq!(check(&format!("admin:\n{MINIMAL}")).unwrap().admin, None);
+    }
+
+    #[test]
+    fn an_admin_api_beyond_loopback_needs_a_token_or_a_written_waiver() {
+        let shown = errors(&format!("admin: {{ listen: 0.0.0.0:9090 }}\n{MINIMAL}"));
+        assert!(
+            shown.starts_with(r#"admin.listen: "0.0.0.0:9090" is reachable from other machines"#),
+            "{shown}"
+        );
+        assert!(shown.contains("set admin.token_file"), "{shown}");
+        for ok in [
+            "admin: { listen: 0.0.0.0:9090, token_file: /etc/spliced/admin.token }",
+            "admin: { listen: '[::]:9090', allow_unauthenticated: true }",
+            "admin: { listen: '[::1]:9090' }",
+            "admin: { listen: 127.0.0.2:9090, allowed_hosts: [spliced.internal, LB.example.com.] }",
+        ] {
+            let config = check(&format!("{ok}\n{MINIMAL}")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            if ok.contains("allowed_hosts") {
+                let hosts = &config.admin.unwrap().allowed_hosts;
+                assert_eq!(hosts, &["spliced.internal", "lb.example.com"]);
+            }
+        }
+        let shown = errors(&format!(
+            "admin: {{ listen: 127.0.0.1:9090, allowed_hosts: [\"a:80\", ok] }}\n{MINIMAL}"
+        ));
+        assert!(
+            shown.starts_with(r#"admin.allowed_hosts[0]: "a:80" is not a host name"#),
+            "{shown}"
+        );
     }
 
     #[test]

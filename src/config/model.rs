@@ -47,6 +47,11 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// When set, mutating API calls need `Authorization: Bearer <contents>`.
     pub token_file: Option<PathBuf>,
+    /// DNS names the API answers to besides its IPs and `localhost` (the
+    /// `Host` check against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// The operator accepts an admin API beyond loopback without a token.
+    pub allow_unauthenticated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawAdmin {
     pub listen: Option<Value>,
     pub token_file: Option<Value>,
+    pub allowed_hosts: Option<Value>,
+    pub allow_unauthenticated: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,7 +154,10 @@ pub(super) struct RawBackendEntry {
 /// (a syntax error, an empty file, a document that is not a mapping); otherwise
 /// returns what could be salvaged, with the bad parts removed and reported.
 pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
-    let mut document: Value = match serde_yaml::from_str(yaml) {
+    if !within_bounds(yaml, errors) {
+        return None;
+    }
+    let mut document: Value = match parse_document(yaml) {
         Ok(document) => document,
         Err(e) => {
             report_yaml_error(&e, yaml, errors);
@@ -469,6 +474,100 @@ fn checked_keys(
     known
 }
 
+/// The largest config accepted: far above any real one (10,000 backends
+/// take about 400 KB), small enough that parsing it stays quick.
+pub(super) const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+
+/// The deepest `[ ]` / `{ }` nesting accepted. Real configs nest three deep;
+/// libyaml's scanner takes time quadratic in this depth before serde's own
+/// recursion limit is ever reached (200 KB of `{a: {a: …` took 25 s), so the
+/// bound is checked on the text, before the parser sees it.
+pub(super) const MAX_FLOW_DEPTH: usize = 32;
+
+/// Refuses a config too large or too deeply nested to parse quickly, naming
+/// the line where the nesting goes too deep. Block nesting (indentation) is
+/// not a risk: serde_yaml's recursion limit stops it in linear time.
+fn within_bounds(yaml: &str, errors: &mut Collector) -> bool {
+    if yaml.len() > MAX_CONFIG_BYTES {
+        errors.push(
+            &YamlPath::root(),
+            None,
+            format!(
+                "is {} bytes, more than the {MAX_CONFIG_BYTES} a config may have",
+                yaml.len()
+            ),
+            "split very long backend lists across pools, or check that the right file was given",
+        );
+        return false;
+    }
+    match flow_depth_exceeded(yaml, MAX_FLOW_DEPTH) {
+        None => true,
+        Some(line) => {
+            errors.push_at(
+                format!("line {line}"),
+                None,
+                format!("nests [ ] and {{ }} more than {MAX_FLOW_DEPTH} deep"),
+                "write nested sections in block style (one key per line, indented); a config never needs this depth",
+            );
+            false
+        }
+    }
+}
+
+/// The line (1-based) where flow-collection nesting first exceeds `max`, if
+/// it does. Brackets inside quoted scalars and comments do not count; an
+/// unbalanced closer never takes the depth below zero. Conservative: it only
+/// has to be right about configs that nest a few levels.
+fn flow_depth_exceeded(yaml: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    let mut quote: Option<u8> = None;
+    let mut previous = b'\n';
+    let mut bytes = yaml.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'\n' {
+            line += 1;
+        }
+        match quote {
+            Some(q) => {
+                if b == b'\\' && q == b'"' {
+                    if bytes.next() == Some(b'\n') {
+                        line += 1;
+                    }
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                // A quote opens a scalar only where a token may start.
+                b'"' | b'\'' if b" \t\n[{,:-".contains(&previous) => quote = Some(b),
+                b'#' if previous.is_ascii_whitespace() => {
+                    for c in bytes.by_ref() {
+                        if c == b'\n' {
+                            line += 1;
+                            break;
+                        }
+                    }
+                }
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(line);
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        previous = if b == b'#' && quote.is_none() {
+            b'\n'
+        } else {
+            b
+        };
+    }
+    None
+}
+
 fn report_yaml_error(error: &serde_yaml::Error, yaml: &str, errors: &mut Collector) {
     let message = error.to_string();
     match error.location() {
@@ -504,6 +603,59 @@ fn report_yaml_error(error: &serde_yaml::Error, yaml: &str, errors: &mut Collect
             "the config is a single YAML document of keys such as listeners: and pools:",
         ),
     }
+}
+
+/// How many integers too big for 64 bits one document may have quoted for it.
+const MAX_HUGE_INTEGERS: usize = 64;
+
+/// Parses the document, reading integers too big for 64 bits as strings.
+///
+/// WHY: serde_yaml refuses the whole document at the first such integer
+/// ("invalid type: integer as u128"), which would hide every other problem in
+/// the file and name no key. Quoted, the number reaches validation like any
+/// other mistyped value and is reported at its YAML path with the rest.
+fn parse_document(yaml: &str) -> Result<Value, serde_yaml::Error> {
+    let mut text = std::borrow::Cow::Borrowed(yaml);
+    for _ in 0..MAX_HUGE_INTEGERS {
+        let error = match serde_yaml::from_str(&text) {
+            Ok(document) => return Ok(document),
+            Err(error) => error,
+        };
+        let message = error.to_string();
+        let huge = message.contains("as u128") || message.contains("as i128");
+        match error.location().filter(|_| huge) {
+            Some(at) => match quote_scalar_at(&text, at.line(), at.column()) {
+                Some(quoted) => text = std::borrow::Cow::Owned(quoted),
+                None => return Err(error),
+            },
+            None => return Err(error),
+        }
+    }
+    serde_yaml::from_str(&text)
+}
+
+/// `yaml` with the plain scalar that starts at 1-based `line`, `column`
+/// wrapped in double quotes; `None` when no number starts there.
+fn quote_scalar_at(yaml: &str, line: usize, column: usize) -> Option<String> {
+    let line_start: usize = yaml
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    let rest = yaml.get(line_start..)?;
+    let start = line_start + rest.char_indices().nth(column.checked_sub(1)?)?.0;
+    let len = yaml[start..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.')))
+        .unwrap_or(yaml.len() - start);
+    let number = &yaml[start..start + len];
+    if !number.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!(
+        "{}\"{number}\"{}",
+        &yaml[..start],
+        &yaml[start + len..]
+    ))
 }
 
 /// The text of a scalar as it would be quoted back to the user; `None` for
@@ -620,6 +772,76 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_flow_yaml_is_refused_before_parsing() {
+        // Regression: 250 KB of `{a: ` froze the control thread for 25 s.
+        let bomb = format!("pools: {}{}\n", "{a: ".repeat(50_000), "}".repeat(50_000));
+        let started = std::time::Instant::now();
+        let errors = errors_of(&bomb);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("line 1: nests [ ] and { } more than 32 deep"),
+            "{errors:?}"
+        );
+        let lists = format!("a: 1\nb: {}\n", "[".repeat(40));
+        assert!(errors_of(&lists)[0].starts_with("line 2: "));
+    }
+
+    #[test]
+    fn brackets_in_quotes_and_comments_do_not_count_as_nesting() {
+        let deep = "[".repeat(40);
+        for yaml in [
+            format!("a: \"{deep}\"\n"),
+            format!("a: '{deep}'\n"),
+            format!("a: 1 # {deep}\n"),
+            format!("# {deep}\na: \"x\\\"{deep}\"\n"),
+        ] {
+            assert_eq!(flow_depth_exceeded(&yaml, MAX_FLOW_DEPTH), None, "{yaml}");
+        }
+        assert_eq!(flow_depth_exceeded("a: [[1], {b: [2]}]\n", 2), Some(1));
+        assert_eq!(flow_depth_exceeded("a: [[1], {b: 2}]\n", 2), None);
+        // An apostrophe inside a plain scalar does not open a quote.
+        assert_eq!(flow_depth_exceeded("a: it's [[[x]]]\n", 2), Some(1));
+    }
+
+    #[test]
+    fn an_integer_beyond_64_bits_is_read_as_text_and_hides_nothing() {
+        // Regression: serde_yaml refused the whole file at such a number, so
+        // the unknown key below went unreported and no path was named.
+        let yaml = "workerz: 2\npools:\n  - name: a\n    backends: [\"127.0.0.1:1\"]\n    \
+                    drain: 99999999999999999999999\n    weight: -99999999999999999999999\n";
+        let parsed = parse_document(yaml).expect("parses once the numbers are quoted");
+        let pool = &parsed["pools"][0];
+        assert_eq!(pool["drain"].as_str(), Some("99999999999999999999999"));
+        assert_eq!(pool["weight"].as_str(), Some("-99999999999999999999999"));
+        let errors = errors_of(yaml);
+        assert!(errors.iter().any(|e| e.contains("workerz")), "{errors:?}");
+        assert!(
+            !errors
+                .iter()
+                .any(|e| e.contains("u128") || e.contains("i128")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn quoting_a_scalar_keeps_the_rest_of_the_text() {
+        let yaml = "a: [1, 123456789012345678901234567890]\nb: 2\n";
+        assert_eq!(
+            quote_scalar_at(yaml, 1, 8).as_deref(),
+            Some("a: [1, \"123456789012345678901234567890\"]\nb: 2\n")
+        );
+        assert_eq!(quote_scalar_at(yaml, 2, 1), None);
+        assert_eq!(quote_scalar_at(yaml, 9, 1), None);
+    }
+
+    #[test]
+    fn an_oversized_config_is_refused() {
+        let big = "#".repeat(MAX_CONFIG_BYTES + 1);
+        assert!(errors_of(&big)[0].contains("more than the"));
+    }
+
+    #[test]
     fn key_lists_come_from_the_structs() {
         assert_eq!(
             keys_of::<RawConfig>(),
@@ -646,7 +868,15 @@ mod tests {
                 "ipv6_prefix"
             ]
         );
-        assert_eq!(keys_of::<RawAdmin>(), ["listen", "token_file"]);
+        assert_eq!(
+            keys_of::<RawAdmin>(),
+            [
+                "listen",
+                "token_file",
+                "allowed_hosts",
+                "allow_unauthenticated"
+            ]
+        );
         assert_eq!(
             keys_of::<RawBackendEntry>(),
             [

@@ -269,10 +269,87 @@ fn admin_section(admin: &RawAdmin, path: &YamlPath, errors: &mut Collector) -> O
             }
         }),
     };
+    let allowed_hosts = host_names(
+        admin.allowed_hosts.as_ref(),
+        &path.key("allowed_hosts"),
+        errors,
+    );
+    let allow_unauthenticated = boolean(
+        admin.allow_unauthenticated.as_ref(),
+        &path.key("allow_unauthenticated"),
+        false,
+        errors,
+    );
+    // Beyond loopback and without a token, anyone who reaches the port can
+    // add a backend (hijacking traffic) or replace the config: refuse that
+    // unless the operator says so in writing.
+    if let (Some(listen), Some(None), Some(false)) = (listen, &token_file, allow_unauthenticated) {
+        if !listen.ip().is_loopback() {
+            errors.push(
+                &listen_path,
+                Some(&listen.to_string()),
+                "is reachable from other machines, and without admin.token_file anyone who reaches it can change backends and the config",
+                "set admin.token_file, listen on 127.0.0.1, or set admin.allow_unauthenticated: true if a firewall already guards this port",
+            );
+        }
+    }
     Some(AdminConfig {
         listen: listen?,
         token_file: token_file?,
+        allowed_hosts: allowed_hosts?,
+        allow_unauthenticated: allow_unauthenticated?,
     })
+}
+
+/// `admin.allowed_hosts`: DNS names the admin API may be reached by (besides
+/// its IP addresses and `localhost`), as a browser would send them in `Host`.
+fn host_names(
+    value: Option<&Value>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<String>> {
+    const FIX: &str = "list host names, e.g. [spliced.internal, lb-1.example.com]";
+    let items = match value {
+        None => return Some(Vec::new()),
+        Some(Value::Sequence(items)) => items,
+        Some(other) => {
+            errors.push(
+                path,
+                scalar_text(other).as_deref(),
+                format!("is {}, not a list", kind(other)),
+                FIX,
+            );
+            return None;
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = path.index(i);
+            let name = string(item, &path, "a host name, e.g. spliced.internal", errors)?;
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if valid {
+                Some(name)
+            } else {
+                errors.push(
+                    &path,
+                    Some(&name),
+                    "is not a host name (letters, digits, '-' and '.', no port)",
+                    FIX,
+                );
+                None
+            }
+        })
+        // Collected in full before combining, so every bad item is reported.
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
 }
 
 fn listener_section(
@@ -2639,6 +2716,11 @@ fn split_address(text: &str) -> Result<(Host<'_>, u16), String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok((Host::Ip(addr.ip()), addr.port()));
     }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "{scheme}:// is a URL scheme; write host:port, e.g. 10.0.0.5:8080"
+        ));
+    }
     let Some((host, port)) = text.rsplit_once(':') else {
         return Err("no port".to_owned());
     };
@@ -2832,6 +2914,9 @@ mod tests {
         assert_eq!(reason("127.0.0.1:+80"), "port \"+80\" is not a number");
         assert_eq!(reason("127.0.0.1:http"), "port \"http\" is not a number");
         assert!(reason("::1:9001").contains("needs brackets"));
+        // Hardening #10b: a URL was answered with the IPv6 bracket hint.
+        assert!(reason("http://10.0.0.5:8080").contains("write host:port"));
+        assert!(reason("https://api.internal").contains("https:// is a URL scheme"));
         assert!(reason("[1.2.3.4]:80").contains("not an IPv6 address"));
         assert!(reason("10.0.0.300:80").contains("neither an IP address nor a hostname"));
         assert!(reason("bad host:80").contains("neither"));

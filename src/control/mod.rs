@@ -60,6 +60,8 @@ pub struct State {
     /// The demo's listener, when running `spliced demo` (enables load generation).
     pub demo: Option<SocketAddr>,
     pub events: EventLog,
+    /// Every worker has ended: background threads (health) stop too.
+    pub stopped: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -124,8 +126,13 @@ pub fn run(
     let snapshot = Snapshot::build(&config, &ids, workers, None);
     let (sockets, addrs) = dataplane::bind_listeners(&config.listeners, &ids, workers)?;
     let shared = Arc::new(Shared::new(snapshot, workers, config.limits_table_size));
-    let budget = dataplane::conn_budget(soft, workers, config.listeners.len());
-    shared.conn_budget.store(budget, Ordering::Relaxed);
+    let budget = dataplane::fd_budget(soft, workers, config.listeners.len());
+    shared
+        .conn_budget
+        .store(budget.connections, Ordering::Relaxed);
+    shared
+        .pipes_per_worker
+        .store(budget.pipes_per_worker, Ordering::Relaxed);
     let listeners: Vec<BoundListener> = config
         .listeners
         .iter()
@@ -137,7 +144,7 @@ pub fn run(
             addr,
         })
         .collect();
-    let shutdown_timeout = config.shutdown_timeout;
+    let mut shutdown_timeout = config.shutdown_timeout;
     let admin_listen = config.admin.as_ref().map(|a| a.listen);
     let state = Arc::new(State {
         shared: shared.clone(),
@@ -148,6 +155,7 @@ pub fn run(
         path: options.path.clone(),
         demo: options.demo.then(|| addrs.first().copied()).flatten(),
         events: EventLog::default(),
+        stopped: AtomicBool::new(false),
         inner: Mutex::new(Inner {
             config,
             listeners: listeners.clone(),
@@ -179,7 +187,10 @@ pub fn run(
             }
             None => None,
         };
-        tokio::spawn(health::supervise(state.clone()));
+        // Health probes run on their own thread and runtime: a slow admin
+        // request, config check or access-log write on this thread must not
+        // delay marking a dead backend down.
+        let health = health::start(state.clone()).context("cannot start the health-check thread")?;
         shared
             .access_log_on
             .store(state.inner().config.access_log.is_some(), Ordering::Relaxed);
@@ -196,8 +207,17 @@ pub fn run(
         for l in &listeners {
             log::info("listening", &[("listener", &l.name), ("addr", &l.addr)]);
         }
+        for warning in state.inner().config.warnings() {
+            log::warn(&warning, &[]);
+        }
         if let Some(addr) = admin {
             log::info("admin listening", &[("addr", &addr)]);
+            if !addr.ip().is_loopback() && state.inner().token.is_none() {
+                log::warn(
+                    "the admin API is reachable from other machines WITHOUT a token (admin.allow_unauthenticated): anyone who reaches it can change backends and the config; set admin.token_file",
+                    &[("addr", &addr)],
+                );
+            }
         }
         log::info(
             "spliced started",
@@ -205,11 +225,12 @@ pub fn run(
                 ("version", &env!("CARGO_PKG_VERSION")),
                 ("workers", &workers),
                 ("nofile", &format!("{soft}/{hard}")),
-                ("max_connections_by_fds", &budget),
+                ("max_connections_by_fds", &budget.connections),
+                ("fd_reserve", &budget.reserve),
+                ("pipes_per_worker", &budget.pipes_per_worker),
             ],
         );
         state.ready.store(true, Ordering::Release);
-        state.reloads_ok.store(1, Ordering::Relaxed);
         if let (Some(addr), Some(d)) = (state.demo, options.demo_load) {
             tokio::spawn(crate::demo::generate_load(addr, d));
         }
@@ -237,7 +258,10 @@ pub fn run(
                 _ = sighup.recv() => {
                     match &state.path {
                         Some(_) => {
-                            let _ = reload::reload_file(&state);
+                            // On its own task: the select loop keeps taking
+                            // signals while the file is checked.
+                            let state = state.clone();
+                            tokio::spawn(async move { reload::reload_file(&state).await });
                         }
                         None => log::warn("SIGHUP ignored: this configuration is built in, there is no file to re-read", &[]),
                     }
@@ -253,6 +277,8 @@ pub fn run(
                         log::warn("second signal: exiting now", &[]);
                         std::process::exit(130);
                     }
+                    // The value of the config running now: a reload may have changed it.
+                    shutdown_timeout = state.inner().config.shutdown_timeout;
                     log::info("shutting down: no new connections; waiting for open ones", &[("shutdown_timeout", &format!("{shutdown_timeout:?}"))]);
                     deadline = Some(Box::pin(tokio::time::sleep(shutdown_timeout)));
                     state.wake_workers();
@@ -263,6 +289,8 @@ pub fn run(
         for h in handles {
             let _ = h.thread.join();
         }
+        state.stopped.store(true, Ordering::Release);
+        let _ = health.join();
         log::info("spliced stopped", &[]);
         anyhow::Ok(())
     })

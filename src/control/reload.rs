@@ -9,6 +9,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::snapshot::Snapshot;
 use super::{read_token, BoundListener, State};
@@ -29,6 +30,29 @@ pub enum ReloadError {
     Token(anyhow::Error),
     #[error("there is no config file to re-read (the configuration is built in)")]
     NoFile,
+    #[error("the config check failed unexpectedly ({0}); nothing was changed")]
+    CheckFailed(String),
+    #[error("checking the configuration took longer than {0:?} (slow DNS for a backend hostname?); nothing was changed")]
+    TooSlow(Duration),
+}
+
+/// How long a config check (parse, validate, resolve hostnames) may take
+/// before the caller is told so. The check itself cannot be interrupted, but
+/// it runs on a blocking thread, so the control thread answers meanwhile.
+pub const CHECK_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Runs `check` (parsing, validation, DNS: anything that may take long) on a
+/// blocking thread, so `/ready`, `/metrics`, signals and the rest of the
+/// admin API keep answering while it runs; gives up waiting after
+/// [`CHECK_DEADLINE`].
+pub async fn off_thread<T: Send + 'static>(
+    check: impl FnOnce() -> Result<T, ReloadError> + Send + 'static,
+) -> Result<T, ReloadError> {
+    match tokio::time::timeout(CHECK_DEADLINE, tokio::task::spawn_blocking(check)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(ReloadError::CheckFailed(join.to_string())),
+        Err(_) => Err(ReloadError::TooSlow(CHECK_DEADLINE)),
+    }
 }
 
 /// What about `new` cannot be applied to a running process, if anything.
@@ -42,12 +66,24 @@ pub fn restart_needed(old: &Config, new: &Config) -> Option<String> {
     if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
         return Some("`admin.listen` changed".to_string());
     }
+    if old.limits_table_size != new.limits_table_size {
+        // WHY: the table is allocated once and shared by every worker;
+        // swapping it under them would drop every client's limit state.
+        return Some(format!(
+            "`limits_table_size` changed from {} to {}",
+            old.limits_table_size, new.limits_table_size
+        ));
+    }
     None
 }
 
 /// Applies `new` in place of the running config, or explains why not.
 pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
     let mut inner = state.inner();
+    // The file's rules again, now also against the addresses the listeners
+    // really got: an API mutation builds its config without `validate`.
+    let bound: Vec<_> = inner.listeners.iter().map(|l| l.addr).collect();
+    new.check_with(&bound)?;
     if let Some(why) = restart_needed(&inner.config, &new) {
         return Err(ReloadError::NeedsRestart(why));
     }
@@ -109,6 +145,9 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
             &[("listener", &r.name), ("addr", &r.addr)],
         );
     }
+    for warning in new.warnings() {
+        log::warn(&warning, &[]);
+    }
     inner.next_listener_id = next_id;
     inner.listeners = bound;
     inner.token = token;
@@ -146,10 +185,12 @@ pub fn apply_and_report(
 }
 
 /// Re-reads the config file and applies it (SIGHUP, `POST /api/v1/reload`).
-pub fn reload_file(state: &State) -> Result<(), ReloadError> {
+/// The file is read and checked off the control thread.
+pub async fn reload_file(state: &State) -> Result<(), ReloadError> {
     let Some(path) = state.path.clone() else {
         return Err(ReloadError::NoFile);
     };
-    let new = config::load_file(&path).map_err(ReloadError::from);
-    apply_and_report(state, new, &path.display().to_string())
+    let source = path.display().to_string();
+    let new = off_thread(move || config::load_file(&path).map_err(ReloadError::from)).await;
+    apply_and_report(state, new, &source)
 }

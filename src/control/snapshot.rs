@@ -195,11 +195,22 @@ impl Snapshot {
                     .backends
                     .iter()
                     .map(|b| {
-                        let stats = previous
+                        let known = previous
                             .and_then(|s| s.pools.iter().find(|old| old.name == p.name))
                             .and_then(|old| old.backends.iter().find(|ob| ob.addr == b.addr))
-                            .map(|ob| ob.stats.clone())
-                            .unwrap_or_else(|| Arc::new(BackendStats::new(workers)));
+                            .map(|ob| ob.stats.clone());
+                        let stats = known.unwrap_or_else(|| {
+                            let stats = BackendStats::new(workers);
+                            // WHY only while running: at start-up every
+                            // backend is trusted so spliced is ready at once;
+                            // one added later gets no traffic before a probe
+                            // has seen it answer.
+                            if previous.is_some() && p.health_check.is_some() {
+                                stats.up.store(false, Ordering::Relaxed);
+                                stats.unprobed.store(true, Ordering::Relaxed);
+                            }
+                            Arc::new(stats)
+                        });
                         Arc::new(Backend::new(b, p.slow_start, stats))
                     })
                     .collect();

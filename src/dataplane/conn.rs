@@ -148,6 +148,9 @@ pub struct Conn {
     pub backend_index: Option<usize>,
     pub tried: [u32; MAX_ATTEMPTS],
     pub attempts: usize,
+    /// Some attempt went to a backend picked ignoring health (fail-open);
+    /// counted once per connection, however many attempts it takes.
+    pub failed_open: bool,
     pub dirs: [Direction; 2],
     pub last_active: Instant,
     pub accepted_at: Instant,
@@ -197,6 +200,7 @@ impl Conn {
             backend_index: None,
             tried: [0; MAX_ATTEMPTS],
             attempts: 0,
+            failed_open: false,
             dirs: [Direction::new(), Direction::new()],
             last_active: now,
             accepted_at: now,

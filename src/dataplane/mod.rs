@@ -13,7 +13,7 @@ mod worker;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -49,27 +49,55 @@ pub struct Shared {
     pub open_conns: AtomicU64,
     /// Most proxied connections the fd limit allows while keeping fds in
     /// reserve for the admin API, health probes, pipes and reloads (see
-    /// `conn_budget`); `u64::MAX` until the control thread sets it.
+    /// `fd_budget`); `u64::MAX` until the control thread sets it.
     pub conn_budget: AtomicU64,
+    /// Pipes each worker's pool may keep (see `fd_budget`), read once when
+    /// a worker starts.
+    pub pipes_per_worker: AtomicUsize,
 }
 
-/// fds kept out of the data plane's reach: the admin API, health probes, logs,
-/// config reloads and listeners added by a reload. Without this reserve a
-/// full fd table also locks the operator out (`/ready` and `/metrics` cannot
-/// accept).
+/// The most fds kept out of the data plane's reach: the admin API, health
+/// probes, logs, config reloads and listeners added by a reload. Without
+/// this reserve a full fd table also locks the operator out (`/ready` and
+/// `/metrics` cannot accept). Under small limits it shrinks with the limit
+/// (see [`fd_budget`]) instead of switching itself off.
 pub const FD_RESERVE: u64 = 256;
 
-/// Most proxied connections (2 fds each) that fit under `fd_limit` once the
-/// reserve, each worker's pipe pool and ring, and the listeners' sockets are
-/// set aside. A limit too small to spare that much (under twice the reserve)
-/// gets no budget: accept then simply backs off on EMFILE.
-pub fn conn_budget(fd_limit: u64, workers: usize, listeners: usize) -> u64 {
-    let per_worker = 2 * PIPE_POOL_MAX as u64 + 4 + listeners as u64;
-    let reserved = FD_RESERVE + workers.max(1) as u64 * per_worker;
-    if fd_limit < 2 * reserved {
-        return u64::MAX;
+/// The smallest reserve: a few admin connections (`MAX_ADMIN_CONNECTIONS`
+/// is far above what needs to fit) and one probe per pool or so.
+const FD_RESERVE_MIN: u64 = 32;
+
+/// How the fd limit is shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBudget {
+    /// Most proxied connections open at once (2 fds each).
+    pub connections: u64,
+    /// Pipes each worker's splice pool may keep (2 fds each).
+    pub pipes_per_worker: usize,
+    /// fds left for the control thread (admin API, probes, reloads).
+    pub reserve: u64,
+}
+
+/// Shares `fd_limit` out: an eighth (32 to [`FD_RESERVE`]) for the control
+/// thread, each worker's ring, eventfd and listeners, at most a quarter of
+/// the rest for pipes (so a small limit means smaller pipe pools, and splice falls back to
+/// copying sooner), and the rest to connections. Scales down to the classic
+/// 1,024 and below instead of giving up: 1,024 fds with 2 workers keep 128
+/// in reserve, 54 pipes per worker and allow 327 connections.
+pub fn fd_budget(fd_limit: u64, workers: usize, listeners: usize) -> FdBudget {
+    let workers = workers.max(1) as u64;
+    let reserve = (fd_limit / 8).clamp(FD_RESERVE_MIN, FD_RESERVE);
+    // Rings, eventfds and one socket per listener per worker, plus stdio and
+    // the access log.
+    let fixed = workers * (4 + listeners as u64) + 16;
+    let spare = fd_limit.saturating_sub(reserve + fixed);
+    let pipes_per_worker = (spare / 4 / (2 * workers)).min(PIPE_POOL_MAX as u64);
+    let pipe_fds = 2 * workers * pipes_per_worker;
+    FdBudget {
+        connections: fd_limit.saturating_sub(reserve + fixed + pipe_fds) / 2,
+        pipes_per_worker: pipes_per_worker as usize,
+        reserve,
     }
-    (fd_limit - reserved) / 2
 }
 
 impl Shared {
@@ -86,6 +114,7 @@ impl Shared {
             limiter: Limiter::new(limits_table_size),
             open_conns: AtomicU64::new(0),
             conn_budget: AtomicU64::new(u64::MAX),
+            pipes_per_worker: AtomicUsize::new(PIPE_POOL_MAX),
         }
     }
 }
@@ -269,15 +298,40 @@ mod tests {
 
     #[test]
     fn the_budget_leaves_the_reserve_and_pipes_free() {
-        let budget = conn_budget(20_000, 1, 2);
-        let reserved = FD_RESERVE + 2 * PIPE_POOL_MAX as u64 + 4 + 2;
-        assert_eq!(budget, (20_000 - reserved) / 2);
-        assert!(conn_budget(20_000, 2, 2) < budget);
+        let b = fd_budget(20_000, 1, 2);
+        assert_eq!(b.reserve, FD_RESERVE);
+        assert_eq!(b.pipes_per_worker, PIPE_POOL_MAX);
+        let fixed = 4 + 2 + 16;
+        assert_eq!(
+            b.connections,
+            (20_000 - FD_RESERVE - fixed - 2 * PIPE_POOL_MAX as u64) / 2
+        );
+        assert!(fd_budget(20_000, 2, 2).connections < b.connections);
     }
 
+    /// Regression: below about 1,044 fds the reserve switched itself off
+    /// (the budget was u64::MAX), so a full table locked out `/ready`,
+    /// `/metrics` and the health probes.
     #[test]
-    fn a_tiny_limit_gets_no_budget() {
-        assert_eq!(conn_budget(64, 2, 1), u64::MAX);
-        assert_eq!(conn_budget(0, 1, 1), u64::MAX);
+    fn the_reserve_scales_down_with_small_limits_instead_of_switching_off() {
+        let b = fd_budget(1024, 2, 1);
+        assert_eq!(b.reserve, 128);
+        assert_eq!(b.pipes_per_worker, 54);
+        assert_eq!(b.connections, 327);
+        let b = fd_budget(512, 2, 1);
+        assert_eq!((b.reserve, b.pipes_per_worker), (64, 26));
+        assert!(b.connections > 100, "{b:?}");
+        for limit in [0, 16, 64, 256, 1000, 1024, 1100, 4096, 1 << 20] {
+            for workers in [1, 2, 8, 64] {
+                let b = fd_budget(limit, workers, 3);
+                let used =
+                    b.reserve + 2 * b.connections + 2 * workers as u64 * b.pipes_per_worker as u64;
+                assert!(b.connections < u64::MAX / 4, "{limit} {workers}: {b:?}");
+                assert!(
+                    used <= limit.max(FD_RESERVE_MIN),
+                    "{limit} {workers}: {b:?}"
+                );
+            }
+        }
     }
 }

@@ -40,7 +40,12 @@ pub const PIPE_SIZE: usize = 256 * 1024;
 pub const PIPE_POOL_MAX: usize = 64;
 /// How long accept pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest the housekeeping timer sleeps; it wakes sooner for an
+/// inspection or tarpit deadline (see `Worker::on_tick`).
 const TICK: Duration = Duration::from_secs(1);
+/// The shortest: deadlines closer than this are served a little late rather
+/// than spinning the timer.
+const TICK_MIN: Duration = Duration::from_millis(5);
 /// Buffer group id of the worker's provided-buffer ring.
 const BUF_GROUP: u16 = 0;
 
@@ -111,16 +116,17 @@ impl Worker {
     ) -> io::Result<Worker> {
         let ring = Ring::new().map_err(io::Error::other)?;
         let bufs = BufRing::new(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
+        let pipes_max = shared.pipes_per_worker.load(Ordering::Relaxed);
         shared
             .stats
             .worker(id)
             .pipes_max
-            .store(PIPE_POOL_MAX as u64, Ordering::Relaxed);
+            .store(pipes_max as u64, Ordering::Relaxed);
         Ok(Worker {
             id,
             ring,
             bufs,
-            pipes: PipePool::new(PIPE_POOL_MAX, PIPE_SIZE),
+            pipes: PipePool::new(pipes_max, PIPE_SIZE),
             shared,
             slots: Vec::new(),
             gens: Vec::new(),
@@ -230,7 +236,10 @@ impl Worker {
                 }
             }
             Op::Tick => {
-                self.on_tick();
+                let next = self.on_tick();
+                // The kernel copies the timespec when the entry is submitted,
+                // before this field can change again at the next tick.
+                self.tick = timespec(next);
                 self.ring
                     .timeout(&self.tick, Token::new(Op::Tick, 0, 0).encode());
             }
@@ -514,7 +523,10 @@ impl Worker {
         let index = match choice {
             Choice::Backend(i) => i,
             Choice::FailOpen(i) => {
-                bump(&ls.fail_open, 1);
+                // A connection, not an attempt: retries fail open again.
+                if !std::mem::replace(&mut self.conn(slot).failed_open, true) {
+                    bump(&ls.fail_open, 1);
+                }
                 i
             }
             Choice::AllFull => {
@@ -741,33 +753,62 @@ impl Worker {
 
     // ---- housekeeping ------------------------------------------------------
 
-    fn on_tick(&mut self) {
+    /// Closes what has outstayed its time and returns how long the timer
+    /// should sleep before the next look.
+    ///
+    /// WHY not a fixed 1 s tick: a 1 s PROXY-header or ClientHello timeout
+    /// then fired anywhere up to 2 s. The next tick is due at the earliest
+    /// pending inspection or tarpit deadline, and never later than the
+    /// shortest inspection timeout of any listener, so a connection accepted
+    /// after the timer was armed is still seen before its deadline. Idle
+    /// timeouts (minutes, usually) keep the one-second grain.
+    fn on_tick(&mut self) -> Duration {
         self.check_shutdown();
         let now = self.now;
+        let mut next = self
+            .shared
+            .snapshot
+            .load()
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                [
+                    l.settings.tls_inspect_timeout,
+                    l.settings.proxy_header_timeout,
+                ]
+            })
+            .fold(TICK, Duration::min);
         let mut idle = Vec::new();
         let mut slow = Vec::new();
         let mut tarpitted = Vec::new();
         for (i, c) in self.slots.iter().enumerate() {
             let Some(c) = c else { continue };
             let listener = &c.snapshot.listeners[c.listener];
-            match c.phase {
-                Phase::Relaying if now.duration_since(c.last_active) >= listener.idle_timeout => {
-                    idle.push(i as u32)
+            let deadline = match c.phase {
+                Phase::Relaying => {
+                    if now.duration_since(c.last_active) >= listener.idle_timeout {
+                        idle.push(i as u32);
+                    }
+                    None
                 }
-                Phase::Tarpit if c.tarpit_until.is_some_and(|t| now >= t) => {
-                    tarpitted.push(i as u32)
-                }
+                Phase::Tarpit => c.tarpit_until,
                 Phase::Inspecting => {
                     let limit = if c.proxy_done {
                         listener.settings.tls_inspect_timeout
                     } else {
                         listener.settings.proxy_header_timeout
                     };
-                    if now.duration_since(c.accepted_at) >= limit {
-                        slow.push(i as u32);
-                    }
+                    Some(c.accepted_at + limit)
                 }
-                _ => {}
+                _ => None,
+            };
+            match deadline {
+                Some(at) if now >= at => match c.phase {
+                    Phase::Tarpit => tarpitted.push(i as u32),
+                    _ => slow.push(i as u32),
+                },
+                Some(at) => next = next.min(at - now),
+                None => {}
             }
         }
         for slot in idle {
@@ -781,6 +822,7 @@ impl Worker {
         for slot in tarpitted {
             self.abort(slot);
         }
+        next.max(TICK_MIN)
     }
 
     fn check_shutdown(&mut self) {

@@ -154,7 +154,7 @@ metric!(
     HEALTH_CHECKS_TOTAL,
     "spliced_health_checks_total",
     "counter",
-    "Active health probes, by result (ok, failed)."
+    "Active health probes, by result (ok, failed; skipped: not sent because spliced was out of fds or memory)."
 );
 metric!(
     HEALTH_TRANSITIONS_TOTAL,

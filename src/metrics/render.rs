@@ -199,6 +199,7 @@ pub fn render(
             for (result, v) in [
                 ("ok", &b.stats.checks_ok),
                 ("failed", &b.stats.checks_failed),
+                ("skipped", &b.stats.checks_skipped),
             ] {
                 let _ = writeln!(
                     out,

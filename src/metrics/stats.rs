@@ -162,6 +162,11 @@ pub struct BackendStats {
     /// Probe results and transitions, written by the control thread only.
     pub checks_ok: AtomicU64,
     pub checks_failed: AtomicU64,
+    /// Added while running to a pool with a health check: down until its
+    /// first probe (set by the snapshot builder, read by the probe loop).
+    pub unprobed: AtomicBool,
+    /// Probes not sent because spliced itself was out of fds or memory.
+    pub checks_skipped: AtomicU64,
     pub went_down: AtomicU64,
     pub went_up: AtomicU64,
     pub ejections_total: AtomicU64,
@@ -206,6 +211,8 @@ impl BackendStats {
             per_worker: (0..workers.max(1)).map(|_| Default::default()).collect(),
             checks_ok: AtomicU64::new(0),
             checks_failed: AtomicU64::new(0),
+            checks_skipped: AtomicU64::new(0),
+            unprobed: AtomicBool::new(false),
             went_down: AtomicU64::new(0),
             went_up: AtomicU64::new(0),
             ejections_total: AtomicU64::new(0),

@@ -389,12 +389,15 @@ fn max_connections_closes_the_one_too_many_at_once() {
     assert_eq!(rejected(&lb), 1.0);
 }
 
-/// spliced with its file-descriptor table full of relayed connections.
+/// spliced with its file-descriptor table full: its connection budget spent
+/// on relayed connections and its reserve on idle admin connections.
 struct OutOfFds {
     lb: Spliced,
     /// The relayed clients, then the ones left waiting in the listen queue
     /// (a client spliced had to drop is in here too).
     held: Vec<TcpStream>,
+    /// Idle admin connections holding the reserve.
+    _admin: Vec<TcpStream>,
     backend: Backend,
     /// How many connections reached the backend.
     relayed: usize,
@@ -440,43 +443,67 @@ fn start_with_fd_limit(limit: usize, backend: SocketAddr) -> Spliced {
     lb
 }
 
-/// Runs spliced under a limit of about 64 descriptors, chosen so that once
-/// relayed connections (two descriptors each) fill its table, exactly `spare`
-/// are left (0: the next accept fails with EMFILE; 1: the next accept
-/// succeeds and that client's backend socket fails). Then connects that many
-/// clients plus `queued` more, which wait in the listen queue.
+/// The connection budget spliced logged at start (`max_connections_by_fds`).
+fn logged_budget(lb: &Spliced) -> usize {
+    let log = lb.log_text();
+    log.split("max_connections_by_fds=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection budget logged:\n{log}"))
+}
+
+/// Runs spliced under a limit of 80 descriptors and fills its table: relayed
+/// connections up to its connection budget, then idle admin connections
+/// (the reserve is the control thread's, so only they can reach past it)
+/// until exactly `spare` descriptors are left (0: the next accept fails with
+/// EMFILE; 1: the next accept succeeds and that client's backend socket
+/// fails; one connection of the budget is then left unused). Then connects
+/// `queued` more clients, which wait in the listen
+/// queue. The admin connections stay well within the admin's request
+/// deadline (10 s) for the length of these tests.
 fn out_of_fds(spare: usize, queued: usize) -> OutOfFds {
     let backend = Backend::named("b");
-    let mut limit = 64;
-    let mut lb = start_with_fd_limit(limit, backend.addr);
-    let used = fds_below(lb.pid(), limit);
-    if (limit - used) % 2 != spare {
-        // WHY restart rather than lower the limit of the running process: an
-        // armed multishot accept keeps the limit it was prepared with.
-        drop(lb);
-        limit -= 1;
-        lb = start_with_fd_limit(limit, backend.addr);
-        let now = fds_below(lb.pid(), limit);
-        assert_eq!(
-            now, used,
-            "spliced started with another number of descriptors"
-        );
-    }
-    let relayed = (limit - used - spare) / 2;
-    assert!(relayed >= 4, "spliced already holds {used} descriptors");
+    let limit = 80;
+    let lb = start_with_fd_limit(limit, backend.addr);
+    // With a descriptor to spare, a connection must also be left in the
+    // budget, or the queued clients are refused before their backend socket.
+    let relayed = logged_budget(&lb) - spare;
+    assert!(
+        relayed >= 4,
+        "a budget of {relayed} connections at {limit} fds"
+    );
 
     let addr = lb.addr("lb");
-    // A client spliced accepts and then has to drop may see its connect
-    // reset: keep the ones that connected.
-    let held: Vec<TcpStream> = (0..relayed + queued)
+    let mut held: Vec<TcpStream> = (0..relayed)
         .filter_map(|_| TcpStream::connect_timeout(&addr, WAIT).ok())
         .collect();
     wait_until("the relayed connections reached the backend", || {
         backend.accepted.load(Ordering::SeqCst) as usize >= relayed
     });
+
+    let admin_addr = lb.admin.expect("simple_config has an admin listener");
+    let mut admin = Vec::new();
+    loop {
+        let used = fds_below(lb.pid(), limit);
+        assert!(
+            used + spare <= limit,
+            "{used} of {limit} descriptors in use"
+        );
+        if used + spare == limit {
+            break;
+        }
+        admin.push(TcpStream::connect_timeout(&admin_addr, WAIT).unwrap());
+        wait_until("the admin API accepted the connection", || {
+            fds_below(lb.pid(), limit) > used
+        });
+    }
+
+    held.extend((0..queued).filter_map(|_| TcpStream::connect_timeout(&addr, WAIT).ok()));
     OutOfFds {
         lb,
         held,
+        _admin: admin,
         backend,
         relayed,
     }
@@ -496,6 +523,7 @@ fn out_of_file_descriptors_backs_off_quietly_and_recovers() {
         held,
         backend,
         relayed,
+        _admin,
     } = out_of_fds(0, 20);
     let addr = lb.addr("lb");
     lb.wait_log("out of file descriptors");
@@ -563,12 +591,19 @@ fn fd_exhaustion_at_backend_socket_is_rate_limited_like_accept() {
     let started = Instant::now();
     // One descriptor to spare: every queued client is accepted into it and
     // then finds none for its backend socket.
-    let OutOfFds { lb, held, .. } = out_of_fds(1, 30);
+    let OutOfFds {
+        lb, held, _admin, ..
+    } = out_of_fds(1, 30);
     // A measuring window: count what fd exhaustion makes spliced log in it.
     std::thread::sleep(Duration::from_secs(2));
     let warnings = lb.log_count("Too many open files");
     let elapsed = started.elapsed();
     drop(held);
+    assert!(
+        warnings >= 1,
+        "no backend socket ran out of descriptors; log:\n{}",
+        lb.log_text()
+    );
     assert!(
         warnings <= allowed_warnings(elapsed),
         "{warnings} warnings about running out of file descriptors in {elapsed:?}; log:\n{}",
@@ -629,13 +664,7 @@ fn a_connection_budget_under_the_fd_limit_keeps_the_admin_api_reachable() {
     let backend = Backend::named("b");
     let limit = 2000;
     let lb = start_with_fd_limit(limit, backend.addr);
-    let log = lb.log_text();
-    let budget: usize = log
-        .split("max_connections_by_fds=")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no connection budget logged:\n{log}"));
+    let budget = logged_budget(&lb);
     assert!(
         budget > 100 && budget < limit / 2,
         "budget {budget} for a limit of {limit}"

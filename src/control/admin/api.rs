@@ -2,19 +2,24 @@
 //! readiness, metrics, pools) and mutations (backends added, removed or
 //! patched; reload; a posted config). Every mutation builds a whole new config
 //! and goes through the same apply path as a reload, so it is atomic: a bad
-//! request changes nothing and gets a 4xx with a JSON error. Mutating calls
-//! need the bearer token when `admin.token_file` is set.
+//! request changes nothing and gets a 4xx with a JSON error. Every request
+//! must name this API in `Host`, and mutations must come from its own origin
+//! with a JSON (or YAML) body (`guard`); mutating calls need the bearer token
+//! when `admin.token_file` is set. Parsing a posted config and resolving a
+//! backend's hostname run off the control thread (`reload::off_thread`).
 //!
 //! Changes made here live until the next reload of the config file, as with
 //! HAProxy's runtime API: write them to the file to keep them.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::guard::{self, BodyKind};
 use super::{Request, Response};
 use crate::clock;
 use crate::config::{self, BackendConfig, Config, HealthKind, MAX_WEIGHT};
@@ -26,10 +31,27 @@ use crate::metrics::{self, Reject};
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Routes one request.
-pub async fn route(state: &State, req: &Request) -> Response {
+pub async fn route(state: &Arc<State>, req: &Request) -> Response {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    let allowed_hosts = state
+        .inner()
+        .config
+        .admin
+        .as_ref()
+        .map(|a| a.allowed_hosts.clone())
+        .unwrap_or_default();
+    if let Err(r) = guard::check_host(req.host.as_deref(), &allowed_hosts) {
+        return Response::error(r.status, r.message);
+    }
     let mutating = matches!(req.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
     if mutating {
+        let kind = match segments.as_slice() {
+            ["api", "v1", "config"] => BodyKind::Yaml,
+            _ => BodyKind::Json,
+        };
+        if let Err(r) = guard::check_mutation(req, kind) {
+            return Response::error(r.status, r.message);
+        }
         if let Err(r) = authorize(state, req) {
             return r;
         }
@@ -42,7 +64,11 @@ pub async fn route(state: &State, req: &Request) -> Response {
         },
         ("GET", ["health"]) => Response::text(200, "ok\n"),
         ("GET", ["ready"]) => {
-            if state.ready.load(Ordering::Acquire) {
+            // Draining: the listeners no longer accept, so outer balancers
+            // and Kubernetes must stop sending traffic here.
+            if state.shared.draining.load(Ordering::Acquire) {
+                Response::text(503, "draining\n")
+            } else if state.ready.load(Ordering::Acquire) {
                 Response::text(200, "ready\n")
             } else {
                 Response::text(503, "starting\n")
@@ -54,18 +80,20 @@ pub async fn route(state: &State, req: &Request) -> Response {
             body: metrics_text(state).into_bytes(),
         },
         ("GET", ["api", "v1", "pools"]) => Response::json(200, &pools_json(state)),
-        ("POST", ["api", "v1", "pools", pool, "backends"]) => add_backend(state, pool, &req.body),
+        ("POST", ["api", "v1", "pools", pool, "backends"]) => {
+            add_backend(state, pool, &req.body).await
+        }
         ("DELETE", ["api", "v1", "pools", pool, "backends", address]) => {
             remove_backend(state, pool, &percent_decode(address))
         }
         ("PATCH", ["api", "v1", "pools", pool, "backends", address]) => {
             patch_backend(state, pool, &percent_decode(address), &req.body)
         }
-        ("POST", ["api", "v1", "reload"]) => match reload::reload_file(state) {
+        ("POST", ["api", "v1", "reload"]) => match reload::reload_file(state).await {
             Ok(()) => Response::json(200, &json!({"result": "reloaded"})),
             Err(e) => reload_error(e),
         },
-        ("PUT", ["api", "v1", "config"]) => put_config(state, &req.body),
+        ("PUT", ["api", "v1", "config"]) => put_config(state, &req.body).await,
         ("POST", ["api", "v1", "demo", "load"]) => demo_load(state, &req.body),
         (_, ["health" | "ready" | "metrics"]) | (_, [""]) => {
             Response::error(405, "method not allowed")
@@ -83,14 +111,7 @@ fn authorize(state: &State, req: &Request) -> Result<(), Response> {
     let Some(token) = inner.token.as_deref() else {
         return Ok(());
     };
-    let given = req
-        .authorization
-        .as_deref()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+    let given = req.authorization.as_deref().and_then(guard::bearer_token);
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(Response::error(401, "wrong admin token")),
@@ -250,6 +271,8 @@ fn reload_error(e: ReloadError) -> Response {
         ReloadError::Invalid(_) | ReloadError::Token(_) => 422,
         ReloadError::NeedsRestart(_) | ReloadError::Bind(_) => 409,
         ReloadError::NoFile => 409,
+        ReloadError::TooSlow(_) => 504,
+        ReloadError::CheckFailed(_) => 500,
     };
     Response::error(status, e)
 }
@@ -271,6 +294,7 @@ fn mutate(
         return Err(Response::error(404, format!("no pool named {pool:?}")));
     };
     change(&mut config, pi)?;
+    // `apply` holds the result to the file's rules (`Config::check_with`).
     reload::apply(state, config).map_err(reload_error)?;
     state.events.push(pool, event.0, event.1, event.2);
     Ok(())
@@ -329,29 +353,35 @@ struct NewBackend {
     disabled: bool,
 }
 
-fn resolve(address: &str) -> Result<SocketAddr, Response> {
+/// The address of a backend named by the API: an IP:port at once, a
+/// host:port through DNS on a blocking thread.
+async fn resolve(address: &str) -> Result<SocketAddr, Response> {
     if let Ok(a) = address.parse::<SocketAddr>() {
         return Ok(a);
     }
-    address
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| {
-            Response::error(
-                422,
-                format!("{address:?} is not an IP:port and does not resolve as host:port"),
-            )
-        })
+    let name = address.to_string();
+    let lookup =
+        reload::off_thread(move || Ok(name.to_socket_addrs().ok().and_then(|mut a| a.next())));
+    match lookup.await {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(Response::error(
+            422,
+            format!("{address:?} is not an IP:port and does not resolve as host:port"),
+        )),
+        Err(e) => Err(reload_error(e)),
+    }
 }
 
-fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
+async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
     let nb: NewBackend = match parse_json(body) {
         Ok(v) => v,
         Err(r) => return r,
     };
+    let addr = match resolve(&nb.address).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let result = (|| {
-        let addr = resolve(&nb.address)?;
         let weight = nb.weight.unwrap_or(config::DEFAULT_WEIGHT);
         check_weight(weight)?;
         mutate(
@@ -486,11 +516,11 @@ fn patch_backend(state: &State, pool: &str, address: &str, body: &[u8]) -> Respo
     }
 }
 
-fn put_config(state: &State, body: &[u8]) -> Response {
-    let Ok(yaml) = std::str::from_utf8(body) else {
+async fn put_config(state: &State, body: &[u8]) -> Response {
+    let Ok(yaml) = String::from_utf8(body.to_vec()) else {
         return Response::error(400, "the config must be UTF-8 YAML");
     };
-    let new = config::parse_str(yaml).map_err(ReloadError::from);
+    let new = reload::off_thread(move || config::parse_str(&yaml).map_err(ReloadError::from)).await;
     match reload::apply_and_report(state, new, "PUT /api/v1/config") {
         Ok(()) => Response::json(200, &json!({"result": "applied"})),
         Err(e) => reload_error(e),

@@ -29,6 +29,8 @@ pub use probe::{parse_status, probe, ProbeError};
 
 /// How often the supervisor looks at the snapshot.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// At most one "out of fds" warning per backend this often.
+const LOCAL_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A small xorshift generator for jitter (no need for a crypto RNG here).
 struct Jitter(u64);
@@ -61,14 +63,36 @@ async fn probe_loop(
 ) {
     let mut jitter =
         Jitter::new(crate::balance::hash_key(addr.ip()) ^ addr.port() as u64 ^ clock::now_ms());
-    let mut h = Hysteresis::new(stats.up.load(Ordering::Relaxed));
-    // Spread the first probes of all backends over one interval.
-    tokio::time::sleep(jitter.scale(hc.interval, 0, 1000)).await;
+    let unprobed = stats.unprobed.load(Ordering::Relaxed);
+    let mut h = if unprobed {
+        Hysteresis::unprobed()
+    } else {
+        Hysteresis::new(stats.up.load(Ordering::Relaxed))
+    };
+    let mut local_warned: Option<tokio::time::Instant> = None;
+    // Spread the first probes of all backends over one interval; one that
+    // waits for its first probe to take traffic is probed at once.
+    if !unprobed {
+        tokio::time::sleep(jitter.scale(hc.interval, 0, 1000)).await;
+    }
     loop {
         let result = match tokio::time::timeout(hc.timeout, probe(addr, &hc.kind)).await {
             Ok(r) => r,
             Err(_) => Err(ProbeError::Timeout),
         };
+        if let Some(e) = result.as_ref().err().filter(|e| e.is_local()) {
+            // Our shortage, not the backend's: no verdict this round.
+            bump(&stats.checks_skipped, 1);
+            if local_warned.is_none_or(|t| t.elapsed() >= LOCAL_WARN_EVERY) {
+                local_warned = Some(tokio::time::Instant::now());
+                log::warn(
+                    "health probe not sent: spliced is out of file descriptors or memory (raise LimitNOFILE); the backend's health is unchanged",
+                    &[("pool", &pool), ("backend", &name), ("error", e)],
+                );
+            }
+            tokio::time::sleep(jitter.scale(hc.interval, 900, 1100)).await;
+            continue;
+        }
         match &result {
             Ok(()) => bump(&stats.checks_ok, 1),
             Err(_) => bump(&stats.checks_failed, 1),
@@ -90,6 +114,7 @@ async fn probe_loop(
                 );
             }
             Some(Transition::WentUp) => {
+                stats.unprobed.store(false, Ordering::Relaxed);
                 stats
                     .usable_since_ms
                     .store(clock::now_ms(), Ordering::Relaxed);
@@ -113,8 +138,19 @@ async fn probe_loop(
 /// Identity of a probe loop: a change of any part restarts it.
 type ProbeKey = (String, SocketAddr, String);
 
-/// Runs the health supervisor until the runtime stops.
-pub async fn supervise(state: Arc<State>) {
+/// Starts the health supervisor on a thread of its own with its own
+/// current-thread runtime; it ends once `state.stopped` is set.
+pub fn start(state: Arc<State>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("spliced-health".into())
+        .spawn(move || rt.block_on(supervise(state)))
+}
+
+/// Reconciles the probe loops with the snapshot until `state.stopped`.
+async fn supervise(state: Arc<State>) {
     let shared = state.shared.clone();
     let mut loops: HashMap<ProbeKey, JoinHandle<()>> = HashMap::new();
     let mut ejected: HashMap<(String, SocketAddr), bool> = HashMap::new();
@@ -191,6 +227,10 @@ pub async fn supervise(state: Arc<State>) {
                     b.stats.up.store(true, Ordering::Relaxed);
                 }
             }
+        }
+        if state.stopped.load(Ordering::Acquire) {
+            loops.values().for_each(JoinHandle::abort);
+            return;
         }
         tokio::time::sleep(RECONCILE_EVERY).await;
     }

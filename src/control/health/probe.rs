@@ -27,13 +27,30 @@ pub enum ProbeError {
     BadHttp,
     #[error("timed out")]
     Timeout,
+    /// spliced itself is short of fds or memory: says nothing of the backend.
+    #[error("no probe was possible here ({0}): spliced is out of file descriptors or memory")]
+    Local(std::io::Error),
+}
+
+impl ProbeError {
+    /// True when the failure is ours, not the backend's (EMFILE, ENFILE,
+    /// ENOBUFS, ENOMEM): such a probe must not count against its health.
+    pub fn is_local(&self) -> bool {
+        matches!(self, ProbeError::Local(_))
+    }
+}
+
+/// Sorts a connect error: our own shortage of resources, or the backend's.
+fn connect_error(e: std::io::Error) -> ProbeError {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => ProbeError::Local(e),
+        _ => ProbeError::Connect(e),
+    }
 }
 
 /// Runs one probe (no timeout here: the caller wraps it).
 pub async fn probe(addr: SocketAddr, kind: &HealthKind) -> Result<(), ProbeError> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(ProbeError::Connect)?;
+    let mut stream = TcpStream::connect(addr).await.map_err(connect_error)?;
     let _ = stream.set_nodelay(true);
     match kind {
         HealthKind::Tcp { send, expect } => {
@@ -123,6 +140,14 @@ mod tests {
         assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status(b"HTTP/1.1 20\r\n"), None);
         assert_eq!(parse_status(b""), None);
+    }
+
+    #[test]
+    fn a_local_fd_shortage_is_not_the_backends_failure() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(connect_error(std::io::Error::from_raw_os_error(errno)).is_local());
+        }
+        assert!(!connect_error(std::io::Error::from_raw_os_error(libc::ECONNREFUSED)).is_local());
     }
 
     #[test]

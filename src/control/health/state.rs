@@ -15,11 +15,27 @@ pub struct Hysteresis {
     up: bool,
     /// Consecutive results that disagree with the current state.
     streak: u32,
+    /// No probe has been seen yet: the first one decides alone.
+    unprobed: bool,
 }
 
 impl Hysteresis {
     pub fn new(up: bool) -> Hysteresis {
-        Hysteresis { up, streak: 0 }
+        Hysteresis {
+            up,
+            streak: 0,
+            unprobed: false,
+        }
+    }
+
+    /// A backend added while running: down (no traffic on trust) until its
+    /// first probe, which decides at once instead of after `rise` good ones.
+    pub fn unprobed() -> Hysteresis {
+        Hysteresis {
+            up: false,
+            streak: 0,
+            unprobed: true,
+        }
     }
 
     pub fn is_up(&self) -> bool {
@@ -28,6 +44,11 @@ impl Hysteresis {
 
     /// Records one probe result; returns the transition it caused, if any.
     pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<Transition> {
+        if std::mem::take(&mut self.unprobed) && ok {
+            self.up = true;
+            self.streak = 0;
+            return Some(Transition::WentUp);
+        }
         if ok == self.up {
             self.streak = 0;
             return None;
@@ -51,6 +72,19 @@ impl Hysteresis {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_added_backend_is_down_until_its_first_good_probe() {
+        let mut h = Hysteresis::unprobed();
+        assert!(!h.is_up());
+        assert_eq!(h.observe(true, 3, 3), Some(Transition::WentUp));
+        assert!(h.is_up());
+        // A first probe that fails leaves it down, and then `rise` applies.
+        let mut h = Hysteresis::unprobed();
+        assert_eq!(h.observe(false, 2, 3), None);
+        assert_eq!(h.observe(true, 2, 3), None);
+        assert_eq!(h.observe(true, 2, 3), Some(Transition::WentUp));
+    }
 
     #[test]
     fn falls_after_fall_failures_and_rises_after_rise_successes() {
