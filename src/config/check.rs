@@ -34,7 +34,7 @@ impl Config {
             .listeners
             .iter()
             .map(|l| (l.listen, format!("listener {:?}", l.name)))
-            .chain(bound.iter().map(|&a| (a, "a listener".to_string())))
+            .chain(bound.iter().map(|&a| (a, "listening socket".to_string())))
             .chain(
                 self.admin
                     .iter()

@@ -62,6 +62,9 @@ pub struct State {
     pub events: EventLog,
     /// Every worker has ended: background threads (health) stop too.
     pub stopped: AtomicBool,
+    /// The admin API's bound address (its port when configured as 0), so a
+    /// backend pointing at it is refused like one pointing at a listener.
+    pub admin_bound: std::sync::OnceLock<SocketAddr>,
     inner: Mutex<Inner>,
 }
 
@@ -156,6 +159,7 @@ pub fn run(
         demo: options.demo.then(|| addrs.first().copied()).flatten(),
         events: EventLog::default(),
         stopped: AtomicBool::new(false),
+        admin_bound: std::sync::OnceLock::new(),
         inner: Mutex::new(Inner {
             config,
             listeners: listeners.clone(),
@@ -182,6 +186,7 @@ pub fn run(
                     format!("admin: cannot listen on {listen} (change admin.listen)")
                 })?;
                 let addr = listener.local_addr()?;
+                let _ = state.admin_bound.set(addr);
                 tokio::spawn(admin::serve(state.clone(), listener));
                 Some(addr)
             }

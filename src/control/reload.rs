@@ -82,7 +82,12 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
     let mut inner = state.inner();
     // The file's rules again, now also against the addresses the listeners
     // really got: an API mutation builds its config without `validate`.
-    let bound: Vec<_> = inner.listeners.iter().map(|l| l.addr).collect();
+    let bound: Vec<_> = inner
+        .listeners
+        .iter()
+        .map(|l| l.addr)
+        .chain(state.admin_bound.get().copied())
+        .collect();
     new.check_with(&bound)?;
     if let Some(why) = restart_needed(&inner.config, &new) {
         return Err(ReloadError::NeedsRestart(why));

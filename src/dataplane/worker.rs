@@ -189,6 +189,7 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
+        self.tick = timespec(self.longest_tick());
         self.ring
             .timeout(&self.tick, Token::new(Op::Tick, 0, 0).encode());
         self.ring.poll(
@@ -765,19 +766,7 @@ impl Worker {
     fn on_tick(&mut self) -> Duration {
         self.check_shutdown();
         let now = self.now;
-        let mut next = self
-            .shared
-            .snapshot
-            .load()
-            .listeners
-            .iter()
-            .flat_map(|l| {
-                [
-                    l.settings.tls_inspect_timeout,
-                    l.settings.proxy_header_timeout,
-                ]
-            })
-            .fold(TICK, Duration::min);
+        let mut next = self.longest_tick();
         let mut idle = Vec::new();
         let mut slow = Vec::new();
         let mut tarpitted = Vec::new();
@@ -823,6 +812,24 @@ impl Worker {
             self.abort(slot);
         }
         next.max(TICK_MIN)
+    }
+
+    /// The longest the timer may sleep and still see a connection accepted
+    /// after it was armed before that connection's inspection deadline.
+    fn longest_tick(&self) -> Duration {
+        self.shared
+            .snapshot
+            .load()
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                [
+                    l.settings.tls_inspect_timeout,
+                    l.settings.proxy_header_timeout,
+                ]
+            })
+            .fold(TICK, Duration::min)
+            .max(TICK_MIN)
     }
 
     fn check_shutdown(&mut self) {

@@ -662,7 +662,9 @@ fn a_connection_budget_under_the_fd_limit_keeps_the_admin_api_reachable() {
     // The clients and the backend live in this process: ~4 fds per connection.
     assert!(raise_fd_limit() >= 4000, "this test needs 4000 fds");
     let backend = Backend::named("b");
-    let limit = 2000;
+    // The classic default: below about 1,044 the reserve once switched
+    // itself off and a full table locked the operator out.
+    let limit = 1024;
     let lb = start_with_fd_limit(limit, backend.addr);
     let budget = logged_budget(&lb);
     assert!(

@@ -6,6 +6,7 @@ mod admin;
 mod balancing;
 mod config_check;
 mod dashboard;
+mod hardening;
 mod harness;
 mod health;
 mod idle;
