@@ -169,6 +169,47 @@ fn listen_socket(l: &ListenerConfig, addr: SocketAddr) -> Result<Socket, BindErr
     Ok(s)
 }
 
+/// How long start-up waits for a port held by someone else's SO_REUSEPORT
+/// sockets to come free before sharing it.
+const EXCLUSIVE_BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether `addr` is held by another process's listening socket right now:
+/// a bind without SO_REUSEPORT is refused then, while ours (with it) would
+/// silently join that socket's group and share its connections.
+fn held_by_another(addr: SocketAddr) -> bool {
+    let Ok(probe) = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None) else {
+        return false;
+    };
+    let _ = probe.set_reuse_address(true);
+    if addr.is_ipv6() {
+        let _ = probe.set_only_v6(true);
+    }
+    matches!(probe.bind(&addr.into()), Err(e) if e.kind() == io::ErrorKind::AddrInUse)
+}
+
+/// At start-up, before joining a port's SO_REUSEPORT group: waits up to
+/// [`EXCLUSIVE_BIND_WAIT`] for another holder to go; `true` if it is still
+/// there (the bind then either fails as "in use" or shares the port).
+///
+/// WHY: after `kill -9` the dead process's listening sockets linger for up to
+/// about half a second (its io_uring is torn down asynchronously); a restart
+/// in that window joined their group, and the connections the kernel queued
+/// on them were lost. A second live instance on the same address is usually
+/// a mistake too, and said so once rather than discovered from split traffic.
+fn wait_for_exclusive_port(l: &ListenerConfig) -> bool {
+    if l.listen.port() == 0 {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + EXCLUSIVE_BIND_WAIT;
+    while held_by_another(l.listen) {
+        if std::time::Instant::now() >= deadline {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
 /// Binds one listener once per worker, all on the same port; a port of 0 is
 /// resolved by the first bind. Returns one socket per worker and the address
 /// actually bound.
@@ -200,7 +241,14 @@ pub fn bind_listeners(
     let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for (l, &id) in listeners.iter().zip(ids) {
+        let shared = wait_for_exclusive_port(l);
         let (sockets, addr) = bind_listener(l, workers)?;
+        if shared {
+            log::warn(
+                "another process already listens on this address with SO_REUSEPORT: the two share its connections (stop the other one, or change listen:)",
+                &[("listener", &l.name), ("listen", &addr)],
+            );
+        }
         for (w, s) in sockets.into_iter().enumerate() {
             per_worker[w].push((id, s));
         }

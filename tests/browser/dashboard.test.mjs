@@ -91,6 +91,11 @@ try {
   for (const l of data.listeners) {
     await page.locator(`[data-testid="listener-row"][data-name=${cssString(l.name)}]`).waitFor();
   }
+  // One folded "Rejected" column, however many rejection reasons exist.
+  const columns = await page.locator("#listeners thead th").count();
+  if (columns !== 6) throw new Error(`the listener table has ${columns} columns, want 6`);
+  const rejected = (await page.locator('[data-testid="listener-rejected"]').first().locator("div").first().textContent()).trim();
+  if (!/^[0-9][0-9,.\sk]*$/.test(rejected)) throw new Error(`rejected cell shows ${JSON.stringify(rejected)}`);
   ok(`lists ${expected.length} backends and ${data.listeners.length} listeners`);
 
   // 3. The connections chart changes while traffic flows.

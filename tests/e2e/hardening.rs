@@ -432,3 +432,40 @@ fn a_proxy_header_timeout_fires_on_time_not_at_the_next_second() {
         );
     }
 }
+
+#[test]
+fn a_second_instance_on_the_same_address_is_told_it_shares_the_port() {
+    let b = Backend::named("b");
+    let mut first = Spliced::start(&simple_config(&[b.addr], ""));
+    let taken = first.addr("lb");
+    let second = Spliced::start(&simple_config(&[b.addr], "").replace(
+        "  - name: lb\n    listen: 127.0.0.1:0\n",
+        &format!("  - name: lb\n    listen: {taken}\n"),
+    ));
+    assert_eq!(second.addr("lb"), taken);
+    assert_eq!(
+        second.log_count("share its connections"),
+        1,
+        "{}",
+        second.log_text()
+    );
+
+    // Once the first is gone (even by SIGKILL, whose sockets linger), a
+    // restart waits for the port instead of joining the dead sockets.
+    drop(second);
+    first.signal("KILL");
+    let _ = first.wait_exit(Duration::from_secs(10));
+    let third = Spliced::start(&simple_config(&[b.addr], "").replace(
+        "  - name: lb\n    listen: 127.0.0.1:0\n",
+        &format!("  - name: lb\n    listen: {taken}\n"),
+    ));
+    assert_eq!(
+        third.log_count("share its connections"),
+        0,
+        "{}",
+        third.log_text()
+    );
+    for _ in 0..20 {
+        assert_eq!(ask(taken), "b");
+    }
+}
