@@ -469,3 +469,47 @@ fn a_second_instance_on_the_same_address_is_told_it_shares_the_port() {
         assert_eq!(ask(taken), "b");
     }
 }
+
+#[test]
+fn check_warns_about_a_pool_whose_weights_are_all_zero() {
+    let dir = temp_dir();
+    let path = dir.join("zero.yaml");
+    std::fs::write(
+        &path,
+        "listeners:\n  - { name: lb, listen: 127.0.0.1:0, pool: p }\npools:\n  - name: p\n    backends:\n      - { address: \"127.0.0.1:7001\", weight: 0 }\n      - { address: \"127.0.0.1:7002\", weight: 0 }\n",
+    )
+    .unwrap();
+    let out = run_bin(
+        ["check".as_ref(), "-c".as_ref(), path.as_os_str()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: pools[0] (p): every backend has weight 0"),
+        "{}",
+        out.stderr
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn round_robin_spreads_a_disabled_backends_turns_over_the_other_three() {
+    let names = ["a", "b", "c", "d"];
+    let backends: Vec<Backend> = names.iter().map(|n| Backend::named(n)).collect();
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let lb = Spliced::start(&simple_config(&addrs, ""));
+    let admin = lb.admin.unwrap();
+    let path = format!("/api/v1/pools/p/backends/{}", addrs[1]);
+    let (status, answer) = http(admin, "PATCH", &path, None, r#"{"disabled": true}"#);
+    assert_eq!(status, 200, "{answer}");
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..300 {
+        *counts.entry(ask(lb.addr("lb"))).or_insert(0) += 1;
+    }
+    // The next backend in the list took all of b's turns: 75/150/75.
+    for name in ["a", "c", "d"] {
+        assert_eq!(counts.get(name), Some(&100), "{counts:?}");
+    }
+    assert_eq!(counts.get("b"), None, "{counts:?}");
+}
