@@ -13,11 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use spliced::balance::Backend;
 use spliced::balance::{
     Balancer, LeastConnections, Maglev, PickContext, PowerOfTwo, RandomPick, RoundRobin,
     SmoothWeighted,
 };
-use spliced::control::snapshot::Backend;
 
 const SIZES: [usize; 3] = [4, 64, 1024];
 const TABLE: usize = 65537;

@@ -9,85 +9,16 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_queue::ArrayQueue;
+
 use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
-use crate::control::snapshot::Snapshot;
-use crate::control::State;
 use crate::log;
-
-/// Why a connection ended. Also a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Termination {
-    /// The client sent FIN first; everything was delivered.
-    ClientClosed,
-    /// The backend sent FIN first; everything was delivered.
-    BackendClosed,
-    /// The client's socket failed (reset, error).
-    ClientError,
-    /// The backend's socket failed after connecting.
-    BackendError,
-    IdleTimeout,
-    /// No backend accepted the connection (after retries).
-    ConnectFailed,
-    /// Refused before any connect: the listener's `max_connections`.
-    MaxConnections,
-    /// Refused: every backend was at its `max_connections`.
-    BackendsFull,
-    /// Refused: no eligible backend (`on_all_down: refuse`).
-    NoBackend,
-    /// Refused: spliced ran out of file descriptors or memory.
-    Resources,
-    /// Closed when the shutdown deadline passed.
-    Shutdown,
-    /// Turned away before reaching a backend for another reason (bad
-    /// ClientHello or PROXY header, untrusted source, access list, limits);
-    /// `spliced_rejected_connections_total` says which.
-    Rejected,
-}
-
-impl Termination {
-    pub const ALL: [Termination; 12] = [
-        Termination::ClientClosed,
-        Termination::BackendClosed,
-        Termination::ClientError,
-        Termination::BackendError,
-        Termination::IdleTimeout,
-        Termination::ConnectFailed,
-        Termination::MaxConnections,
-        Termination::BackendsFull,
-        Termination::NoBackend,
-        Termination::Resources,
-        Termination::Shutdown,
-        Termination::Rejected,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Termination::ClientClosed => "client_closed",
-            Termination::BackendClosed => "backend_closed",
-            Termination::ClientError => "client_error",
-            Termination::BackendError => "backend_error",
-            Termination::IdleTimeout => "idle_timeout",
-            Termination::ConnectFailed => "connect_failed",
-            Termination::MaxConnections => "max_connections",
-            Termination::BackendsFull => "backends_full",
-            Termination::NoBackend => "no_backend",
-            Termination::Resources => "resources",
-            Termination::Shutdown => "shutdown",
-            Termination::Rejected => "rejected",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        Termination::ALL
-            .iter()
-            .position(|t| *t == self)
-            .unwrap_or(0)
-    }
-}
+use crate::outcome::Termination;
+use crate::snapshot::Snapshot;
 
 /// One finished connection, as a worker hands it over.
 pub struct Record {
@@ -188,21 +119,27 @@ fn open(config: &AccessLogConfig) -> Option<Sink> {
     }
 }
 
+/// Where the writer gets its orders: the wanted config (`None`: logging off)
+/// with a generation that changes on every reload (so a reload reopens the
+/// file), the flag that tells workers whether to queue records at all, and
+/// the workers' queues.
+pub struct Source<'a> {
+    pub wanted: &'a (dyn Fn() -> (Option<AccessLogConfig>, u64) + Send + Sync),
+    pub on: &'a AtomicBool,
+    pub queues: &'a [ArrayQueue<Record>],
+}
+
 /// Drains the workers' queues and writes the lines, until the runtime stops.
 /// Follows the running config: a reload turns logging on or off and reopens
 /// the file (so log rotation needs only a reload).
-pub async fn run(state: Arc<State>) {
+pub async fn run(source: Source<'_>) {
     let mut current: Option<(AccessLogConfig, u64)> = None;
     let mut sink: Option<Sink> = None;
     let mut buf = String::new();
     loop {
         tokio::time::sleep(FLUSH_EVERY).await;
-        let wanted = state.inner().config.access_log.clone();
-        let generation = state.reloads_ok.load(Ordering::Relaxed);
-        let shared = &state.shared;
-        shared
-            .access_log_on
-            .store(wanted.is_some(), Ordering::Relaxed);
+        let (wanted, generation) = (source.wanted)();
+        source.on.store(wanted.is_some(), Ordering::Relaxed);
         match &wanted {
             None => {
                 current = None;
@@ -216,7 +153,7 @@ pub async fn run(state: Arc<State>) {
         }
         let format = wanted.map(|c| c.format).unwrap_or(AccessLogFormat::Json);
         buf.clear();
-        for queue in shared.access_queues.iter() {
+        for queue in source.queues {
             while let Some(r) = queue.pop() {
                 if sink.is_some() {
                     buf.push_str(&self::format(&r, format));

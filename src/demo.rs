@@ -110,6 +110,15 @@ pub fn banner(bound: &crate::control::Bound) -> String {
     s
 }
 
+/// [`generate_load`] in the shape the control plane takes as its
+/// `LoadGenerator` hook.
+pub fn load_generator(
+    addr: SocketAddr,
+    duration: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(generate_load(addr, duration))
+}
+
 /// Generates light, varied traffic to the demo listener for `duration`, so
 /// the dashboard has something to show: a few keep-alive clients and a trickle
 /// of new connections, on the control thread's runtime.

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             demo::start_backends(&c)?;
             let options = control::RunOptions {
                 path: None,
-                demo: true,
+                load_generator: Some(demo::load_generator),
                 // "Until stopped", bounded so nothing runs forever by accident.
                 demo_load: load.then_some(std::time::Duration::from_secs(24 * 3600)),
             };

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use super::Backend;
 use super::{lighter, weight_now, Balancer, PickContext};
-use crate::control::snapshot::Backend;
 
 #[derive(Debug)]
 pub struct LeastConnections {

@@ -13,8 +13,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::Backend;
 use super::{mix64, weight_now, Balancer, PickContext};
-use crate::control::snapshot::Backend;
 
 /// Seeds of the hashes below. Part of the on-the-wire contract between
 /// instances and releases: changing any of them remaps every client.

@@ -5,6 +5,7 @@
 //! algorithm: they call [`choose`], which layers backups, fail-open and
 //! per-backend connection limits over whichever algorithm the pool uses.
 
+mod backend;
 mod least_conn;
 mod maglev;
 mod p2c;
@@ -16,8 +17,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::{Algorithm, OnAllDown, PoolConfig};
-use crate::control::snapshot::Backend;
 
+pub use backend::{Backend, WEIGHT_SCALE};
 pub use least_conn::LeastConnections;
 pub use maglev::{hash_key, Maglev};
 pub use p2c::PowerOfTwo;
@@ -239,8 +240,8 @@ mod test_support {
 
     use proptest::prelude::*;
 
+    use super::Backend;
     use super::{Balancer, PickContext};
-    use crate::control::snapshot::Backend;
 
     /// Any fixed time: the test backends have no slow start.
     pub const NOW: u64 = 1_000_000;
@@ -436,7 +437,7 @@ mod tests {
     use super::test_support::{ctx, set_active};
     use super::*;
     use crate::config::BackendConfig;
-    use crate::metrics::BackendStats;
+    use crate::counters::BackendStats;
 
     /// A backend as the config would give it.
     fn backend(port: u16, backup: bool, max_connections: u32, drain: bool) -> Arc<Backend> {

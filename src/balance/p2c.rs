@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use super::Backend;
 use super::{lighter, weight_now, Balancer, PickContext, Rng, SAMPLE_TRIES};
-use crate::control::snapshot::Backend;
 
 #[derive(Debug, Default)]
 pub struct PowerOfTwo;

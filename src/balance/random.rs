@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{weight_now, Balancer, PickContext, Rng, SAMPLE_TRIES};
-use crate::control::snapshot::{Backend, WEIGHT_SCALE};
+use crate::balance::{Backend, WEIGHT_SCALE};
 
 #[derive(Debug, Default)]
 pub struct RandomPick {

@@ -9,8 +9,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::Backend;
 use super::{Balancer, PickContext};
-use crate::control::snapshot::Backend;
 
 #[derive(Debug, Default)]
 pub struct RoundRobin {
@@ -70,9 +70,9 @@ impl Balancer for RoundRobin {
 mod tests {
     use proptest::prelude::*;
 
+    use super::Backend;
     use super::*;
     use crate::balance::test_support::{self, case, check_contract, ctx, Spread};
-    use crate::control::snapshot::Backend;
 
     fn backends(n: usize) -> Vec<Arc<Backend>> {
         (0..n)

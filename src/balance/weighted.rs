@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use super::Backend;
 use super::{weight_now, Balancer, PickContext};
-use crate::control::snapshot::Backend;
 
 /// Credits per padded line: 16 × 8 bytes fill the 128 bytes `CachePadded`
 /// aligns to on x86_64 and aarch64, so no two workers' credits share a line.

@@ -9,7 +9,6 @@ pub mod admin;
 pub mod events;
 pub mod health;
 pub mod reload;
-pub mod snapshot;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,9 +22,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::Config;
 use crate::dataplane::{self, Shared, WorkerHandle};
 use crate::log;
-use crate::uring::{sys, Ring};
+use crate::snapshot::Snapshot;
+use crate::sys;
+use crate::uring::Ring;
 use events::EventLog;
-use snapshot::Snapshot;
 
 /// A listener as bound: its stable id and the address the kernel gave it.
 #[derive(Debug, Clone)]
@@ -57,8 +57,8 @@ pub struct State {
     pub started: Instant,
     /// The config file SIGHUP and `POST /api/v1/reload` re-read (`None`: built in).
     pub path: Option<PathBuf>,
-    /// The demo's listener, when running `spliced demo` (enables load generation).
-    pub demo: Option<SocketAddr>,
+    /// The demo's listener and load generator, when running `spliced demo`.
+    pub demo: Option<(SocketAddr, LoadGenerator)>,
     pub events: EventLog,
     /// Every worker has ended: background threads (health) stop too.
     pub stopped: AtomicBool,
@@ -107,11 +107,19 @@ pub struct Bound {
 pub struct RunOptions {
     /// The config file (re-read on SIGHUP); `None` for a built-in config.
     pub path: Option<PathBuf>,
-    /// Running the demo: the admin API may generate load.
-    pub demo: bool,
-    /// Generate demo load from the start for this long.
+    /// Running the demo: the admin API may generate load with this against
+    /// the first listener (the demo plugs it in; control does not know it).
+    pub load_generator: Option<LoadGenerator>,
+    /// Generate load from the start for this long.
     pub demo_load: Option<std::time::Duration>,
 }
+
+/// Sends client traffic to a listener for a while: the demo's load generator,
+/// handed in by `main` so the control plane does not depend on the demo.
+pub type LoadGenerator = fn(
+    SocketAddr,
+    std::time::Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Runs spliced with `config` until a graceful shutdown completes.
 /// `on_ready` runs once every listener is bound.
@@ -156,7 +164,9 @@ pub fn run(
         reloads_error: AtomicU64::new(0),
         started: Instant::now(),
         path: options.path.clone(),
-        demo: options.demo.then(|| addrs.first().copied()).flatten(),
+        demo: options
+            .load_generator
+            .and_then(|generate| Some((addrs.first().copied()?, generate))),
         events: EventLog::default(),
         stopped: AtomicBool::new(false),
         admin_bound: std::sync::OnceLock::new(),
@@ -199,7 +209,21 @@ pub fn run(
         shared
             .access_log_on
             .store(state.inner().config.access_log.is_some(), Ordering::Relaxed);
-        tokio::spawn(crate::accesslog::run(state.clone()));
+        let writer = state.clone();
+        tokio::spawn(async move {
+            let wanted = || {
+                (
+                    writer.inner().config.access_log.clone(),
+                    writer.reloads_ok.load(Ordering::Relaxed),
+                )
+            };
+            crate::accesslog::run(crate::accesslog::Source {
+                wanted: &wanted,
+                on: &writer.shared.access_log_on,
+                queues: &writer.shared.access_queues,
+            })
+            .await
+        });
 
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let handles = dataplane::spawn_workers(&shared, sockets, move || {
@@ -236,8 +260,8 @@ pub fn run(
             ],
         );
         state.ready.store(true, Ordering::Release);
-        if let (Some(addr), Some(d)) = (state.demo, options.demo_load) {
-            tokio::spawn(crate::demo::generate_load(addr, d));
+        if let (Some((addr, generate)), Some(d)) = (state.demo, options.demo_load) {
+            tokio::spawn(generate(addr, d));
         }
         on_ready(&Bound {
             listeners: listeners.iter().map(|l| (l.name.clone(), l.addr)).collect(),

@@ -11,11 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::snapshot::Snapshot;
 use super::{read_token, BoundListener, State};
 use crate::config::{self, Config};
 use crate::dataplane::{self, BindError, Command};
 use crate::log;
+use crate::snapshot::Snapshot;
 
 /// Why a new configuration was not applied.
 #[derive(Debug, thiserror::Error)]

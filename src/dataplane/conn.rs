@@ -10,9 +10,9 @@ use std::time::Instant;
 use socket2::Socket;
 
 use super::token::{Dir, B2C, C2B};
-use crate::accesslog::Termination;
-use crate::control::snapshot::Snapshot;
 use crate::limits::Ticket;
+use crate::outcome::Termination;
+use crate::snapshot::Snapshot;
 use crate::uring::{BufId, Pipe, Timespec};
 
 /// Most backends one client may try: the first plus `retries` (validated ≤ 16).

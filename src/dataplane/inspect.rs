@@ -12,14 +12,15 @@ use std::sync::atomic::Ordering;
 use super::conn::{Mode, Phase};
 use super::token::{Op, B2C, C2B};
 use super::worker::Worker;
-use crate::accesslog::Termination;
 use crate::clock;
 use crate::config::{LimitAction, ProxyProtocolAccept, ProxyProtocolSend};
+use crate::counters::bump;
 use crate::limits::{self, ClientKey, RejectReason, Verdict};
-use crate::metrics::{bump, Reject};
+use crate::outcome::Reject;
+use crate::outcome::Termination;
 use crate::proto::proxy_protocol::{self, Accept, Parsed};
 use crate::proto::sni::{self, Peek, MAX_CLIENT_HELLO};
-use crate::uring::sys;
+use crate::sys;
 
 /// Most bytes kept while inspecting: a full ClientHello after a PROXY v2
 /// header with TLVs.

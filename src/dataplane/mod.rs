@@ -23,11 +23,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::accesslog;
 use crate::config::ListenerConfig;
-use crate::control::snapshot::Snapshot;
+use crate::counters::Stats;
 use crate::limits::Limiter;
 use crate::log;
-use crate::metrics::Stats;
-use crate::uring::sys;
+use crate::snapshot::Snapshot;
+use crate::sys;
 
 pub use worker::{BUF_COUNT, BUF_SIZE, PIPE_POOL_MAX, PIPE_SIZE};
 

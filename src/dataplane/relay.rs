@@ -11,11 +11,12 @@ use std::sync::atomic::Ordering;
 use super::conn::{Held, Mode, Phase};
 use super::token::{Dir, Op, C2B};
 use super::worker::{Worker, BUF_SIZE};
-use crate::accesslog::Termination;
 use crate::clock;
+use crate::counters::{bump, WorkerStats};
 use crate::limits::Grant;
-use crate::metrics::{bump, WorkerStats};
-use crate::uring::{sys, timespec, Completion, Timespec};
+use crate::outcome::Termination;
+use crate::sys;
+use crate::uring::{timespec, Completion, Timespec};
 
 /// Consecutive full-buffer receives that mark a direction as bulk
 /// (research/uring-datapath.md: "about 2", as HAProxy's splice-auto).

@@ -16,13 +16,16 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use super::conn::{Conn, Phase};
 use super::token::{Op, Token, B2C, C2B};
 use super::{Command, Shared};
-use crate::accesslog::{Record, Termination};
+use crate::accesslog::Record;
 use crate::balance::{self, Choice, PickContext};
 use crate::clock;
-use crate::control::snapshot::Pool;
+use crate::counters::{bump, unbump, WorkerStats};
 use crate::log;
-use crate::metrics::{bump, unbump, Reject, WorkerStats};
-use crate::uring::{sys, timespec, BufRing, Completion, PipePool, Ring, Timespec};
+use crate::outcome::Reject;
+use crate::outcome::Termination;
+use crate::snapshot::Pool;
+use crate::sys;
+use crate::uring::{timespec, BufRing, Completion, PipePool, Ring, Timespec};
 use std::sync::mpsc::Receiver;
 
 /// Provided buffers per worker and their size. WHY 256 × 32 KiB (8 MiB of

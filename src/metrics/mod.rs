@@ -1,13 +1,8 @@
-//! Counters and their Prometheus rendering. Workers write only their own,
-//! cache-line-padded counters (a single writer each, so plain load+store, no
-//! locked instructions); the control thread sums them at scrape time. Every
-//! metric name and help text lives in `names`.
+//! The Prometheus exposition: every metric name and help text (`names`) and
+//! the rendering of the counters (`crate::counters`, which workers write) and
+//! the snapshot's gauges at scrape time.
 
 pub mod names;
 mod render;
-mod stats;
 
 pub use render::render;
-pub use stats::{
-    bump, unbump, BackendStats, ListenerStats, Reject, Stats, WorkerStats, LISTENER_SLOTS,
-};

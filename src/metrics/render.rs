@@ -5,10 +5,12 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::names::{self, Metric};
-use super::stats::{Histogram, Reject, RouteStats, Stats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
-use crate::accesslog::Termination;
-use crate::control::snapshot::Snapshot;
+use crate::counters::{
+    Histogram, RouteStats, Stats, WorkerStats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND,
+};
 use crate::limits::Limiter;
+use crate::outcome::{Reject, Termination};
+use crate::snapshot::Snapshot;
 
 const DIRECTIONS: [(usize, &str); 2] = [
     (CLIENT_TO_BACKEND, "client_to_backend"),
@@ -20,7 +22,7 @@ fn histogram<const N: usize>(
     out: &mut String,
     m: &Metric,
     stats: &Stats,
-    field: impl Fn(&super::WorkerStats) -> &Histogram<N>,
+    field: impl Fn(&WorkerStats) -> &Histogram<N>,
 ) {
     header(out, m);
     let Some(first) = stats.workers().next() else {
@@ -48,7 +50,7 @@ fn histogram<const N: usize>(
 }
 
 /// Selects one counter of a worker's stats.
-type WorkerField = fn(&super::WorkerStats) -> &AtomicU64;
+type WorkerField = fn(&WorkerStats) -> &AtomicU64;
 
 fn header(out: &mut String, m: &Metric) {
     let _ = writeln!(out, "# HELP {} {}", m.name, m.help);

@@ -1,6 +1,5 @@
-//! The only module allowed to use `unsafe`: the io_uring ring, the provided-buffer
-//! ring, the pipe pool and the handful of raw syscalls the data plane needs
-//! (splice, shutdown, eventfd, CPU pinning).
+//! One of the two modules allowed to use `unsafe` (with `crate::sys`): the
+//! io_uring ring, the provided-buffer ring and the pipe pool.
 //!
 //! Everything exported here is safe to call. The invariants that make it so are
 //! written next to each `unsafe` block as `// SAFETY:` notes; the one the callers
@@ -13,7 +12,6 @@
 mod bufring;
 mod pipe;
 mod ring;
-pub mod sys;
 
 pub use bufring::{BufId, BufRing};
 pub use io_uring::types::Timespec;

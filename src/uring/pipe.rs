@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::sys::owned_fd;
+use crate::sys::owned_fd;
 
 pub struct Pipe {
     read: OwnedFd,

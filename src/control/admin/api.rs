@@ -21,12 +21,13 @@ use serde_json::{json, Value};
 
 use super::guard::{self, BodyKind};
 use super::{Request, Response};
+use crate::balance::WEIGHT_SCALE;
 use crate::clock;
 use crate::config::{self, BackendConfig, Config, HealthKind, MAX_WEIGHT};
 use crate::control::reload::{self, ReloadError};
-use crate::control::snapshot::WEIGHT_SCALE;
 use crate::control::State;
-use crate::metrics::{self, Reject};
+use crate::metrics;
+use crate::outcome::Reject;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -539,7 +540,7 @@ fn default_load_seconds() -> u64 {
 }
 
 fn demo_load(state: &State, body: &[u8]) -> Response {
-    let Some(addr) = state.demo else {
+    let Some((addr, generate)) = state.demo else {
         return Response::error(404, "load generation is only available in `spliced demo`");
     };
     let req: LoadRequest = if body.is_empty() {
@@ -553,10 +554,7 @@ fn demo_load(state: &State, body: &[u8]) -> Response {
         }
     };
     let seconds = req.seconds.clamp(1, 600);
-    tokio::spawn(crate::demo::generate_load(
-        addr,
-        Duration::from_secs(seconds),
-    ));
+    tokio::spawn(generate(addr, Duration::from_secs(seconds)));
     Response::json(
         200,
         &json!({"result": "generating load", "seconds": seconds}),

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use super::State;
 use crate::clock;
 use crate::config::HealthCheck;
+use crate::counters::{bump, BackendStats};
 use crate::log;
-use crate::metrics::{bump, BackendStats};
 use state::{Hysteresis, Transition};
 
 pub use probe::{parse_status, probe, ProbeError};

@@ -1,7 +1,10 @@
-//! Thin, safe wrappers over the few raw syscalls the data plane makes inline
-//! (splice, shutdown, eventfd, CPU affinity, SIGPIPE). Each returns `io::Result`
-//! with the OS error; none of them blocks, because every fd they touch is
-//! non-blocking.
+//! Thin, safe wrappers over the few raw syscalls spliced makes outside io_uring
+//! (splice, shutdown, eventfd, CPU affinity, SIGPIPE, the fd limit), so that
+//! a second engine (epoll) can use them without the ring. One of the two
+//! modules allowed to use `unsafe` (with `crate::uring`). Each returns
+//! `io::Result` with the OS error; none of them blocks, because every fd they
+//! touch is non-blocking.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

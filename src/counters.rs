@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::outcome::Reject;
+
 /// Adds `n` to a counter that only the calling worker writes. A load and a
 /// store instead of `fetch_add`: no locked instruction on the hot path, and the
 /// reader at scrape time tolerates seeing the value a moment late.
@@ -81,8 +83,8 @@ impl<const N: usize> Histogram<N> {
     }
 }
 
-/// Connections ended, per [`crate::accesslog::Termination`] (indexed by `Termination::index`).
-pub const TERMINATIONS: usize = crate::accesslog::Termination::ALL.len();
+/// Connections ended, per [`crate::outcome::Termination`] (indexed by `Termination::index`).
+pub const TERMINATIONS: usize = crate::outcome::Termination::ALL.len();
 
 /// One worker's own counters.
 #[derive(Debug)]
@@ -248,82 +250,6 @@ pub struct ListenerStats {
     /// Open connections through this listener (shared, for `max_connections`).
     pub active: CachePadded<AtomicU64>,
     per_worker: Box<[CachePadded<ListenerWorkerStats>]>,
-}
-
-/// Why a client was turned away before reaching a backend: the `reason`
-/// label of `spliced_rejected_connections_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    /// The listener's `max_connections`.
-    MaxConnections,
-    /// No eligible backend (`on_all_down: refuse`) or none left to try.
-    NoBackend,
-    /// Every backend at its `max_connections`.
-    BackendsFull,
-    /// spliced ran out of file descriptors or memory.
-    Resources,
-    /// A malformed TLS ClientHello on an SNI-routed listener.
-    BadClientHello,
-    /// Not TLS, or TLS without SNI, where the listener has `require_sni`.
-    NoSni,
-    /// No complete ClientHello within `tls_inspect_timeout`.
-    TlsInspectTimeout,
-    /// A malformed PROXY protocol header.
-    BadProxyHeader,
-    /// A PROXY header expected from a source outside `trusted_proxies`.
-    UntrustedProxy,
-    /// No complete PROXY header within `proxy_header_timeout`.
-    ProxyHeaderTimeout,
-    /// The source is in the listener's `deny` list.
-    Deny,
-    /// The listener has an `allow` list and the source is not in it.
-    NotAllowed,
-    /// Over `per_ip_rate`.
-    Rate,
-    /// Over `per_ip_connections`.
-    PerIpConnections,
-}
-
-impl Reject {
-    pub const ALL: [Reject; 14] = [
-        Reject::MaxConnections,
-        Reject::NoBackend,
-        Reject::BackendsFull,
-        Reject::Resources,
-        Reject::BadClientHello,
-        Reject::NoSni,
-        Reject::TlsInspectTimeout,
-        Reject::BadProxyHeader,
-        Reject::UntrustedProxy,
-        Reject::ProxyHeaderTimeout,
-        Reject::Deny,
-        Reject::NotAllowed,
-        Reject::Rate,
-        Reject::PerIpConnections,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reject::MaxConnections => "max_connections",
-            Reject::NoBackend => "no_backend",
-            Reject::BackendsFull => "backends_full",
-            Reject::Resources => "resources",
-            Reject::BadClientHello => "bad_client_hello",
-            Reject::NoSni => "no_sni",
-            Reject::TlsInspectTimeout => "tls_inspect_timeout",
-            Reject::BadProxyHeader => "bad_proxy_header",
-            Reject::UntrustedProxy => "untrusted_proxy",
-            Reject::ProxyHeaderTimeout => "proxy_header_timeout",
-            Reject::Deny => "deny",
-            Reject::NotAllowed => "not_allowed",
-            Reject::Rate => "rate",
-            Reject::PerIpConnections => "per_ip_connections",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
 }
 
 #[derive(Debug, Default)]
