@@ -33,9 +33,11 @@
 //! 4. [`snapshot`]: the immutable routing view the planes read.
 //! 5. [`metrics`] (Prometheus exposition), [`accesslog`] (one line per
 //!    finished connection, written off the data path).
-//! 6. [`dataplane`]: the io_uring workers, connections, the relay.
-//! 7. [`control`]: the control thread: start-up, reload, health, admin HTTP.
-//! 8. [`demo`]: built-in backends and load, plugged into `control` by `main`.
+//! 6. [`plane`]: the seam between control and the data planes (`Plane`,
+//!    the shared state, listener binding).
+//! 7. [`dataplane`]: the io_uring workers, connections, the relay.
+//! 8. [`control`]: the control thread: start-up, reload, health, admin HTTP.
+//! 9. [`demo`]: built-in backends and load, plugged into `control` by `main`.
 #![deny(unsafe_code)]
 
 pub mod accesslog;
@@ -50,6 +52,7 @@ pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod outcome;
+pub mod plane;
 pub mod proto;
 pub mod snapshot;
 pub mod sys;
@@ -69,6 +72,7 @@ mod layers {
         &["balance"],
         &["snapshot"],
         &["accesslog", "metrics"],
+        &["plane"],
         &["dataplane"],
         &["control"],
         &["demo"],

@@ -20,11 +20,11 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
-use crate::dataplane::{self, Shared, WorkerHandle};
+use crate::dataplane;
 use crate::log;
+use crate::plane::{self, Plane, Shared};
 use crate::snapshot::Snapshot;
 use crate::sys;
-use crate::uring::Ring;
 use events::EventLog;
 
 /// A listener as bound: its stable id and the address the kernel gave it.
@@ -44,7 +44,8 @@ pub struct Inner {
     pub next_listener_id: u32,
     /// The admin token (from `admin.token_file`), if mutating calls need one.
     pub token: Option<String>,
-    pub workers: Vec<WorkerHandle>,
+    /// The running data plane (`None` before it starts).
+    pub plane: Option<Box<dyn Plane>>,
 }
 
 /// State shared by the control thread's tasks (signals, admin API, health).
@@ -74,7 +75,9 @@ impl State {
     }
 
     fn wake_workers(&self) {
-        self.inner().workers.iter().for_each(|w| w.wake());
+        if let Some(plane) = &self.inner().plane {
+            plane.wake();
+        }
     }
 }
 
@@ -121,21 +124,48 @@ pub type LoadGenerator = fn(
     std::time::Duration,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// Runs spliced with `config` until a graceful shutdown completes.
-/// `on_ready` runs once every listener is bound.
+/// Asks a running spliced to shut down gracefully, as SIGTERM does: stop
+/// accepting, let open connections finish until `shutdown_timeout`. For
+/// embedding spliced and running it in-process in tests.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<tokio::sync::Notify>);
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Starts the graceful shutdown (a request before start-up is kept).
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs spliced with `config` until a graceful shutdown completes (SIGTERM,
+/// SIGINT). `on_ready` runs once every listener is bound.
 pub fn run(
     config: Config,
     options: RunOptions,
     on_ready: impl FnOnce(&Bound),
 ) -> anyhow::Result<()> {
+    run_with(config, options, Shutdown::new(), on_ready)
+}
+
+/// As [`run`], also shutting down when `shutdown` is requested.
+pub fn run_with(
+    config: Config,
+    options: RunOptions,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(&Bound),
+) -> anyhow::Result<()> {
     sys::ignore_sigpipe();
-    Ring::probe()?;
+    dataplane::probe()?;
     let (soft, hard) = sys::raise_nofile_limit();
     let workers = config.workers;
     let token = read_token(&config)?;
     let ids: Vec<u32> = (0..config.listeners.len() as u32).collect();
     let snapshot = Snapshot::build(&config, &ids, workers, None);
-    let (sockets, addrs) = dataplane::bind_listeners(&config.listeners, &ids, workers)?;
+    let (sockets, addrs) = plane::bind_listeners(&config.listeners, &ids, workers)?;
     let shared = Arc::new(Shared::new(snapshot, workers, config.limits_table_size));
     let budget = dataplane::fd_budget(soft, workers, config.listeners.len());
     shared
@@ -175,7 +205,7 @@ pub fn run(
             listeners: listeners.clone(),
             next_listener_id: ids.len() as u32,
             token,
-            workers: Vec::new(),
+            plane: None,
         }),
     });
 
@@ -226,12 +256,14 @@ pub fn run(
         });
 
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let handles = dataplane::spawn_workers(&shared, sockets, move || {
+        let workers_started = sockets.len();
+        let plane = dataplane::start(&shared, sockets, move || {
             let _ = exit_tx.send(());
         })
         .context("cannot start worker threads")?;
-        let mut alive = handles.len();
-        state.inner().workers = handles;
+        let engine = plane.engine();
+        let mut alive = workers_started;
+        state.inner().plane = Some(Box::new(plane));
 
         for l in &listeners {
             log::info("listening", &[("listener", &l.name), ("addr", &l.addr)]);
@@ -253,6 +285,7 @@ pub fn run(
             &[
                 ("version", &env!("CARGO_PKG_VERSION")),
                 ("workers", &workers),
+                ("engine", &engine),
                 ("nofile", &format!("{soft}/{hard}")),
                 ("max_connections_by_fds", &budget.connections),
                 ("fd_reserve", &budget.reserve),
@@ -301,8 +334,12 @@ pub fn run(
                     deadline = None;
                     state.wake_workers();
                 }
-                _ = async { tokio::select! { _ = sigterm.recv() => {}, _ = sigint.recv() => {} } } => {
+                by_signal = async { tokio::select! { _ = sigterm.recv() => true, _ = sigint.recv() => true, _ = shutdown.0.notified() => false } } => {
                     if shared.draining.swap(true, Ordering::AcqRel) && deadline.is_some() {
+                        if !by_signal {
+                            // Asked again in-process: the drain is under way.
+                            continue;
+                        }
                         log::warn("second signal: exiting now", &[]);
                         std::process::exit(130);
                     }
@@ -314,9 +351,9 @@ pub fn run(
                 }
             }
         }
-        let handles = std::mem::take(&mut state.inner().workers);
-        for h in handles {
-            let _ = h.thread.join();
+        let plane = state.inner().plane.take();
+        if let Some(plane) = plane {
+            plane.join();
         }
         state.stopped.store(true, Ordering::Release);
         let _ = health.join();

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::{read_token, BoundListener, State};
 use crate::config::{self, Config};
-use crate::dataplane::{self, BindError, Command};
 use crate::log;
+use crate::plane::{self, BindError};
 use crate::snapshot::Snapshot;
 
 /// Why a new configuration was not applied.
@@ -108,7 +108,7 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
         match kept {
             Some(i) => bound.push(inner.listeners[i].clone()),
             None => {
-                let (sockets, addr) = dataplane::bind_listener(l, workers)?;
+                let (sockets, addr) = plane::bind_listener(l, workers)?;
                 bound.push(BoundListener {
                     id: next_id,
                     name: l.name.clone(),
@@ -134,16 +134,16 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
         .snapshot
         .store(Arc::new(Snapshot::build(&new, &ids, workers, Some(&old))));
     for (id, sockets) in added {
-        for (w, socket) in sockets.into_iter().enumerate() {
-            inner.workers[w].send(Command::Listen { id, socket });
+        if let Some(plane) = &inner.plane {
+            plane.listen(id, sockets);
         }
         if let Some(b) = bound.iter().find(|b| b.id == id) {
             log::info("listening", &[("listener", &b.name), ("addr", &b.addr)]);
         }
     }
     for r in &removed {
-        for w in &inner.workers {
-            w.send(Command::Unlisten { id: r.id });
+        if let Some(plane) = &inner.plane {
+            plane.unlisten(r.id);
         }
         log::info(
             "listener removed; its open connections run on",

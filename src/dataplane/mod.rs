@@ -1,8 +1,8 @@
-//! The data plane: worker threads, each with its own io_uring and its own
-//! SO_REUSEPORT socket per listener (thread-per-core, nothing shared but the
-//! snapshot pointer and atomic counters). This module binds the sockets (so
-//! every bind error surfaces before any worker starts), spawns and pins the
-//! workers, and holds the state they share with the control thread.
+//! The io_uring L4 data plane: worker threads, each with its own io_uring and
+//! its own SO_REUSEPORT socket per listener (thread-per-core, nothing shared
+//! but the snapshot pointer and atomic counters). This module spawns and pins
+//! the workers and drives them for the control thread as a
+//! [`crate::plane::Plane`]; it also shares the fd limit out (`fd_budget`).
 
 mod conn;
 mod inspect;
@@ -11,50 +11,19 @@ mod token;
 mod worker;
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
-use crossbeam_queue::ArrayQueue;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
-use crate::accesslog;
-use crate::config::ListenerConfig;
-use crate::counters::Stats;
-use crate::limits::Limiter;
 use crate::log;
-use crate::snapshot::Snapshot;
+use crate::plane::{Plane, Shared, WorkerSockets};
 use crate::sys;
+use crate::uring::Ring;
 
 pub use worker::{BUF_COUNT, BUF_SIZE, PIPE_POOL_MAX, PIPE_SIZE};
-
-/// What the control thread and the workers share.
-pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
-    pub stats: Stats,
-    /// Stop accepting; let open connections finish.
-    pub draining: AtomicBool,
-    /// Shutdown deadline passed: close every connection now.
-    pub abort: AtomicBool,
-    /// Workers hand finished connections to the access log.
-    pub access_log_on: AtomicBool,
-    /// One access-log queue per worker, drained by the control thread.
-    pub access_queues: Box<[ArrayQueue<accesslog::Record>]>,
-    /// Per-client limits state, shared by every worker and listener.
-    pub limiter: Limiter,
-    /// Proxied connections open in all workers, against `conn_budget`.
-    pub open_conns: AtomicU64,
-    /// Most proxied connections the fd limit allows while keeping fds in
-    /// reserve for the admin API, health probes, pipes and reloads (see
-    /// `fd_budget`); `u64::MAX` until the control thread sets it.
-    pub conn_budget: AtomicU64,
-    /// Pipes each worker's pool may keep (see `fd_budget`), read once when
-    /// a worker starts.
-    pub pipes_per_worker: AtomicUsize,
-}
 
 /// The most fds kept out of the data plane's reach: the admin API, health
 /// probes, logs, config reloads and listeners added by a reload. Without
@@ -100,205 +69,57 @@ pub fn fd_budget(fd_limit: u64, workers: usize, listeners: usize) -> FdBudget {
     }
 }
 
-impl Shared {
-    pub fn new(snapshot: Snapshot, workers: usize, limits_table_size: usize) -> Shared {
-        Shared {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            stats: Stats::new(workers),
-            draining: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-            access_log_on: AtomicBool::new(false),
-            access_queues: (0..workers.max(1))
-                .map(|_| ArrayQueue::new(accesslog::QUEUE_CAPACITY))
-                .collect(),
-            limiter: Limiter::new(limits_table_size),
-            open_conns: AtomicU64::new(0),
-            conn_budget: AtomicU64::new(u64::MAX),
-            pipes_per_worker: AtomicUsize::new(PIPE_POOL_MAX),
-        }
-    }
-}
-
-/// Why a listener could not be bound, in one line naming the listener.
-#[derive(Debug, thiserror::Error)]
-#[error("listener {name:?}: cannot listen on {addr}: {reason}")]
-pub struct BindError {
-    pub name: String,
-    pub addr: SocketAddr,
-    pub reason: String,
-}
-
-fn bind_error(l: &ListenerConfig, addr: SocketAddr, e: io::Error) -> BindError {
-    let reason = match e.raw_os_error() {
-        Some(libc::EADDRINUSE) => format!(
-            "the address is already in use (another process listens there): stop it or change the listener's `listen` ({e})"
-        ),
-        Some(libc::EACCES) | Some(libc::EPERM) => format!(
-            "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (`setcap cap_net_bind_service=+ep spliced`) ({e})"
-        ),
-        Some(libc::EADDRNOTAVAIL) => {
-            format!("the address is not assigned to any interface of this machine ({e})")
-        }
-        _ => e.to_string(),
-    };
-    BindError {
-        name: l.name.clone(),
-        addr,
-        reason,
-    }
-}
-
-fn listen_socket(l: &ListenerConfig, addr: SocketAddr) -> Result<Socket, BindError> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking().cloexec(),
-        Some(Protocol::TCP),
-    )
-    .map_err(|e| bind_error(l, addr, e))?;
-    let setup = || -> io::Result<()> {
-        s.set_reuse_address(true)?;
-        s.set_reuse_port(true)?;
-        if addr.is_ipv6() {
-            // [::]:port listens on IPv6 only; an IPv4 listener is a separate entry.
-            s.set_only_v6(true)?;
-        }
-        s.bind(&addr.into())?;
-        s.listen(l.backlog as i32)
-    };
-    setup().map_err(|e| bind_error(l, addr, e))?;
-    Ok(s)
-}
-
-/// How long start-up waits for a port held by someone else's SO_REUSEPORT
-/// sockets to come free before sharing it.
-const EXCLUSIVE_BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Whether `addr` is held by another process's listening socket right now:
-/// a bind without SO_REUSEPORT is refused then, while ours (with it) would
-/// silently join that socket's group and share its connections.
-fn held_by_another(addr: SocketAddr) -> bool {
-    let Ok(probe) = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None) else {
-        return false;
-    };
-    let _ = probe.set_reuse_address(true);
-    if addr.is_ipv6() {
-        let _ = probe.set_only_v6(true);
-    }
-    matches!(probe.bind(&addr.into()), Err(e) if e.kind() == io::ErrorKind::AddrInUse)
-}
-
-/// At start-up, before joining a port's SO_REUSEPORT group: waits up to
-/// [`EXCLUSIVE_BIND_WAIT`] for another holder to go; `true` if it is still
-/// there (the bind then either fails as "in use" or shares the port).
-///
-/// WHY: after `kill -9` the dead process's listening sockets linger for up to
-/// about half a second (its io_uring is torn down asynchronously); a restart
-/// in that window joined their group, and the connections the kernel queued
-/// on them were lost. A second live instance on the same address is usually
-/// a mistake too, and said so once rather than discovered from split traffic.
-fn wait_for_exclusive_port(l: &ListenerConfig) -> bool {
-    if l.listen.port() == 0 {
-        return false;
-    }
-    let deadline = std::time::Instant::now() + EXCLUSIVE_BIND_WAIT;
-    while held_by_another(l.listen) {
-        if std::time::Instant::now() >= deadline {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    false
-}
-
-/// Binds one listener once per worker, all on the same port; a port of 0 is
-/// resolved by the first bind. Returns one socket per worker and the address
-/// actually bound.
-pub fn bind_listener(
-    l: &ListenerConfig,
-    workers: usize,
-) -> Result<(Vec<Socket>, SocketAddr), BindError> {
-    let first = listen_socket(l, l.listen)?;
-    let addr = first
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or(l.listen);
-    let mut sockets = vec![first];
-    for _ in 1..workers {
-        sockets.push(listen_socket(l, addr)?);
-    }
-    Ok((sockets, addr))
-}
-
-/// Binds every listener (see [`bind_listener`]); returns the sockets per
-/// worker (`[worker][listener]`, tagged with the listener ids given) and the
-/// addresses bound.
-pub fn bind_listeners(
-    listeners: &[ListenerConfig],
-    ids: &[u32],
-    workers: usize,
-) -> Result<(Vec<WorkerSockets>, Vec<SocketAddr>), BindError> {
-    let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| Vec::new()).collect();
-    let mut bound = Vec::new();
-    for (l, &id) in listeners.iter().zip(ids) {
-        let shared = wait_for_exclusive_port(l);
-        let (sockets, addr) = bind_listener(l, workers)?;
-        if shared {
-            log::warn(
-                "another process already listens on this address with SO_REUSEPORT: the two share its connections (stop the other one, or change listen:)",
-                &[("listener", &l.name), ("listen", &addr)],
-            );
-        }
-        for (w, s) in sockets.into_iter().enumerate() {
-            per_worker[w].push((id, s));
-        }
-        bound.push(addr);
-    }
-    Ok((per_worker, bound))
-}
-
-/// One worker's listening sockets, each tagged with its listener's id.
-pub type WorkerSockets = Vec<(u32, Socket)>;
-
 /// A listener change sent to a worker by a reload.
-pub enum Command {
+pub(crate) enum Command {
     /// Start accepting on this worker's socket of a new listener.
     Listen { id: u32, socket: Socket },
     /// Stop accepting on a removed listener; its connections run on.
     Unlisten { id: u32 },
 }
 
-/// A running worker as the control thread sees it.
-pub struct WorkerHandle {
-    pub thread: JoinHandle<()>,
-    pub wake: OwnedFd,
-    pub commands: std::sync::mpsc::Sender<Command>,
+/// A running worker as the plane sees it.
+struct WorkerHandle {
+    thread: JoinHandle<()>,
+    wake: OwnedFd,
+    commands: std::sync::mpsc::Sender<Command>,
 }
 
 impl WorkerHandle {
     /// Makes the worker look at the shared flags and its commands now.
-    pub fn wake(&self) {
+    fn wake(&self) {
         let _ = sys::eventfd_signal(&self.wake);
     }
 
     /// Sends a listener change and wakes the worker to apply it.
-    pub fn send(&self, cmd: Command) {
+    fn send(&self, cmd: Command) {
         // A worker that already stopped has no listeners to change.
         let _ = self.commands.send(cmd);
         self.wake();
     }
 }
 
+/// The io_uring L4 plane: one pinned worker thread per entry of the sockets
+/// it was started with.
+pub struct UringPlane {
+    workers: Vec<WorkerHandle>,
+}
+
+/// Fails when io_uring cannot be used here (old kernel, seccomp, sysctl),
+/// with the reason and what to do.
+pub fn probe() -> io::Result<()> {
+    Ring::probe().map_err(io::Error::other)
+}
+
 /// Starts one worker per entry of `sockets`, pinned to the allowed CPUs in
 /// turn. `on_exit` runs on each worker thread as it ends.
-pub fn spawn_workers(
+pub fn start(
     shared: &Arc<Shared>,
     sockets: Vec<WorkerSockets>,
     on_exit: impl Fn() + Send + Sync + 'static,
-) -> io::Result<Vec<WorkerHandle>> {
+) -> io::Result<UringPlane> {
     let cpus = sys::allowed_cpus();
     let on_exit = Arc::new(on_exit);
-    let mut handles = Vec::new();
+    let mut workers = Vec::new();
     for (id, socks) in sockets.into_iter().enumerate() {
         let wake = sys::eventfd()?;
         let worker_wake = wake.try_clone()?;
@@ -331,13 +152,41 @@ pub fn spawn_workers(
                 }
                 on_exit();
             })?;
-        handles.push(WorkerHandle {
+        workers.push(WorkerHandle {
             thread,
             wake,
             commands,
         });
     }
-    Ok(handles)
+    Ok(UringPlane { workers })
+}
+
+impl Plane for UringPlane {
+    fn engine(&self) -> &'static str {
+        "io_uring"
+    }
+
+    fn listen(&self, id: u32, sockets: Vec<Socket>) {
+        for (w, socket) in self.workers.iter().zip(sockets) {
+            w.send(Command::Listen { id, socket });
+        }
+    }
+
+    fn unlisten(&self, id: u32) {
+        for w in &self.workers {
+            w.send(Command::Unlisten { id });
+        }
+    }
+
+    fn wake(&self) {
+        self.workers.iter().for_each(WorkerHandle::wake);
+    }
+
+    fn join(self: Box<Self>) {
+        for w in self.workers {
+            let _ = w.thread.join();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::conn::{Conn, Phase};
 use super::token::{Op, Token, B2C, C2B};
-use super::{Command, Shared};
+use super::Command;
 use crate::accesslog::Record;
 use crate::balance::{self, Choice, PickContext};
 use crate::clock;
@@ -23,6 +23,7 @@ use crate::counters::{bump, unbump, WorkerStats};
 use crate::log;
 use crate::outcome::Reject;
 use crate::outcome::Termination;
+use crate::plane::Shared;
 use crate::snapshot::Pool;
 use crate::sys;
 use crate::uring::{timespec, BufRing, Completion, PipePool, Ring, Timespec};
@@ -119,7 +120,10 @@ impl Worker {
     ) -> io::Result<Worker> {
         let ring = Ring::new().map_err(io::Error::other)?;
         let bufs = BufRing::new(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
-        let pipes_max = shared.pipes_per_worker.load(Ordering::Relaxed);
+        let pipes_max = shared
+            .pipes_per_worker
+            .load(Ordering::Relaxed)
+            .min(PIPE_POOL_MAX);
         shared
             .stats
             .worker(id)

@@ -10,6 +10,7 @@ mod hardening;
 mod harness;
 mod health;
 mod idle;
+mod in_process;
 mod lifecycle;
 mod limits;
 mod prometheus;
