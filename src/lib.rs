@@ -35,9 +35,11 @@
 //!    finished connection, written off the data path).
 //! 6. [`plane`]: the seam between control and the data planes (`Plane`,
 //!    the shared state, listener binding).
-//! 7. [`dataplane`]: the io_uring workers, connections, the relay.
-//! 8. [`control`]: the control thread: start-up, reload, health, admin HTTP.
-//! 9. [`demo`]: built-in backends and load, plugged into `control` by `main`.
+//! 7. [`session`]: one connection's life without I/O (inspection, connect
+//!    attempts, the relay, timeouts, accounting), driven by an engine.
+//! 8. [`dataplane`]: the io_uring engine: workers, the ring, buffers, pipes.
+//! 9. [`control`]: the control thread: start-up, reload, health, admin HTTP.
+//! 10. [`demo`]: built-in backends and load, plugged into `control` by `main`.
 #![deny(unsafe_code)]
 
 pub mod accesslog;
@@ -54,6 +56,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod plane;
 pub mod proto;
+pub mod session;
 pub mod snapshot;
 pub mod sys;
 pub mod uring;
@@ -73,6 +76,7 @@ mod layers {
         &["snapshot"],
         &["accesslog", "metrics"],
         &["plane"],
+        &["session"],
         &["dataplane"],
         &["control"],
         &["demo"],

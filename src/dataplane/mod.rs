@@ -5,8 +5,6 @@
 //! [`crate::plane::Plane`]; it also shares the fd limit out (`fd_budget`).
 
 mod conn;
-mod inspect;
-mod relay;
 mod token;
 mod worker;
 

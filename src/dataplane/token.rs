@@ -2,10 +2,9 @@
 //! packing the operation kind, the connection slot and that slot's generation
 //! (so a completion for a freed-and-reused slot is recognised as stale).
 
-/// A relay direction: `C2B` moves client bytes to the backend, `B2C` back.
-pub type Dir = usize;
-pub const C2B: Dir = 0;
-pub const B2C: Dir = 1;
+pub use crate::session::Dir;
+#[cfg(test)]
+use crate::session::{B2C, C2B};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

@@ -1,33 +1,32 @@
 //! One data-plane worker: its own io_uring, its own SO_REUSEPORT socket per
 //! listener, a slab of connections, a provided-buffer ring and a pipe pool. It
-//! accepts, picks a backend from the current snapshot, connects (bounded by a
-//! linked timeout, retrying other backends), hands the connection to the relay,
-//! and closes it once nothing is in flight. It never blocks, never takes a lock
-//! and never touches the filesystem.
+//! accepts, hands each connection to a sans-IO [`Session`] (which decides
+//! everything from inspection to the last byte), turns the session's requests
+//! into ring submissions and inline syscalls (`conn::UringIo`), feeds the
+//! completions back, and frees a connection once nothing is in flight. It
+//! never blocks, never takes a lock and never touches the filesystem.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{SockRef, Socket};
 
-use super::conn::{Conn, Phase};
-use super::token::{Op, Token, B2C, C2B};
+use super::conn::{Resources, Slot, UringIo};
+use super::token::{Op, Token};
 use super::Command;
 use crate::accesslog::Record;
-use crate::balance::{self, Choice, PickContext};
 use crate::clock;
-use crate::counters::{bump, unbump, WorkerStats};
+use crate::counters::{bump, WorkerStats};
 use crate::log;
-use crate::outcome::Reject;
-use crate::outcome::Termination;
+use crate::outcome::{Reject, Termination};
 use crate::plane::Shared;
-use crate::snapshot::Pool;
+use crate::session::{self, Ctx, Dir, Phase, Rng, Session, RECV_BUFFER};
 use crate::sys;
 use crate::uring::{timespec, BufRing, Completion, PipePool, Ring, Timespec};
-use std::sync::mpsc::Receiver;
 
 /// Provided buffers per worker and their size. WHY 256 × 32 KiB (8 MiB of
 /// address space, touched lazily): research/uring-datapath.md found 64 KiB+
@@ -35,7 +34,7 @@ use std::sync::mpsc::Receiver;
 /// copy mostly carries request/response traffic; 32 KiB keeps the resident set
 /// small while still letting the two-full-reads signal fire early.
 pub const BUF_COUNT: u16 = 256;
-pub const BUF_SIZE: u32 = 32 * 1024;
+pub const BUF_SIZE: u32 = RECV_BUFFER;
 /// Pipe size for splice: 256 KiB was the sweet spot measured (64 KiB was 40%
 /// slower, 1 MiB added little).
 pub const PIPE_SIZE: usize = 256 * 1024;
@@ -66,48 +65,42 @@ struct ListenSocket {
 }
 
 pub struct Worker {
-    pub(super) id: usize,
+    id: usize,
     // Field order matters: the ring must be dropped before the buffer memory it
     // was told about.
-    pub(super) ring: Ring,
-    pub(super) bufs: BufRing,
-    pub(super) pipes: PipePool,
-    pub(super) shared: Arc<Shared>,
-    pub(super) slots: Vec<Option<Conn>>,
+    ring: Ring,
+    bufs: BufRing,
+    pipes: PipePool,
+    shared: Arc<Shared>,
+    slots: Vec<Option<Slot>>,
     gens: Vec<u32>,
     free: Vec<u32>,
     live: usize,
-    /// Connections held in the tarpit (bounded by `tarpit_cap`).
-    pub(super) tarpitted: usize,
+    /// Connections held in the tarpit, and the most this worker may hold: a
+    /// quarter of its share of the connection budget (at least 16; 1024
+    /// without a budget).
+    tarpitted: usize,
+    tarpit_cap: usize,
     listeners: Vec<ListenSocket>,
     wake: OwnedFd,
     /// Listener changes from the control thread (reload), read on wake-up.
     commands: Receiver<Command>,
     tick: Timespec,
     backoff: Timespec,
-    pub(super) now: Instant,
+    now: Instant,
     completions: Vec<Completion>,
     /// Splice pumps that stopped after their step budget and must continue.
-    pub(super) ready: Vec<(u32, u32, usize)>,
+    ready: Vec<(u32, u32, Dir)>,
     /// Receives that found no free buffer, to retry once buffers come back.
-    pub(super) starved: Vec<(u32, u32, usize)>,
-    pub(super) recycled: bool,
+    starved: Vec<(u32, u32, Dir)>,
+    recycled: bool,
+    /// What an inspected connection sent, copied out of its receive buffer
+    /// so the buffer goes back at once.
+    scratch: Vec<u8>,
     draining: bool,
     aborted: bool,
     last_fd_warning: Option<Instant>,
     rng: Rng,
-}
-
-/// xorshift64: the worker's private source of randomness for selection.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 impl Worker {
@@ -129,6 +122,13 @@ impl Worker {
             .worker(id)
             .pipes_max
             .store(pipes_max as u64, Ordering::Relaxed);
+        let budget = shared.conn_budget.load(Ordering::Relaxed);
+        let tarpit_cap = if budget == u64::MAX {
+            1024
+        } else {
+            let workers = shared.stats.workers().count() as u64;
+            (budget / workers / 4).max(16) as usize
+        };
         Ok(Worker {
             id,
             ring,
@@ -140,6 +140,7 @@ impl Worker {
             free: Vec::new(),
             live: 0,
             tarpitted: 0,
+            tarpit_cap,
             listeners: sockets
                 .into_iter()
                 .map(|(id, s)| ListenSocket {
@@ -159,6 +160,7 @@ impl Worker {
             ready: Vec::new(),
             starved: Vec::new(),
             recycled: false,
+            scratch: Vec::new(),
             draining: false,
             aborted: false,
             last_fd_warning: None,
@@ -168,7 +170,7 @@ impl Worker {
 
     /// Hands a finished connection to the access log; drops it (counted) when
     /// the control thread has fallen behind.
-    pub(super) fn log_access(&mut self, record: Record) {
+    fn log_access(&mut self, record: Record) {
         if self.shared.access_queues[self.id].push(record).is_err() {
             bump(&self.stats().access_log_dropped, 1);
         }
@@ -187,7 +189,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn stats(&self) -> &WorkerStats {
+    fn stats(&self) -> &WorkerStats {
         self.shared.stats.worker(self.id)
     }
 
@@ -264,61 +266,8 @@ impl Worker {
                 self.run_commands();
                 self.check_shutdown();
             }
-            _ => {
-                let slot = t.slot as usize;
-                let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.as_mut()) else {
-                    return;
-                };
-                if conn.gen & 0xff_ffff != t.gen {
-                    return;
-                }
-                conn.inflight -= 1;
-                if conn.phase == Phase::Closing {
-                    if let Some(b) = c.buffer() {
-                        self.bufs.recycle(b);
-                        self.recycled = true;
-                    }
-                    self.maybe_free(t.slot);
-                    return;
-                }
-                match t.op {
-                    Op::Connect => self.on_connect(t.slot, c.result),
-                    Op::ConnectTimeout | Op::Cancel => {}
-                    Op::Recv(d) => self.on_recv(t.slot, d, c),
-                    Op::Send(d) => self.on_send(t.slot, d, c.result),
-                    Op::Throttle(d) => self.on_throttle(t.slot, d),
-                    Op::PollOut(C2B) if self.preface_pending(t.slot) => {
-                        self.flush_preface(t.slot);
-                    }
-                    Op::PollIn(d) | Op::PollOut(d) => {
-                        if c.result < 0 {
-                            self.abort(t.slot);
-                        } else {
-                            self.pump(t.slot, d);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            _ => self.on_completion(t, c),
         }
-    }
-
-    pub(super) fn conn(&mut self, slot: u32) -> &mut Conn {
-        self.slots[slot as usize]
-            .as_mut()
-            .expect("live connection slot")
-    }
-
-    pub(super) fn live_conn(&self, slot: u32, gen: u32) -> Option<&Conn> {
-        self.slots
-            .get(slot as usize)?
-            .as_ref()
-            .filter(|c| c.gen == gen)
-    }
-
-    pub(super) fn token(&self, op: Op, slot: u32) -> u64 {
-        let gen = self.slots[slot as usize].as_ref().map_or(0, |c| c.gen);
-        Token::new(op, slot, gen).encode()
     }
 
     // ---- accept ------------------------------------------------------------
@@ -445,7 +394,7 @@ impl Worker {
                     .ok()
                     .and_then(|a| a.as_socket());
                 let record = Record {
-                    end_unix_ms: unix_ms(),
+                    end_unix_ms: session::unix_ms(),
                     snapshot: snapshot.clone(),
                     listener: li,
                     pool: listener.pool,
@@ -479,6 +428,10 @@ impl Worker {
             return;
         }
         let _ = SockRef::from(&fd).set_tcp_nodelay(true);
+        let client = SockRef::from(&fd)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket());
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -488,275 +441,217 @@ impl Worker {
             }
         };
         self.gens[slot as usize] = self.gens[slot as usize].wrapping_add(1);
-        let conn = Conn::new(self.gens[slot as usize], fd, snapshot, li, self.now);
-        self.slots[slot as usize] = Some(conn);
+        self.slots[slot as usize] = Some(Slot {
+            gen: self.gens[slot as usize],
+            session: Session::new(snapshot, li, client, self.now),
+            res: Resources::new(fd),
+        });
         self.live += 1;
         let active = &self.stats().active;
         bump(active, 1);
-        self.start(slot);
+        self.drive(slot, |s, ctx, io| s.start(ctx, io));
     }
 
-    // ---- connect -----------------------------------------------------------
+    // ---- connections -------------------------------------------------------
 
-    /// Picks a backend not tried yet and starts connecting to it; closes the
-    /// client when none is left.
-    pub(super) fn connect_next(&mut self, slot: u32) {
-        let random = self.rng.next();
-        let worker = self.id;
-        let conn = self.conn(slot);
-        let snapshot = conn.snapshot.clone();
-        let listener = &snapshot.listeners[conn.listener];
-        let pool = &snapshot.pools[conn.pool];
-        let first = conn.attempts == 0;
-        let ctx = PickContext {
-            client: conn.client_addr.map(|a| a.ip()),
-            worker,
-            now_ms: clock::now_ms(),
-            random,
-        };
-        let choice = if conn.attempts > listener.retries as usize {
-            Choice::NoneLeft
-        } else {
-            let conn = &*conn;
-            balance::choose(
-                &pool.backends,
-                &pool.primary,
-                &pool.backup,
-                &pool.policy,
-                &ctx,
-                &|i| conn.has_tried(i),
-            )
-        };
-        let ls = listener.stats.worker(self.id);
-        let index = match choice {
-            Choice::Backend(i) => i,
-            Choice::FailOpen(i) => {
-                // A connection, not an attempt: retries fail open again.
-                if !std::mem::replace(&mut self.conn(slot).failed_open, true) {
-                    bump(&ls.fail_open, 1);
-                }
-                i
-            }
-            Choice::AllFull => {
-                let why = if first {
-                    bump(&ls.rejected[Reject::BackendsFull.index()], 1);
-                    Termination::BackendsFull
-                } else {
-                    Termination::ConnectFailed
-                };
-                self.conn(slot).ends_because(why);
-                self.abort(slot);
-                return;
-            }
-            Choice::NoneLeft => {
-                let why = if first {
-                    bump(&ls.rejected[Reject::NoBackend.index()], 1);
-                    Termination::NoBackend
-                } else {
-                    Termination::ConnectFailed
-                };
-                self.conn(slot).ends_because(why);
-                self.abort(slot);
-                return;
-            }
-        };
-        let backend = &pool.backends[index];
-        let domain = Domain::for_address(backend.addr);
-        let socket = match Socket::new(
-            domain,
-            Type::STREAM.nonblocking().cloexec(),
-            Some(Protocol::TCP),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                // Our own shortage, not the backend's fault: count it on the listener.
-                bump(&ls.rejected[Reject::Resources.index()], 1);
-                self.conn(slot).ends_because(Termination::Resources);
-                self.warn_resources(
-                    "cannot create a backend socket: out of file descriptors or memory (raise `ulimit -n` / LimitNOFILE)",
-                    &e,
-                );
-                self.abort(slot);
-                return;
-            }
-        };
-        let _ = socket.set_tcp_nodelay(true);
-        backend.stats.active.fetch_add(1, Ordering::Relaxed);
-        let stats = backend.stats.worker(self.id);
-        bump(&stats.connections, 1);
-        let route = &stats.by_listener[listener.metrics_slot];
-        bump(&route.connections, 1);
-        bump(&route.active, 1);
-        let fd = socket.as_raw_fd();
-        let now = self.now;
-        let conn = self.conn(slot);
-        conn.tried[conn.attempts] = index as u32;
-        conn.attempts += 1;
-        conn.backend_index = Some(index);
-        conn.backend = Some(socket);
-        conn.connect_started = now;
-        conn.inflight += 2;
-        let (t_connect, t_timeout) = (
-            self.token(Op::Connect, slot),
-            self.token(Op::ConnectTimeout, slot),
-        );
-        self.ring.connect(
-            fd,
-            &backend.sockaddr,
-            &listener.connect_timespec,
-            t_connect,
-            t_timeout,
-        );
-    }
-
-    fn on_connect(&mut self, slot: u32, result: i32) {
-        let id = self.id;
-        let now = self.now;
-        let conn = self.conn(slot);
-        if result == 0 {
-            if let Some(i) = conn.backend_index {
-                let failures = &conn.snapshot.pools[conn.pool].backends[i]
-                    .stats
-                    .consecutive_failures;
-                // Read first: the common case writes nothing to the shared line.
-                if failures.load(Ordering::Relaxed) != 0 {
-                    failures.store(0, Ordering::Relaxed);
-                }
-            }
-            conn.phase = Phase::Relaying;
-            conn.last_active = now;
-            let connect_us = now
-                .saturating_duration_since(conn.connect_started)
-                .as_micros() as u64;
-            conn.connect_us = Some(connect_us);
-            self.shared
-                .stats
-                .worker(id)
-                .connect_duration
-                .observe(connect_us);
-            self.begin_relay(slot);
+    /// Runs `f` on the session in `slot` with the worker's context and the
+    /// session's view of the ring, then frees the slot if that closed it and
+    /// nothing is in flight.
+    fn drive(&mut self, slot: u32, f: impl FnOnce(&mut Session, &mut Ctx, &mut UringIo)) {
+        let Worker {
+            id,
+            ring,
+            bufs,
+            pipes,
+            shared,
+            slots,
+            now,
+            ready,
+            starved,
+            recycled,
+            rng,
+            tarpitted,
+            tarpit_cap,
+            last_fd_warning,
+            ..
+        } = self;
+        let Some(Some(s)) = slots.get_mut(slot as usize) else {
             return;
-        }
-        // Failed: count it against the backend, release it, try the next one.
-        let snapshot = conn.snapshot.clone();
-        let pool = &snapshot.pools[conn.pool];
-        if let Some(i) = conn.backend_index.take() {
-            let b = &pool.backends[i];
-            b.stats.active.fetch_sub(1, Ordering::Relaxed);
-            let w = b.stats.worker(id);
-            let route = snapshot.listeners[conn.listener].metrics_slot;
-            unbump(&w.by_listener[route].active, 1);
-            match -result {
-                libc::ECONNREFUSED => bump(&w.connect_errors_refused, 1),
-                libc::ECANCELED | libc::ETIMEDOUT => bump(&w.connect_errors_timeout, 1),
-                _ => bump(&w.connect_errors_other, 1),
-            }
-            let failures = b.stats.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if pool.eject_after > 0 && failures >= pool.eject_after {
-                eject(pool, i, clock::now_ms());
-            }
-        }
-        conn.backend = None;
-        self.connect_next(slot);
-    }
-
-    // ---- close -------------------------------------------------------------
-
-    /// Closes a connection at once (error, timeout, shutdown deadline): cancels
-    /// what is in flight and frees the slot when the last completion is in.
-    pub(super) fn abort(&mut self, slot: u32) {
-        let conn = self.conn(slot);
-        if conn.phase == Phase::Closing {
-            return;
-        }
-        conn.phase = Phase::Closing;
-        if conn.inflight > 0 {
-            let fds = [conn.client_fd(), conn.backend_fd()];
-            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
-                self.conn(slot).inflight += 1;
-                let t = self.token(Op::Cancel, slot);
-                self.ring.cancel_fd(fd, t);
-            }
-        }
+        };
+        let mut io = UringIo {
+            ring,
+            bufs,
+            pipes,
+            stats: shared.stats.worker(*id),
+            ready,
+            starved,
+            recycled,
+            res: &mut s.res,
+            slot,
+            gen: s.gen,
+        };
+        let mut ctx = Ctx {
+            shared,
+            worker: *id,
+            now: *now,
+            rng,
+            tarpitted,
+            tarpit_cap: *tarpit_cap,
+            last_fd_warning,
+        };
+        f(&mut s.session, &mut ctx, &mut io);
         self.maybe_free(slot);
     }
 
-    /// Closes a connection whose both directions finished cleanly.
-    pub(super) fn finish(&mut self, slot: u32) {
-        self.abort(slot);
-    }
-
-    fn maybe_free(&mut self, slot: u32) {
-        let conn = self.conn(slot);
-        if conn.phase != Phase::Closing || conn.inflight > 0 {
+    /// A completion for a connection: stale ones (a freed-and-reused slot)
+    /// are dropped; a closing connection only counts it down.
+    fn on_completion(&mut self, t: Token, c: Completion) {
+        let Some(Some(s)) = self.slots.get_mut(t.slot as usize) else {
+            return;
+        };
+        if s.gen & 0xff_ffff != t.gen {
             return;
         }
-        let mut conn = self.slots[slot as usize]
+        s.res.inflight -= 1;
+        if s.session.phase == Phase::Closing {
+            if let Some(b) = c.buffer() {
+                self.bufs.recycle(b);
+                self.recycled = true;
+            }
+            self.maybe_free(t.slot);
+            return;
+        }
+        let result = c.result;
+        match t.op {
+            Op::Connect => {
+                let result = if result == 0 { Ok(()) } else { Err(-result) };
+                self.drive(t.slot, |s, ctx, io| s.on_connected(result, ctx, io));
+            }
+            Op::Recv(d) if result > 0 => {
+                let buf = c.buffer().expect("receive completion names its buffer");
+                if s.session.phase == Phase::Inspecting {
+                    // The parsers get a copy and the buffer goes back at once.
+                    let mut data = std::mem::take(&mut self.scratch);
+                    data.clear();
+                    data.extend_from_slice(self.bufs.slice(buf, 0, result as u32));
+                    self.bufs.recycle(buf);
+                    self.recycled = true;
+                    self.drive(t.slot, |s, ctx, io| s.on_inspect_data(&data, ctx, io));
+                    self.scratch = data;
+                } else {
+                    s.res.held[d] = Some(buf);
+                    self.drive(t.slot, |s, ctx, io| {
+                        s.on_received(d, result as u32, ctx, io)
+                    });
+                }
+            }
+            Op::Recv(d) if result == 0 => {
+                self.drive(t.slot, |s, ctx, io| s.on_received(d, 0, ctx, io));
+            }
+            Op::Recv(d) => {
+                self.drive(t.slot, |s, ctx, io| s.on_recv_error(d, -result, ctx, io));
+            }
+            Op::Send(d) => {
+                let result = if result < 0 {
+                    Err(-result)
+                } else {
+                    Ok(result as u32)
+                };
+                self.drive(t.slot, |s, ctx, io| s.on_sent(d, result, ctx, io));
+            }
+            Op::Throttle(d) => {
+                self.drive(t.slot, |s, ctx, io| s.on_throttle_elapsed(d, ctx, io));
+            }
+            Op::PollOut(d) => {
+                self.drive(t.slot, |s, ctx, io| s.on_writable(d, result >= 0, ctx, io));
+            }
+            Op::PollIn(d) => {
+                self.drive(t.slot, |s, ctx, io| s.on_ready(d, result >= 0, ctx, io));
+            }
+            _ => {}
+        }
+    }
+
+    fn live_slot(&self, slot: u32, gen: u32) -> Option<&Slot> {
+        self.slots
+            .get(slot as usize)?
+            .as_ref()
+            .filter(|s| s.gen == gen)
+    }
+
+    fn run_ready(&mut self) {
+        let ready = std::mem::take(&mut self.ready);
+        for (slot, gen, d) in ready {
+            if self.live_slot(slot, gen).is_some() {
+                self.drive(slot, |s, ctx, io| s.on_pump(d, ctx, io));
+            }
+        }
+    }
+
+    fn retry_starved(&mut self) {
+        if !self.recycled || self.starved.is_empty() {
+            self.recycled = false;
+            return;
+        }
+        self.recycled = false;
+        let starved = std::mem::take(&mut self.starved);
+        for (slot, gen, d) in starved {
+            // Relaying, or reading a PROXY header / ClientHello: may receive.
+            let reading = self
+                .live_slot(slot, gen)
+                .is_some_and(|s| matches!(s.session.phase, Phase::Relaying | Phase::Inspecting));
+            if reading {
+                self.drive(slot, |_, _, io| session::Io::recv(io, d, false));
+            }
+        }
+    }
+
+    /// Frees a closed connection once nothing is in flight: gives its
+    /// buffers and pipes back, lets the session count how it ended, and
+    /// closes its sockets.
+    fn maybe_free(&mut self, slot: u32) {
+        let closed = self.slots[slot as usize]
+            .as_ref()
+            .is_some_and(|s| s.session.phase == Phase::Closing && s.res.inflight == 0);
+        if !closed {
+            return;
+        }
+        let Slot {
+            session, mut res, ..
+        } = self.slots[slot as usize]
             .take()
             .expect("live connection slot");
         self.free.push(slot);
         self.live -= 1;
-        if conn.tarpit_until.is_some() {
-            self.tarpitted -= 1;
-        }
-        for dir in conn.dirs.iter_mut() {
-            if let Some(h) = dir.held.take() {
-                self.bufs.recycle(h.buf);
+        for (d, held) in res.held.iter_mut().enumerate() {
+            if let Some(b) = held.take() {
+                self.bufs.recycle(b);
                 self.recycled = true;
             }
-            if let Some(p) = dir.pipe.take() {
-                if dir.pipe_bytes > 0 {
+            if let Some(p) = res.pipes[d].take() {
+                if session.dirs[d].pipe_bytes > 0 {
                     self.pipes.discard(p);
                 } else {
                     self.pipes.give(p);
                 }
             }
         }
-        let stats = self.shared.stats.worker(self.id);
-        stats
+        self.stats()
             .pipes_in_use
             .store(self.pipes.in_use() as u64, Ordering::Relaxed);
-        stats
-            .active
-            .store(stats.active.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-        let listener = &conn.snapshot.listeners[conn.listener];
-        listener.stats.active.fetch_sub(1, Ordering::Relaxed);
-        self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
-        if let Some(i) = conn.backend_index {
-            let b = &conn.snapshot.pools[conn.pool].backends[i];
-            b.stats.active.fetch_sub(1, Ordering::Relaxed);
-            unbump(
-                &b.stats.worker(self.id).by_listener[listener.metrics_slot].active,
-                1,
-            );
-        }
-        if let Some(ticket) = conn.ticket.take() {
-            self.shared.limiter.release(ticket);
-        }
-        let termination = conn.termination.unwrap_or(Termination::ClientClosed);
-        let duration_us = self
-            .now
-            .saturating_duration_since(conn.accepted_at)
-            .as_micros() as u64;
-        stats.connection_duration.observe(duration_us);
-        bump(&stats.terminations[termination.index()], 1);
-        if self.shared.access_log_on.load(Ordering::Relaxed) {
-            let record = Record {
-                end_unix_ms: unix_ms(),
-                snapshot: conn.snapshot.clone(),
-                listener: conn.listener,
-                pool: conn.pool,
-                backend: conn.backend_index,
-                client: conn.client_addr,
-                bytes_client_to_backend: conn.dirs[C2B].bytes,
-                bytes_backend_to_client: conn.dirs[B2C].bytes,
-                duration_us,
-                connect_us: conn.connect_us,
-                termination,
-            };
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            worker: self.id,
+            now: self.now,
+            rng: &mut self.rng,
+            tarpitted: &mut self.tarpitted,
+            tarpit_cap: self.tarpit_cap,
+            last_fd_warning: &mut self.last_fd_warning,
+        };
+        if let Some(record) = session.finish(&mut ctx) {
             self.log_access(record);
         }
-        // Dropping `conn` closes both sockets.
+        // Dropping `res` closes both sockets.
     }
 
     // ---- housekeeping ------------------------------------------------------
@@ -774,49 +669,14 @@ impl Worker {
         self.check_shutdown();
         let now = self.now;
         let mut next = self.longest_tick();
-        let mut idle = Vec::new();
-        let mut slow = Vec::new();
-        let mut tarpitted = Vec::new();
-        for (i, c) in self.slots.iter().enumerate() {
-            let Some(c) = c else { continue };
-            let listener = &c.snapshot.listeners[c.listener];
-            let deadline = match c.phase {
-                Phase::Relaying => {
-                    if now.duration_since(c.last_active) >= listener.idle_timeout {
-                        idle.push(i as u32);
-                    }
-                    None
-                }
-                Phase::Tarpit => c.tarpit_until,
-                Phase::Inspecting => {
-                    let limit = if c.proxy_done {
-                        listener.settings.tls_inspect_timeout
-                    } else {
-                        listener.settings.proxy_header_timeout
-                    };
-                    Some(c.accepted_at + limit)
-                }
-                _ => None,
-            };
-            match deadline {
-                Some(at) if now >= at => match c.phase {
-                    Phase::Tarpit => tarpitted.push(i as u32),
-                    _ => slow.push(i as u32),
-                },
-                Some(at) => next = next.min(at - now),
-                None => {}
+        for slot in 0..self.slots.len() as u32 {
+            self.drive(slot, |s, ctx, io| s.on_tick(ctx, io));
+            let deadline = self.slots[slot as usize]
+                .as_ref()
+                .and_then(|s| s.session.deadline());
+            if let Some(at) = deadline {
+                next = next.min(at.saturating_duration_since(now));
             }
-        }
-        for slot in idle {
-            bump(&self.stats().idle_timeouts, 1);
-            self.conn(slot).ends_because(Termination::IdleTimeout);
-            self.abort(slot);
-        }
-        for slot in slow {
-            self.inspect_timeout(slot);
-        }
-        for slot in tarpitted {
-            self.abort(slot);
         }
         next.max(TICK_MIN)
     }
@@ -856,50 +716,9 @@ impl Worker {
         }
         if self.shared.abort.load(Ordering::Acquire) && !self.aborted {
             self.aborted = true;
-            let open: Vec<u32> = (0..self.slots.len() as u32)
-                .filter(|&s| {
-                    self.slots[s as usize]
-                        .as_ref()
-                        .is_some_and(|c| c.phase != Phase::Closing)
-                })
-                .collect();
-            bump(&self.stats().shutdown_closed, open.len() as u64);
-            for slot in open {
-                self.conn(slot).ends_because(Termination::Shutdown);
-                self.abort(slot);
+            for slot in 0..self.slots.len() as u32 {
+                self.drive(slot, |s, ctx, io| s.shut_down(ctx, io));
             }
         }
     }
-}
-
-/// Passive health: takes backend `i` out of rotation for a backoff that doubles
-/// with every ejection up to the pool's cap, unless that would eject more than
-/// `max_ejection_percent` of the pool. Workers may race here; the worst case is
-/// one extra ejection, which the control thread logs like any other.
-fn eject(pool: &Pool, i: usize, now_ms: u64) {
-    let b = &pool.backends[i];
-    if b.ejected(now_ms) {
-        return;
-    }
-    let ejected = pool.backends.iter().filter(|x| x.ejected(now_ms)).count();
-    if (ejected + 1) * 100 > pool.max_ejection_percent as usize * pool.backends.len() {
-        return;
-    }
-    let n = b.stats.ejections.fetch_add(1, Ordering::Relaxed).min(30);
-    let length = pool
-        .ejection_time_ms
-        .saturating_mul(1u64 << n)
-        .min(pool.max_ejection_time_ms.max(pool.ejection_time_ms));
-    b.stats
-        .ejected_until_ms
-        .store(now_ms + length, Ordering::Relaxed);
-    b.stats.consecutive_failures.store(0, Ordering::Relaxed);
-    b.stats.ejections_total.fetch_add(1, Ordering::Relaxed);
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

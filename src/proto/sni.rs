@@ -452,6 +452,13 @@ pub(crate) fn frame_records(message: &[u8], sizes: &[usize], minor: u8) -> Vec<u
     out
 }
 
+/// A TLS record carrying a ClientHello that names `server_name`, for the
+/// tests of code that inspects connections.
+#[cfg(test)]
+pub(crate) fn test_client_hello(server_name: &str) -> Vec<u8> {
+    tests::hello(&[tests::server_name_ext(&[(0, server_name.as_bytes())])])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,7 +698,7 @@ mod tests {
         frame_records(&message, &[MAX_RECORD_PAYLOAD], 1)
     }
 
-    fn server_name_ext(entries: &[(u8, &[u8])]) -> (u16, Vec<u8>) {
+    pub(crate) fn server_name_ext(entries: &[(u8, &[u8])]) -> (u16, Vec<u8>) {
         let mut list = Vec::new();
         for (kind, name) in entries {
             list.push(*kind);
@@ -714,7 +721,7 @@ mod tests {
         (EXTENSION_ALPN, data)
     }
 
-    fn hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
         hello_with([3, 3], Some(extensions))
     }
 
