@@ -6,3 +6,6 @@ pub mod names;
 mod render;
 
 pub use render::render;
+
+#[cfg(test)]
+mod tests;

@@ -75,6 +75,18 @@ pub fn render(
     limiter: &Limiter,
     reloads: (u64, u64),
 ) -> String {
+    render_at(snapshot, stats, limiter, reloads, crate::clock::now_ms())
+}
+
+/// [`render`] at `now` (`clock::now_ms()`), which decides whether an ejection
+/// is still running.
+pub(super) fn render_at(
+    snapshot: &Snapshot,
+    stats: &Stats,
+    limiter: &Limiter,
+    reloads: (u64, u64),
+    now: u64,
+) -> String {
     let mut out = String::with_capacity(8192);
     let worker_count = stats.workers().count();
 
@@ -155,7 +167,6 @@ pub fn render(
             }
         }
     }
-    let now = crate::clock::now_ms();
     header(&mut out, &names::BACKEND_UP);
     for p in &snapshot.pools {
         for b in &p.backends {
