@@ -20,7 +20,7 @@ const DIRECTIONS: [(usize, &str); 2] = [
 /// Renders a histogram summed over workers, in seconds.
 fn histogram<const N: usize>(
     out: &mut String,
-    m: &Metric,
+    m: &Metric<0>,
     stats: &Stats,
     field: impl Fn(&WorkerStats) -> &Histogram<N>,
 ) {
@@ -52,9 +52,9 @@ fn histogram<const N: usize>(
 /// Selects one counter of a worker's stats.
 type WorkerField = fn(&WorkerStats) -> &AtomicU64;
 
-fn header(out: &mut String, m: &Metric) {
+fn header<const L: usize>(out: &mut String, m: &Metric<L>) {
     let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
-    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
+    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind.as_str());
 }
 
 /// Escapes a label value per the exposition format.
@@ -110,7 +110,7 @@ pub(super) fn render_at(
                 .map(move |p| (l.name.as_str(), l.metrics_slot, p))
         })
         .collect();
-    let series = |out: &mut String, m: &Metric, field: &dyn Fn(&RouteStats) -> &AtomicU64| {
+    let series = |out: &mut String, m: &Metric<3>, field: &dyn Fn(&RouteStats) -> &AtomicU64| {
         header(out, m);
         for &(listener, slot, pi) in &routes {
             let p = &snapshot.pools[pi];
@@ -317,7 +317,7 @@ pub(super) fn render_at(
             stats.sum(|w| &w.bytes_spliced[d])
         );
     }
-    let totals: [(&Metric, WorkerField); 8] = [
+    let totals: [(&Metric<0>, WorkerField); 8] = [
         (&names::SPLICE_SWITCHES_TOTAL, |w| &w.splice_switches),
         (&names::PIPE_EXHAUSTED_TOTAL, |w| &w.pipe_exhausted),
         (&names::PIPES_IN_USE, |w| &w.pipes_in_use),

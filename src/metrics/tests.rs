@@ -200,6 +200,21 @@ fn env_flag(name: &str) -> bool {
 }
 
 #[test]
+fn every_declared_family_is_rendered_once() {
+    let text = exposition();
+    let rendered: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut declared: Vec<&str> = super::names::ALL.iter().map(|m| m.name).collect();
+    let mut sorted = rendered.clone();
+    sorted.sort_unstable();
+    declared.sort_unstable();
+    assert_eq!(sorted, declared, "rendered families: {rendered:?}");
+}
+
+#[test]
 fn the_exposition_matches_the_golden_text() {
     let rendered = exposition();
     if env_flag("SPLICED_UPDATE_GOLDEN") {
