@@ -1,218 +1,205 @@
-//! Every metric name and help text spliced exports, in one place (DESIGN.md §3).
-//! Label values come from the config (listener, pool, backend names) or from
-//! fixed enums, never from traffic.
+//! Every metric spliced exports, in one place (DESIGN.md §3): its name, type,
+//! help text and label keys. A renderer gives a sample's label values only,
+//! in the declared order (`super::family` checks the count at compile time),
+//! so a label cannot be misspelt or left out at one call site. Label values
+//! come from the config (listener, pool, backend names) or from fixed enums,
+//! never from traffic.
+//!
+//! Renaming anything here renames a series the alert rules
+//! (`conf/prometheus/`), the Grafana dashboard and users' queries read: the
+//! golden exposition (`tests/fixtures/metrics/exposition.prom`) shows it.
 
-/// A metric's name, type and help text.
-pub struct Metric {
-    pub name: &'static str,
-    pub kind: &'static str,
-    pub help: &'static str,
+/// The exposition's `# TYPE` of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
 }
 
-macro_rules! metric {
-    ($id:ident, $name:literal, $kind:literal, $help:literal) => {
-        pub const $id: Metric = Metric {
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A metric family with `L` label keys.
+#[derive(Debug)]
+pub struct Metric<const L: usize> {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// In the order a sample gives its values. A histogram's `le` is not
+    /// among them: the family writer adds it.
+    pub labels: [&'static str; L],
+}
+
+/// A [`Metric`] with its label count erased, so that every family fits in
+/// one list ([`ALL`]) for checks over all of them.
+#[derive(Debug)]
+pub struct Described {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+/// Declares each metric as a `Metric<L>` constant and lists them all in
+/// [`ALL`], from one table: `ID: Kind "name" [label keys] "help";`.
+macro_rules! metrics {
+    ($($id:ident: $kind:ident $name:literal [$($label:literal),*] $help:literal;)*) => {
+        $(
+            pub const $id: Metric<{ <[&str]>::len(&[$($label),*]) }> = Metric {
+                name: $name,
+                kind: Kind::$kind,
+                help: $help,
+                labels: [$($label),*],
+            };
+        )*
+
+        /// Every family above.
+        pub const ALL: &[Described] = &[$(Described {
             name: $name,
-            kind: $kind,
+            kind: Kind::$kind,
             help: $help,
-        };
+            labels: &[$($label),*],
+        }),*];
     };
 }
 
-metric!(CONNECTIONS_TOTAL, "spliced_connections_total", "counter",
-    "Connections sent to a backend (connect attempts that were made), by listener, pool and backend.");
-metric!(
-    ACTIVE_CONNECTIONS,
-    "spliced_active_connections",
-    "gauge",
-    "Connections open right now to a backend, including ones still connecting."
-);
-metric!(
-    BYTES_TOTAL,
-    "spliced_bytes_total",
-    "counter",
-    "Bytes relayed, by backend and direction (client_to_backend, backend_to_client)."
-);
-metric!(
-    CONNECT_ERRORS_TOTAL,
-    "spliced_connect_errors_total",
-    "counter",
-    "Failed connects to a backend, by reason (refused, timeout, other)."
-);
-metric!(
-    BACKEND_UP,
-    "spliced_backend_up",
-    "gauge",
-    "1 when the backend is in service and healthy (probes up, not ejected, not drained or disabled), else 0."
-);
-metric!(
-    LISTENER_ACCEPTED_TOTAL,
-    "spliced_listener_accepted_total",
-    "counter",
-    "Client connections accepted, by listener."
-);
-metric!(
-    LISTENER_ACTIVE,
-    "spliced_listener_active_connections",
-    "gauge",
-    "Client connections open right now, by listener."
-);
-metric!(
-    REJECTED_TOTAL,
-    "spliced_rejected_connections_total",
-    "counter",
-    "Client connections closed before reaching a backend, by listener and reason."
-);
-metric!(RELAY_BYTES_TOTAL, "spliced_relay_bytes_total", "counter",
-    "Bytes relayed by data path (copy through the buffer ring, or splice through a pipe) and direction.");
-metric!(
-    SPLICE_SWITCHES_TOTAL,
-    "spliced_splice_switches_total",
-    "counter",
-    "Times a connection direction switched from copying to splice because it carried bulk data."
-);
-metric!(
-    PIPE_EXHAUSTED_TOTAL,
-    "spliced_pipe_pool_exhausted_total",
-    "counter",
-    "Times a bulk direction stayed on copy because no pipe was free."
-);
-metric!(
-    PIPES_IN_USE,
-    "spliced_pipes_in_use",
-    "gauge",
-    "Pipes lent out to splicing directions right now, summed over workers."
-);
-metric!(
-    PIPES_MAX,
-    "spliced_pipes_max",
-    "gauge",
-    "Upper bound of the pipe pools, summed over workers."
-);
-metric!(
-    WORKER_ACCEPTED_TOTAL,
-    "spliced_worker_accepted_total",
-    "counter",
-    "Client connections accepted, by worker."
-);
-metric!(
-    WORKER_ACTIVE,
-    "spliced_worker_active_connections",
-    "gauge",
-    "Client connections open right now, by worker."
-);
-metric!(
-    IDLE_TIMEOUTS_TOTAL,
-    "spliced_idle_timeouts_total",
-    "counter",
-    "Connections closed because no byte moved for idle_timeout."
-);
-metric!(
-    ACCEPT_RESOURCE_ERRORS_TOTAL,
-    "spliced_accept_resource_errors_total",
-    "counter",
-    "Accepts that failed for lack of file descriptors or memory (accept backs off)."
-);
-metric!(
-    BUFFER_EXHAUSTED_TOTAL,
-    "spliced_buffer_ring_exhausted_total",
-    "counter",
-    "Receives that found every provided buffer in use and waited for one."
-);
-metric!(
-    SHUTDOWN_CLOSED_TOTAL,
-    "spliced_shutdown_closed_connections_total",
-    "counter",
-    "Connections still open when the shutdown deadline passed, closed by spliced."
-);
-metric!(
-    CONFIG_RELOADS_TOTAL,
-    "spliced_config_reloads_total",
-    "counter",
-    "Configuration loads, by result (ok, error)."
-);
-metric!(
-    WORKERS,
-    "spliced_workers",
-    "gauge",
-    "Number of data-plane worker threads."
-);
+metrics! {
+    // The process.
+    WORKERS: Gauge "spliced_workers" []
+        "Number of data-plane worker threads.";
 
-metric!(
-    BACKEND_HEALTHY,
-    "spliced_backend_healthy",
-    "gauge",
-    "Active health check verdict: 1 up, 0 down (1 when the pool has no health check)."
-);
-metric!(
-    BACKEND_EJECTED,
-    "spliced_backend_ejected",
-    "gauge",
-    "1 while the backend is ejected after consecutive connect failures (passive health)."
-);
-metric!(
-    HEALTH_CHECKS_TOTAL,
-    "spliced_health_checks_total",
-    "counter",
-    "Active health probes, by result (ok, failed; skipped: not sent because spliced was out of fds or memory)."
-);
-metric!(
-    HEALTH_TRANSITIONS_TOTAL,
-    "spliced_health_transitions_total",
-    "counter",
-    "Health state changes of a backend, by new state (up, down)."
-);
-metric!(
-    EJECTIONS_TOTAL,
-    "spliced_ejections_total",
-    "counter",
-    "Times a backend was ejected after consecutive connect failures."
-);
-metric!(
-    FAIL_OPEN_TOTAL,
-    "spliced_fail_open_connections_total",
-    "counter",
-    "Connections sent to an unhealthy backend because no backend was eligible (on_all_down: fail_open)."
-);
-metric!(
-    CONNECT_DURATION,
-    "spliced_connect_duration_seconds",
-    "histogram",
-    "Time from starting a connect to a backend to its success."
-);
-metric!(
-    CONNECTION_DURATION,
-    "spliced_connection_duration_seconds",
-    "histogram",
-    "Lifetime of client connections, from accept to close."
-);
-metric!(
-    TERMINATIONS_TOTAL,
-    "spliced_connections_closed_total",
-    "counter",
-    "Client connections ended, by why (client_closed, backend_closed, client_error, backend_error, idle_timeout, connect_failed, max_connections, backends_full, no_backend, resources, shutdown)."
-);
-metric!(
-    ACCESS_LOG_DROPPED_TOTAL,
-    "spliced_access_log_dropped_total",
-    "counter",
-    "Access log records dropped because a worker's queue was full."
-);
-metric!(
-    LIMITS_EVICTIONS_TOTAL,
-    "spliced_limits_table_evictions_total",
-    "counter",
-    "Per-client limit entries evicted because the table was full (limits_table_size)."
-);
-metric!(
-    LIMITS_TABLE_ENTRIES,
-    "spliced_limits_table_entries",
-    "gauge",
-    "Per-client limit entries in use (an estimate, taken at scrape)."
-);
-metric!(
-    LIMITS_TABLE_CAPACITY,
-    "spliced_limits_table_capacity",
-    "gauge",
-    "Most per-client limit entries kept (limits_table_size, rounded up to a power of two)."
-);
+    // Backends: traffic, per listener routing to the backend's pool.
+    CONNECTIONS_TOTAL: Counter "spliced_connections_total" ["listener", "pool", "backend"]
+        "Connections sent to a backend (connect attempts that were made), by listener, pool and backend.";
+    ACTIVE_CONNECTIONS: Gauge "spliced_active_connections" ["listener", "pool", "backend"]
+        "Connections open right now to a backend, including ones still connecting.";
+    BYTES_TOTAL: Counter "spliced_bytes_total" ["listener", "pool", "backend", "direction"]
+        "Bytes relayed, by backend and direction (client_to_backend, backend_to_client).";
+    CONNECT_ERRORS_TOTAL: Counter "spliced_connect_errors_total" ["pool", "backend", "reason"]
+        "Failed connects to a backend, by reason (refused, timeout, other).";
+
+    // Backends: health, active and passive.
+    BACKEND_UP: Gauge "spliced_backend_up" ["pool", "backend"]
+        "1 when the backend is in service and healthy (probes up, not ejected, not drained or disabled), else 0.";
+    BACKEND_HEALTHY: Gauge "spliced_backend_healthy" ["pool", "backend"]
+        "Active health check verdict: 1 up, 0 down (1 when the pool has no health check).";
+    BACKEND_EJECTED: Gauge "spliced_backend_ejected" ["pool", "backend"]
+        "1 while the backend is ejected after consecutive connect failures (passive health).";
+    HEALTH_CHECKS_TOTAL: Counter "spliced_health_checks_total" ["pool", "backend", "result"]
+        "Active health probes, by result (ok, failed; skipped: not sent because spliced was out of fds or memory).";
+    HEALTH_TRANSITIONS_TOTAL: Counter "spliced_health_transitions_total" ["pool", "backend", "to"]
+        "Health state changes of a backend, by new state (up, down).";
+    EJECTIONS_TOTAL: Counter "spliced_ejections_total" ["pool", "backend"]
+        "Times a backend was ejected after consecutive connect failures.";
+
+    // Listeners.
+    LISTENER_ACCEPTED_TOTAL: Counter "spliced_listener_accepted_total" ["listener"]
+        "Client connections accepted, by listener.";
+    LISTENER_ACTIVE: Gauge "spliced_listener_active_connections" ["listener"]
+        "Client connections open right now, by listener.";
+    REJECTED_TOTAL: Counter "spliced_rejected_connections_total" ["listener", "reason"]
+        "Client connections closed before reaching a backend, by listener and reason.";
+    FAIL_OPEN_TOTAL: Counter "spliced_fail_open_connections_total" ["listener"]
+        "Connections sent to an unhealthy backend because no backend was eligible (on_all_down: fail_open).";
+
+    // The workers' data path, summed over workers.
+    RELAY_BYTES_TOTAL: Counter "spliced_relay_bytes_total" ["mode", "direction"]
+        "Bytes relayed by data path (copy through the buffer ring, or splice through a pipe) and direction.";
+    SPLICE_SWITCHES_TOTAL: Counter "spliced_splice_switches_total" []
+        "Times a connection direction switched from copying to splice because it carried bulk data.";
+    PIPE_EXHAUSTED_TOTAL: Counter "spliced_pipe_pool_exhausted_total" []
+        "Times a bulk direction stayed on copy because no pipe was free.";
+    PIPES_IN_USE: Gauge "spliced_pipes_in_use" []
+        "Pipes lent out to splicing directions right now, summed over workers.";
+    PIPES_MAX: Gauge "spliced_pipes_max" []
+        "Upper bound of the pipe pools, summed over workers.";
+    IDLE_TIMEOUTS_TOTAL: Counter "spliced_idle_timeouts_total" []
+        "Connections closed because no byte moved for idle_timeout.";
+    ACCEPT_RESOURCE_ERRORS_TOTAL: Counter "spliced_accept_resource_errors_total" []
+        "Accepts that failed for lack of file descriptors or memory (accept backs off).";
+    BUFFER_EXHAUSTED_TOTAL: Counter "spliced_buffer_ring_exhausted_total" []
+        "Receives that found every provided buffer in use and waited for one.";
+    SHUTDOWN_CLOSED_TOTAL: Counter "spliced_shutdown_closed_connections_total" []
+        "Connections still open when the shutdown deadline passed, closed by spliced.";
+
+    // Client connections, summed over workers.
+    CONNECT_DURATION: Histogram "spliced_connect_duration_seconds" []
+        "Time from starting a connect to a backend to its success.";
+    CONNECTION_DURATION: Histogram "spliced_connection_duration_seconds" []
+        "Lifetime of client connections, from accept to close.";
+    TERMINATIONS_TOTAL: Counter "spliced_connections_closed_total" ["termination"]
+        "Client connections ended, by why (client_closed, backend_closed, client_error, backend_error, idle_timeout, connect_failed, max_connections, backends_full, no_backend, resources, shutdown).";
+    ACCESS_LOG_DROPPED_TOTAL: Counter "spliced_access_log_dropped_total" []
+        "Access log records dropped because a worker's queue was full.";
+
+    // Per worker.
+    WORKER_ACCEPTED_TOTAL: Counter "spliced_worker_accepted_total" ["worker"]
+        "Client connections accepted, by worker.";
+    WORKER_ACTIVE: Gauge "spliced_worker_active_connections" ["worker"]
+        "Client connections open right now, by worker.";
+
+    // Per-client limits.
+    LIMITS_EVICTIONS_TOTAL: Counter "spliced_limits_table_evictions_total" []
+        "Per-client limit entries evicted because the table was full (limits_table_size).";
+    LIMITS_TABLE_ENTRIES: Gauge "spliced_limits_table_entries" []
+        "Per-client limit entries in use (an estimate, taken at scrape).";
+    LIMITS_TABLE_CAPACITY: Gauge "spliced_limits_table_capacity" []
+        "Most per-client limit entries kept (limits_table_size, rounded up to a power of two).";
+
+    // The control thread.
+    CONFIG_RELOADS_TOTAL: Counter "spliced_config_reloads_total" ["result"]
+        "Configuration loads, by result (ok, error).";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text format's `[a-zA-Z_][a-zA-Z0-9_]*` (no `:`: those are for
+    /// recording rules).
+    fn valid_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    }
+
+    #[test]
+    fn every_metric_has_a_valid_unique_name_help_and_label_keys() {
+        let mut seen = std::collections::BTreeSet::new();
+        for m in ALL {
+            assert!(
+                valid_name(m.name) && m.name.starts_with("spliced_"),
+                "{}",
+                m.name
+            );
+            assert!(seen.insert(m.name), "{} is declared twice", m.name);
+            assert!(!m.help.is_empty() && !m.help.contains('\n'), "{}", m.name);
+            assert_eq!(
+                m.kind == Kind::Counter,
+                m.name.ends_with("_total"),
+                "{}: counters, and only counters, end in _total",
+                m.name
+            );
+            let mut keys = std::collections::BTreeSet::new();
+            for key in m.labels {
+                assert!(
+                    valid_name(key) && !key.starts_with("__"),
+                    "{}: {key}",
+                    m.name
+                );
+                assert!(keys.insert(key), "{}: label {key} twice", m.name);
+                assert_ne!(*key, "le", "{}: le belongs to histogram buckets", m.name);
+            }
+        }
+    }
+}

@@ -1,72 +1,34 @@
-//! Renders the Prometheus text exposition format from the snapshot and the
-//! per-worker counters. Runs on the control thread at scrape time only.
+//! What the exposition says: the snapshot's gauges and the per-worker
+//! counters summed, one short function per area, each writing its families
+//! through [`Exposition`] (which owns the spelling). Families come out in the
+//! order of the areas in [`render_at`]; the golden test pins it. Runs on the
+//! control thread at scrape time only, and only ever loads counters.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::family::Exposition;
 use super::names::{self, Metric};
+use crate::balance::Backend;
 use crate::counters::{
-    Histogram, RouteStats, Stats, WorkerStats, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND,
+    BackendWorkerStats, Histogram, RouteStats, Stats, WorkerStats, BACKEND_TO_CLIENT,
+    CLIENT_TO_BACKEND,
 };
 use crate::limits::Limiter;
 use crate::outcome::{Reject, Termination};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Pool, Snapshot};
 
+/// The `direction` label of each per-direction counter index.
 const DIRECTIONS: [(usize, &str); 2] = [
     (CLIENT_TO_BACKEND, "client_to_backend"),
     (BACKEND_TO_CLIENT, "backend_to_client"),
 ];
 
-/// Renders a histogram summed over workers, in seconds.
-fn histogram<const N: usize>(
-    out: &mut String,
-    m: &Metric,
-    stats: &Stats,
-    field: impl Fn(&WorkerStats) -> &Histogram<N>,
-) {
-    header(out, m);
-    let Some(first) = stats.workers().next() else {
-        return;
-    };
-    let bounds = field(first).bounds_us;
-    let mut cumulative = 0;
-    for (i, bound) in bounds.iter().enumerate() {
-        cumulative += stats
-            .workers()
-            .map(|w| load(&field(w).buckets[i]))
-            .sum::<u64>();
-        let _ = writeln!(
-            out,
-            "{}_bucket{{le=\"{}\"}} {cumulative}",
-            m.name,
-            *bound as f64 / 1e6
-        );
-    }
-    let count: u64 = stats.workers().map(|w| load(&field(w).count)).sum();
-    let sum_us: u64 = stats.workers().map(|w| load(&field(w).sum_us)).sum();
-    let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", m.name);
-    let _ = writeln!(out, "{}_sum {}", m.name, sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{}_count {count}", m.name);
-}
-
 /// Selects one counter of a worker's stats.
 type WorkerField = fn(&WorkerStats) -> &AtomicU64;
-
-fn header(out: &mut String, m: &Metric) {
-    let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
-    let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
-}
-
-/// Escapes a label value per the exposition format.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn load(a: &AtomicU64) -> u64 {
-    a.load(Ordering::Relaxed)
-}
+/// Selects one counter of a worker's traffic from one listener to a backend.
+type RouteField = fn(&RouteStats) -> &AtomicU64;
+/// Selects one counter of a worker's traffic to a backend.
+type BackendField = fn(&BackendWorkerStats) -> &AtomicU64;
 
 /// Renders every metric; `reloads` is (ok, error) counts from the control thread.
 pub fn render(
@@ -75,238 +37,183 @@ pub fn render(
     limiter: &Limiter,
     reloads: (u64, u64),
 ) -> String {
-    let mut out = String::with_capacity(8192);
-    let worker_count = stats.workers().count();
+    render_at(snapshot, stats, limiter, reloads, crate::clock::now_ms())
+}
 
-    header(&mut out, &names::WORKERS);
-    let _ = writeln!(out, "{} {}", names::WORKERS.name, worker_count);
+/// [`render`] at `now` (`clock::now_ms()`), which decides whether an ejection
+/// is still running.
+pub(super) fn render_at(
+    snapshot: &Snapshot,
+    stats: &Stats,
+    limiter: &Limiter,
+    reloads: (u64, u64),
+    now: u64,
+) -> String {
+    let mut out = Exposition::new();
+    process(&mut out, stats);
+    backend_traffic(&mut out, snapshot);
+    backend_health(&mut out, snapshot, now);
+    listeners(&mut out, snapshot);
+    data_path(&mut out, stats);
+    connections(&mut out, stats);
+    workers(&mut out, stats);
+    limits(&mut out, limiter);
+    control(&mut out, reloads);
+    out.finish()
+}
 
-    // Per-backend series, one per listener that routes to the backend's pool
-    // (its default pool, or an SNI route's), from per-listener counters.
-    let routes: Vec<(&str, usize, usize)> = snapshot
-        .listeners
-        .iter()
-        .flat_map(|l| {
-            let mut pools = vec![l.pool];
-            for r in &l.settings.sni_routes {
-                if !pools.contains(&r.pool.0) {
-                    pools.push(r.pool.0);
-                }
+fn process(out: &mut Exposition, stats: &Stats) {
+    out.family(&names::WORKERS)
+        .sample([], stats.workers().count());
+}
+
+/// Traffic from one listener to one pool, counted in the listener's slot of
+/// each backend's per-listener counters.
+struct Route<'a> {
+    listener: &'a str,
+    slot: usize,
+    pool: &'a Pool,
+}
+
+/// Every (listener, pool) pair traffic can take: each listener's default
+/// pool, then its SNI routes' pools, each pool once per listener.
+fn routes(snapshot: &Snapshot) -> Vec<Route<'_>> {
+    let mut routes = Vec::new();
+    for l in &snapshot.listeners {
+        let mut pools = vec![l.pool];
+        for r in &l.settings.sni_routes {
+            if !pools.contains(&r.pool.0) {
+                pools.push(r.pool.0);
             }
-            pools
-                .into_iter()
-                .map(move |p| (l.name.as_str(), l.metrics_slot, p))
-        })
-        .collect();
-    let series = |out: &mut String, m: &Metric, field: &dyn Fn(&RouteStats) -> &AtomicU64| {
-        header(out, m);
-        for &(listener, slot, pi) in &routes {
-            let p = &snapshot.pools[pi];
-            for b in &p.backends {
-                let _ = writeln!(
-                    out,
-                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\"}} {}",
-                    m.name,
-                    esc(listener),
-                    esc(&p.name),
-                    esc(&b.name),
-                    b.stats.sum_route(slot, field)
-                );
+        }
+        routes.extend(pools.into_iter().map(|p| Route {
+            listener: &l.name,
+            slot: l.metrics_slot,
+            pool: &snapshot.pools[p],
+        }));
+    }
+    routes
+}
+
+/// Every backend with its pool, in config order.
+fn backends(snapshot: &Snapshot) -> impl Iterator<Item = (&Pool, &Backend)> {
+    snapshot
+        .pools
+        .iter()
+        .flat_map(|p| p.backends.iter().map(move |b| (p, &**b)))
+}
+
+/// Per-backend traffic, by the listener it came through where the counters
+/// keep it apart.
+fn backend_traffic(out: &mut Exposition, snapshot: &Snapshot) {
+    let routes = routes(snapshot);
+    let per_route = |out: &mut Exposition, metric: &Metric<3>, field: RouteField| {
+        let mut family = out.family(metric);
+        for r in &routes {
+            for b in &r.pool.backends {
+                let value = b.stats.sum_route(r.slot, field);
+                family.sample([r.listener, &r.pool.name, &b.name], value);
             }
         }
     };
-    series(&mut out, &names::CONNECTIONS_TOTAL, &|r| &r.connections);
-    series(&mut out, &names::ACTIVE_CONNECTIONS, &|r| &r.active);
-    header(&mut out, &names::BYTES_TOTAL);
-    for &(listener, slot, pi) in &routes {
-        let p = &snapshot.pools[pi];
-        for b in &p.backends {
-            for (d, dname) in DIRECTIONS {
-                let _ = writeln!(
-                    out,
-                    "{}{{listener=\"{}\",pool=\"{}\",backend=\"{}\",direction=\"{}\"}} {}",
-                    names::BYTES_TOTAL.name,
-                    esc(listener),
-                    esc(&p.name),
-                    esc(&b.name),
-                    dname,
-                    b.stats.sum_route(slot, |r| &r.bytes[d])
-                );
+    per_route(out, &names::CONNECTIONS_TOTAL, |r| &r.connections);
+    per_route(out, &names::ACTIVE_CONNECTIONS, |r| &r.active);
+
+    let mut bytes = out.family(&names::BYTES_TOTAL);
+    for r in &routes {
+        for b in &r.pool.backends {
+            for (d, direction) in DIRECTIONS {
+                let value = b.stats.sum_route(r.slot, |s| &s.bytes[d]);
+                bytes.sample([r.listener, &r.pool.name, &b.name, direction], value);
             }
-        }
-    }
-    header(&mut out, &names::CONNECT_ERRORS_TOTAL);
-    for p in &snapshot.pools {
-        for b in &p.backends {
-            for (reason, v) in [
-                ("refused", b.stats.sum(|s| &s.connect_errors_refused)),
-                ("timeout", b.stats.sum(|s| &s.connect_errors_timeout)),
-                ("other", b.stats.sum(|s| &s.connect_errors_other)),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "{}{{pool=\"{}\",backend=\"{}\",reason=\"{}\"}} {}",
-                    names::CONNECT_ERRORS_TOTAL.name,
-                    esc(&p.name),
-                    esc(&b.name),
-                    reason,
-                    v
-                );
-            }
-        }
-    }
-    let now = crate::clock::now_ms();
-    header(&mut out, &names::BACKEND_UP);
-    for p in &snapshot.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                out,
-                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
-                names::BACKEND_UP.name,
-                esc(&p.name),
-                esc(&b.name),
-                u8::from(b.eligible_ignoring_capacity(now))
-            );
-        }
-    }
-    header(&mut out, &names::BACKEND_HEALTHY);
-    for p in &snapshot.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                out,
-                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
-                names::BACKEND_HEALTHY.name,
-                esc(&p.name),
-                esc(&b.name),
-                u8::from(b.up())
-            );
-        }
-    }
-    header(&mut out, &names::BACKEND_EJECTED);
-    for p in &snapshot.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                out,
-                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
-                names::BACKEND_EJECTED.name,
-                esc(&p.name),
-                esc(&b.name),
-                u8::from(b.ejected(now))
-            );
-        }
-    }
-    header(&mut out, &names::HEALTH_CHECKS_TOTAL);
-    for p in snapshot.pools.iter().filter(|p| p.health_check.is_some()) {
-        for b in &p.backends {
-            for (result, v) in [
-                ("ok", &b.stats.checks_ok),
-                ("failed", &b.stats.checks_failed),
-                ("skipped", &b.stats.checks_skipped),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "{}{{pool=\"{}\",backend=\"{}\",result=\"{}\"}} {}",
-                    names::HEALTH_CHECKS_TOTAL.name,
-                    esc(&p.name),
-                    esc(&b.name),
-                    result,
-                    load(v)
-                );
-            }
-        }
-    }
-    header(&mut out, &names::HEALTH_TRANSITIONS_TOTAL);
-    for p in snapshot.pools.iter().filter(|p| p.health_check.is_some()) {
-        for b in &p.backends {
-            for (to, v) in [("up", &b.stats.went_up), ("down", &b.stats.went_down)] {
-                let _ = writeln!(
-                    out,
-                    "{}{{pool=\"{}\",backend=\"{}\",to=\"{}\"}} {}",
-                    names::HEALTH_TRANSITIONS_TOTAL.name,
-                    esc(&p.name),
-                    esc(&b.name),
-                    to,
-                    load(v)
-                );
-            }
-        }
-    }
-    header(&mut out, &names::EJECTIONS_TOTAL);
-    for p in &snapshot.pools {
-        for b in &p.backends {
-            let _ = writeln!(
-                out,
-                "{}{{pool=\"{}\",backend=\"{}\"}} {}",
-                names::EJECTIONS_TOTAL.name,
-                esc(&p.name),
-                esc(&b.name),
-                load(&b.stats.ejections_total)
-            );
         }
     }
 
-    header(&mut out, &names::LISTENER_ACCEPTED_TOTAL);
-    for l in &snapshot.listeners {
-        let _ = writeln!(
-            out,
-            "{}{{listener=\"{}\"}} {}",
-            names::LISTENER_ACCEPTED_TOTAL.name,
-            esc(&l.name),
-            l.stats.sum(|s| &s.accepted)
-        );
+    let reasons: [(&str, BackendField); 3] = [
+        ("refused", |s| &s.connect_errors_refused),
+        ("timeout", |s| &s.connect_errors_timeout),
+        ("other", |s| &s.connect_errors_other),
+    ];
+    let mut errors = out.family(&names::CONNECT_ERRORS_TOTAL);
+    for (p, b) in backends(snapshot) {
+        for (reason, field) in reasons {
+            errors.sample([&p.name, &b.name, reason], b.stats.sum(field));
+        }
     }
-    header(&mut out, &names::LISTENER_ACTIVE);
-    for l in &snapshot.listeners {
-        let _ = writeln!(
-            out,
-            "{}{{listener=\"{}\"}} {}",
-            names::LISTENER_ACTIVE.name,
-            esc(&l.name),
-            load(&l.stats.active)
-        );
+}
+
+/// Whether each backend may be used, and the probes and ejections behind it.
+fn backend_health(out: &mut Exposition, snapshot: &Snapshot, now: u64) {
+    let flag = |out: &mut Exposition, metric: &Metric<2>, on: &dyn Fn(&Backend) -> bool| {
+        let mut family = out.family(metric);
+        for (p, b) in backends(snapshot) {
+            family.sample([&p.name, &b.name], u8::from(on(b)));
+        }
+    };
+    flag(out, &names::BACKEND_UP, &|b| {
+        b.eligible_ignoring_capacity(now)
+    });
+    flag(out, &names::BACKEND_HEALTHY, &|b| b.up());
+    flag(out, &names::BACKEND_EJECTED, &|b| b.ejected(now));
+
+    // Probe counters only where probes run: elsewhere they would be zeros
+    // that look like a check that never ran.
+    let probed = || backends(snapshot).filter(|(p, _)| p.health_check.is_some());
+    let mut checks = out.family(&names::HEALTH_CHECKS_TOTAL);
+    for (p, b) in probed() {
+        let s = &b.stats;
+        for (result, n) in [
+            ("ok", &s.checks_ok),
+            ("failed", &s.checks_failed),
+            ("skipped", &s.checks_skipped),
+        ] {
+            checks.sample([&p.name, &b.name, result], load(n));
+        }
     }
-    header(&mut out, &names::REJECTED_TOTAL);
-    for l in &snapshot.listeners {
+    let mut transitions = out.family(&names::HEALTH_TRANSITIONS_TOTAL);
+    for (p, b) in probed() {
+        for (to, n) in [("up", &b.stats.went_up), ("down", &b.stats.went_down)] {
+            transitions.sample([&p.name, &b.name, to], load(n));
+        }
+    }
+
+    let mut ejections = out.family(&names::EJECTIONS_TOTAL);
+    for (p, b) in backends(snapshot) {
+        ejections.sample([&p.name, &b.name], load(&b.stats.ejections_total));
+    }
+}
+
+fn listeners(out: &mut Exposition, snapshot: &Snapshot) {
+    let listeners = &snapshot.listeners;
+    let mut accepted = out.family(&names::LISTENER_ACCEPTED_TOTAL);
+    for l in listeners {
+        accepted.sample([&l.name], l.stats.sum(|s| &s.accepted));
+    }
+    let mut active = out.family(&names::LISTENER_ACTIVE);
+    for l in listeners {
+        active.sample([&l.name], load(&l.stats.active));
+    }
+    let mut rejected = out.family(&names::REJECTED_TOTAL);
+    for l in listeners {
         for reason in Reject::ALL {
-            let _ = writeln!(
-                out,
-                "{}{{listener=\"{}\",reason=\"{}\"}} {}",
-                names::REJECTED_TOTAL.name,
-                esc(&l.name),
-                reason.as_str(),
-                l.stats.sum(|s| &s.rejected[reason.index()])
-            );
+            let value = l.stats.sum(|s| &s.rejected[reason.index()]);
+            rejected.sample([&l.name, reason.as_str()], value);
         }
     }
-    header(&mut out, &names::FAIL_OPEN_TOTAL);
-    for l in &snapshot.listeners {
-        let _ = writeln!(
-            out,
-            "{}{{listener=\"{}\"}} {}",
-            names::FAIL_OPEN_TOTAL.name,
-            esc(&l.name),
-            l.stats.sum(|s| &s.fail_open)
-        );
+    let mut fail_open = out.family(&names::FAIL_OPEN_TOTAL);
+    for l in listeners {
+        fail_open.sample([&l.name], l.stats.sum(|s| &s.fail_open));
     }
+}
 
-    header(&mut out, &names::RELAY_BYTES_TOTAL);
-    for (d, dname) in DIRECTIONS {
-        let _ = writeln!(
-            out,
-            "{}{{mode=\"copy\",direction=\"{}\"}} {}",
-            names::RELAY_BYTES_TOTAL.name,
-            dname,
-            stats.sum(|w| &w.bytes_copied[d])
-        );
-        let _ = writeln!(
-            out,
-            "{}{{mode=\"splice\",direction=\"{}\"}} {}",
-            names::RELAY_BYTES_TOTAL.name,
-            dname,
-            stats.sum(|w| &w.bytes_spliced[d])
-        );
+/// How the workers moved bytes and what they ran short of, summed.
+fn data_path(out: &mut Exposition, stats: &Stats) {
+    let mut relay = out.family(&names::RELAY_BYTES_TOTAL);
+    for (d, direction) in DIRECTIONS {
+        relay.sample(["copy", direction], stats.sum(|w| &w.bytes_copied[d]));
+        relay.sample(["splice", direction], stats.sum(|w| &w.bytes_spliced[d]));
     }
-    let totals: [(&Metric, WorkerField); 8] = [
+    let totals: [(&Metric<0>, WorkerField); 8] = [
         (&names::SPLICE_SWITCHES_TOTAL, |w| &w.splice_switches),
         (&names::PIPE_EXHAUSTED_TOTAL, |w| &w.pipe_exhausted),
         (&names::PIPES_IN_USE, |w| &w.pipes_in_use),
@@ -318,86 +225,78 @@ pub fn render(
         (&names::BUFFER_EXHAUSTED_TOTAL, |w| &w.buffer_exhausted),
         (&names::SHUTDOWN_CLOSED_TOTAL, |w| &w.shutdown_closed),
     ];
-    for (m, field) in totals {
-        header(&mut out, m);
-        let _ = writeln!(out, "{} {}", m.name, stats.sum(field));
+    for (metric, field) in totals {
+        out.family(metric).sample([], stats.sum(field));
     }
-    histogram(&mut out, &names::CONNECT_DURATION, stats, |w| {
+}
+
+/// How long client connections took and how they ended, summed over workers.
+fn connections(out: &mut Exposition, stats: &Stats) {
+    histogram(out, &names::CONNECT_DURATION, stats, |w| {
         &w.connect_duration
     });
-    histogram(&mut out, &names::CONNECTION_DURATION, stats, |w| {
+    histogram(out, &names::CONNECTION_DURATION, stats, |w| {
         &w.connection_duration
     });
-    header(&mut out, &names::TERMINATIONS_TOTAL);
+    let mut closed = out.family(&names::TERMINATIONS_TOTAL);
     for t in Termination::ALL {
-        let _ = writeln!(
-            out,
-            "{}{{termination=\"{}\"}} {}",
-            names::TERMINATIONS_TOTAL.name,
-            t.as_str(),
-            stats.sum(|w| &w.terminations[t.index()])
-        );
+        closed.sample([t.as_str()], stats.sum(|w| &w.terminations[t.index()]));
     }
-    header(&mut out, &names::ACCESS_LOG_DROPPED_TOTAL);
-    let _ = writeln!(
-        out,
-        "{} {}",
-        names::ACCESS_LOG_DROPPED_TOTAL.name,
-        stats.sum(|w| &w.access_log_dropped)
-    );
-    header(&mut out, &names::WORKER_ACCEPTED_TOTAL);
-    for (i, w) in stats.workers().enumerate() {
-        let _ = writeln!(
-            out,
-            "{}{{worker=\"{}\"}} {}",
-            names::WORKER_ACCEPTED_TOTAL.name,
-            i,
-            load(&w.accepted)
-        );
-    }
-    header(&mut out, &names::WORKER_ACTIVE);
-    for (i, w) in stats.workers().enumerate() {
-        let _ = writeln!(
-            out,
-            "{}{{worker=\"{}\"}} {}",
-            names::WORKER_ACTIVE.name,
-            i,
-            load(&w.active)
-        );
-    }
-    header(&mut out, &names::LIMITS_EVICTIONS_TOTAL);
-    let _ = writeln!(
-        out,
-        "{} {}",
-        names::LIMITS_EVICTIONS_TOTAL.name,
-        limiter.evictions()
-    );
-    header(&mut out, &names::LIMITS_TABLE_ENTRIES);
-    let _ = writeln!(
-        out,
-        "{} {}",
-        names::LIMITS_TABLE_ENTRIES.name,
-        limiter.len_estimate()
-    );
-    header(&mut out, &names::LIMITS_TABLE_CAPACITY);
-    let _ = writeln!(
-        out,
-        "{} {}",
-        names::LIMITS_TABLE_CAPACITY.name,
-        limiter.capacity()
-    );
-    header(&mut out, &names::CONFIG_RELOADS_TOTAL);
-    let _ = writeln!(
-        out,
-        "{}{{result=\"ok\"}} {}",
-        names::CONFIG_RELOADS_TOTAL.name,
-        reloads.0
-    );
-    let _ = writeln!(
-        out,
-        "{}{{result=\"error\"}} {}",
-        names::CONFIG_RELOADS_TOTAL.name,
-        reloads.1
-    );
-    out
+    out.family(&names::ACCESS_LOG_DROPPED_TOTAL)
+        .sample([], stats.sum(|w| &w.access_log_dropped));
+}
+
+/// One worker histogram summed over workers, from µs to seconds.
+fn histogram<const N: usize>(
+    out: &mut Exposition,
+    metric: &Metric<0>,
+    stats: &Stats,
+    field: impl Fn(&WorkerStats) -> &Histogram<N>,
+) {
+    let mut family = out.histogram(metric);
+    let Some(first) = stats.workers().next() else {
+        return;
+    };
+    let bounds = field(first).bounds_us;
+    // WHY buckets before count: a worker bumps its bucket, then the count;
+    // read in that order, a concurrent observation does not leave a bucket
+    // above `+Inf`.
+    let buckets: [(f64, u64); N] = std::array::from_fn(|i| {
+        let n = stats.workers().map(|w| load(&field(w).buckets[i])).sum();
+        (bounds[i] as f64 / 1e6, n)
+    });
+    let count: u64 = stats.workers().map(|w| load(&field(w).count)).sum();
+    let sum_us: u64 = stats.workers().map(|w| load(&field(w).sum_us)).sum();
+    family.series([], buckets, sum_us as f64 / 1e6, count);
+}
+
+fn workers(out: &mut Exposition, stats: &Stats) {
+    let per_worker = |out: &mut Exposition, metric: &Metric<1>, field: WorkerField| {
+        let mut family = out.family(metric);
+        for (i, w) in stats.workers().enumerate() {
+            family.sample([&i.to_string()], load(field(w)));
+        }
+    };
+    per_worker(out, &names::WORKER_ACCEPTED_TOTAL, |w| &w.accepted);
+    per_worker(out, &names::WORKER_ACTIVE, |w| &w.active);
+}
+
+fn limits(out: &mut Exposition, limiter: &Limiter) {
+    out.family(&names::LIMITS_EVICTIONS_TOTAL)
+        .sample([], limiter.evictions());
+    out.family(&names::LIMITS_TABLE_ENTRIES)
+        .sample([], limiter.len_estimate());
+    out.family(&names::LIMITS_TABLE_CAPACITY)
+        .sample([], limiter.capacity());
+}
+
+/// The control thread's own counters; `(ok, error)` config loads.
+fn control(out: &mut Exposition, (ok, error): (u64, u64)) {
+    let mut reloads = out.family(&names::CONFIG_RELOADS_TOTAL);
+    reloads.sample(["ok"], ok);
+    reloads.sample(["error"], error);
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
 }
