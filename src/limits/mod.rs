@@ -40,6 +40,7 @@ pub use key::{ClientKey, Scope};
 pub use table::{IDLE_EXPIRY_NS, PROBE_WINDOW};
 
 use crate::config::{Cidr, Limits};
+use crate::outcome::Reject;
 use table::{count_of, Table};
 
 const NS_PER_SEC: f64 = 1e9;
@@ -56,33 +57,15 @@ const BANDWIDTH_BURST_DIVISOR: u64 = 10;
 /// 60 times a second instead of once per packet.
 pub const MIN_BANDWIDTH_GRANT: u64 = 16 * 1024;
 
-/// Why a connection was refused (a metric label value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// Over `per_ip_rate` (after `per_ip_burst`).
-    Rate,
-    /// At `per_ip_connections` already.
-    PerIpConnections,
-}
-
-impl RejectReason {
-    /// The `reason` label of `spliced_rejected_connections_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Rate => "rate",
-            RejectReason::PerIpConnections => "per_ip_connections",
-        }
-    }
-}
-
 /// The outcome of [`Limiter::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Go ahead; keep the ticket until the connection closes.
     Admit(Ticket),
-    /// Refuse (close, or tarpit per the listener's `action`). A refused
+    /// Refuse (close, or tarpit per the listener's `action`), for
+    /// [`Reject::Rate`] or [`Reject::PerIpConnections`]. A refused
     /// connection holds nothing: there is no ticket to release.
-    Reject(RejectReason),
+    Reject(Reject),
 }
 
 /// Proof of one counted connection: where it was counted (slot and the slot's
@@ -184,12 +167,12 @@ impl Limiter {
         };
         if let Some(rate) = limits.per_ip_rate {
             if rate.is_nan() || rate <= 0.0 {
-                return Verdict::Reject(RejectReason::Rate);
+                return Verdict::Reject(Reject::Rate);
             }
             let (interval, tolerance) = connection_rate(rate, limits.per_ip_burst);
             let tat = &self.table.slot(index).conn_tat;
             if gcra_take(tat, now_ns, interval, tolerance, 1).is_err() {
-                return Verdict::Reject(RejectReason::Rate);
+                return Verdict::Reject(Reject::Rate);
             }
         }
         let cap = limits.per_ip_connections;
@@ -207,7 +190,7 @@ impl Limiter {
                         key: key.get(),
                     })
                 }
-                Err(Some(_)) => return Verdict::Reject(RejectReason::PerIpConnections),
+                Err(Some(_)) => return Verdict::Reject(Reject::PerIpConnections),
                 Err(None) => match self.table.find_or_claim(key, now_ns) {
                     Some(i) => index = i,
                     None => break,

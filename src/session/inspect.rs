@@ -13,7 +13,7 @@ use super::{Ctx, Io, Mode, Phase, Session, C2B};
 use crate::clock;
 use crate::config::{LimitAction, ProxyProtocolAccept, ProxyProtocolSend};
 use crate::counters::bump;
-use crate::limits::{self, ClientKey, RejectReason, Verdict};
+use crate::limits::{self, ClientKey, Verdict};
 use crate::outcome::{Reject, Termination};
 use crate::proto::proxy_protocol::{self, Accept, Parsed};
 use crate::proto::sni::{self, Peek, MAX_CLIENT_HELLO};
@@ -80,11 +80,7 @@ impl Session {
                 self.ticket = Some(ticket);
                 true
             }
-            Verdict::Reject(why) => {
-                let reason = match why {
-                    RejectReason::Rate => Reject::Rate,
-                    RejectReason::PerIpConnections => Reject::PerIpConnections,
-                };
+            Verdict::Reject(reason) => {
                 if limits.action == LimitAction::Tarpit && *ctx.tarpitted < ctx.tarpit_cap {
                     // Hold it unread, then close: a flood pays in time, not in
                     // backend connections.
