@@ -1,10 +1,12 @@
 //! The admin API over real HTTP: the pools view, backend changes that take
 //! effect for new connections at once and atomically (a bad request changes
-//! nothing), the bearer token, posted configs, and 50 reloads under traffic
-//! without a failed connection or a corrupted byte.
+//! nothing), the bearer token, posted configs, 50 reloads under traffic
+//! without a failed connection or a corrupted byte, and HTTP/1.1 as clients
+//! speak it (keep-alive, chunked bodies) with a proper status for a request
+//! that is malformed or too large.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -275,4 +277,194 @@ fn fifty_reloads_under_traffic_lose_no_connection_and_no_byte() {
         lb.metric("spliced_config_reloads_total", &[("result", "error")]),
         0.0
     );
+}
+
+/// Reads one response from a kept-alive connection: (status, headers with
+/// lowercased names, body of its Content-Length).
+fn read_response(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>, String) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("a header line");
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    (status, headers, String::from_utf8(body).unwrap())
+}
+
+/// Sends `raw` on a new connection and reads until the server closes it
+/// (a reset after the answer is tolerated: the server may close with our
+/// unread bytes still queued): (status, whole answer).
+fn raw_exchange(admin: SocketAddr, raw: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&admin, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(raw).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    (status, answer)
+}
+
+/// Guards keep-alive: the dashboard and scrapers reuse one connection, and
+/// the hand-written server answered one request per connection.
+#[test]
+fn two_requests_on_one_kept_alive_connection_are_both_answered() {
+    let a = Backend::named("a");
+    let lb = Spliced::start(&config(&[a.addr], ""));
+    let admin = lb.admin.unwrap();
+    let s = TcpStream::connect_timeout(&admin, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+
+    write!(w, "GET /health HTTP/1.1\r\nHost: {admin}\r\n\r\n").unwrap();
+    let (status, headers, body) = read_response(&mut r);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(
+        !headers
+            .iter()
+            .any(|(n, v)| n == "connection" && v == "close"),
+        "{headers:?}"
+    );
+
+    write!(
+        w,
+        "GET /api/v1/pools HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (status, _, body) = read_response(&mut r);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["pools"][0]["name"], "p");
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "closed after `Connection: close`: {rest:?}"
+    );
+}
+
+/// Guards chunked request bodies (what a client streaming a config from a
+/// pipe sends), which the hand-written server could not read.
+#[test]
+fn a_chunked_config_is_applied() {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let lb = Spliced::start(&config(&[a.addr], ""));
+    let admin = lb.admin.unwrap();
+    assert_eq!(ask(lb.addr("lb")), "a");
+    let yaml = config(&[b.addr], "");
+    let mut raw = format!(
+        "PUT /api/v1/config HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/yaml\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for chunk in yaml.as_bytes().chunks(40) {
+        raw.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            std::str::from_utf8(chunk).unwrap()
+        ));
+    }
+    raw.push_str("0\r\n\r\n");
+    let (status, answer) = raw_exchange(admin, raw.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("applied"), "{answer}");
+    for _ in 0..4 {
+        assert_eq!(ask(lb.addr("lb")), "b");
+    }
+}
+
+/// Guards the body cap: a declared length over it is refused at once,
+/// without waiting for (or reading) the body, and the API keeps answering.
+#[test]
+fn a_body_over_the_limit_is_answered_413() {
+    let a = Backend::named("a");
+    let lb = Spliced::start(&config(&[a.addr], ""));
+    let admin = lb.admin.unwrap();
+    // Over the admin API's body cap and the 8 MiB a config may have.
+    let declared = 9 * 1024 * 1024;
+    let (status, answer) = raw_exchange(
+        admin,
+        format!(
+            "PUT /api/v1/config HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/yaml\r\nContent-Length: {declared}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("larger than"), "{answer}");
+    assert_eq!(http_get(admin, "/ready").0, 200);
+    assert_eq!(ask(lb.addr("lb")), "a", "nothing was applied");
+}
+
+/// Guards the head cap: a head larger than the server will buffer gets 431,
+/// not a silent close.
+#[test]
+fn an_oversized_header_is_answered_431() {
+    let a = Backend::named("a");
+    let lb = Spliced::start(&config(&[a.addr], ""));
+    let admin = lb.admin.unwrap();
+    let big = "x".repeat(64 * 1024);
+    let (status, answer) = raw_exchange(
+        admin,
+        format!("GET /health HTTP/1.1\r\nHost: {admin}\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 431, "{answer}");
+    assert_eq!(http_get(admin, "/health").0, 200);
+}
+
+/// Guards malformed requests: a request line that is not HTTP gets 400.
+#[test]
+fn a_malformed_request_line_is_answered_400() {
+    let a = Backend::named("a");
+    let lb = Spliced::start(&config(&[a.addr], ""));
+    let admin = lb.admin.unwrap();
+    for line in [
+        "HELLO\r\n\r\n",
+        "GET /health HTTP/9.9\r\n\r\n",
+        "GET\x01 / HTTP/1.1\r\n\r\n",
+    ] {
+        let (status, answer) = raw_exchange(admin, line.as_bytes());
+        assert_eq!(status, 400, "{line:?}: {answer}");
+    }
+    assert_eq!(http_get(admin, "/health").0, 200);
+}
+
+/// Guards the whole-request deadline past the head: hyper bounds the head
+/// only, so a body that stops arriving must be cut off by the admin API.
+#[test]
+fn a_body_that_stops_arriving_is_answered_408() {
+    let a = Backend::named("a");
+    let lb = Spliced::start(&config(&[a.addr], ""));
+    let admin = lb.admin.unwrap();
+    // Ten bytes promised, one sent, the connection held open: only the
+    // deadline (10 s) can end this, well within the read timeout (WAIT).
+    let (status, answer) = raw_exchange(
+        admin,
+        format!(
+            "POST /api/v1/pools/p/backends HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{{"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 408, "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    assert_eq!(http_get(admin, "/ready").0, 200);
 }

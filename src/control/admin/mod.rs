@@ -1,33 +1,53 @@
 //! The admin HTTP listener on the control thread: dashboard, REST API,
-//! liveness/readiness and Prometheus metrics. A deliberately small HTTP/1.1
-//! server (one request per connection, bounded head and body, a deadline for
-//! the whole request and for the answer, a cap on connections served at once)
-//! so the control plane needs no web framework and slow clients cannot pile
-//! up. It must never block the runtime or touch a worker's state; changes go
+//! liveness/readiness and Prometheus metrics. hyper speaks HTTP/1.1 (keep-alive,
+//! chunked bodies, 400 for a malformed request, 431 for an oversized head);
+//! this module bounds what a client may cost: the head and then the whole
+//! request must arrive within `REQUEST_DEADLINE`, the body is capped at
+//! `MAX_BODY` (413), the answer must be taken within `RESPONSE_DEADLINE`
+//! (`conn`), and at most `MAX_ADMIN_CONNECTIONS` are served at once, so slow
+//! or idle clients cannot pile up. It turns hyper's request into the
+//! router's [`Request`] and the router's [`Response`] back into hyper's; the
+//! routes and the browser defences live in `api` and `guard`.
+//!
+//! It must never block the runtime or touch a worker's state; changes go
 //! through the snapshot, and slow work (parsing a config, DNS) runs on a
 //! blocking thread (see `reload::off_thread`).
 
 mod api;
+mod conn;
 mod guard;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Bytes};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::State;
 use crate::log;
+use conn::{AdminIo, RequestStart};
 
 pub use api::route;
 
-/// Largest request head accepted.
+/// Largest request head (request line and headers) accepted; hyper answers
+/// 431 beyond it. Browsers send about 1 KiB; 16 KiB is the same budget as
+/// the hand-written server this replaced.
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body accepted (a posted config).
 const MAX_BODY: usize = 1024 * 1024;
-/// The whole request (head and body) must arrive within this; slowloris
-/// clients are cut off here, not per read.
+/// The whole request (head and body) must arrive within this, counted from
+/// its first byte; slowloris clients are cut off here, not per read. It also
+/// bounds how long a kept-alive connection may sit idle (hyper's head timer
+/// runs from the moment it waits for the next request).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// The answer must be taken by the client within this.
 const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -36,7 +56,7 @@ const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
 /// below the fd reserve (`dataplane::FD_RESERVE`) the admin API lives in.
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 
-/// One parsed request.
+/// One request as the router sees it: hyper's parse, body read in full.
 #[derive(Debug, Default)]
 pub struct Request {
     pub method: String,
@@ -82,129 +102,133 @@ impl Response {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        421 => "Misdirected Request",
-        422 => "Unprocessable Entity",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-async fn read_request(stream: &mut TcpStream) -> Result<Option<Request>, Response> {
-    let mut buf = Vec::with_capacity(1024);
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        if buf.len() >= MAX_HEAD {
-            return Err(Response::error(413, "request head too large"));
-        }
-        let mut chunk = [0u8; 4096];
-        let n = match stream.read(&mut chunk).await {
-            Ok(n) => n,
-            Err(_) => return Ok(None),
+impl Request {
+    /// The router's view of a request hyper has parsed.
+    fn from_parts(parts: &Parts, body: Vec<u8>) -> Request {
+        let text = |name: HeaderName| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
-        if n == 0 {
-            return Ok(None);
+        Request {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            authorization: text(header::AUTHORIZATION),
+            // RFC 9112 §3.2.2: a request target in absolute form names the
+            // host, and `Host` is then to be ignored. The guard must judge
+            // the name the request is really for.
+            host: parts
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| text(header::HOST)),
+            origin: text(header::ORIGIN),
+            sec_fetch_site: text(HeaderName::from_static("sec-fetch-site")),
+            content_type: text(header::CONTENT_TYPE),
+            body,
         }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(Response::error(400, "malformed request line"));
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let length: usize = match header(&head, "content-length") {
-        Some(v) => v
-            .parse()
-            .map_err(|_| Response::error(400, "bad Content-Length"))?,
-        None => 0,
-    };
-    if length > MAX_BODY {
-        return Err(Response::error(
-            413,
-            format!("request body larger than {MAX_BODY} bytes"),
-        ));
     }
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let mut chunk = vec![0u8; (length - body.len()).min(64 * 1024)];
-        let n = match stream.read(&mut chunk).await {
-            Ok(n) if n > 0 => n,
-            _ => {
-                return Err(Response::error(
-                    400,
-                    "request body shorter than its Content-Length",
-                ))
-            }
-        };
-        body.extend_from_slice(&chunk[..n]);
-    }
-    body.truncate(length);
-    Ok(Some(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        authorization: header(&head, "authorization").map(str::to_string),
-        host: header(&head, "host").map(str::to_string),
-        origin: header(&head, "origin").map(str::to_string),
-        sec_fetch_site: header(&head, "sec-fetch-site").map(str::to_string),
-        content_type: header(&head, "content-type").map(str::to_string),
-        body,
-    }))
 }
 
-async fn serve_one(state: Arc<State>, mut stream: TcpStream) -> std::io::Result<()> {
-    let response = match tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut stream)).await {
-        Ok(Ok(Some(req))) => route(&state, &req).await,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(r)) => r,
-        Err(_) => Response::error(
+impl Response {
+    /// hyper's answer; `close` ends the connection after it (used when the
+    /// rest of the request was not read, so the next bytes are not a request).
+    fn into_hyper(self, close: bool) -> hyper::Response<Full<Bytes>> {
+        let mut out = hyper::Response::new(Full::new(Bytes::from(self.body)));
+        *out.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = out.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        out
+    }
+}
+
+/// Reads a request body of at most `MAX_BODY` bytes that must be complete by
+/// `deadline`, or says why not (413, 408, 400).
+async fn read_body<B>(body: B, deadline: Instant) -> Result<Vec<u8>, Response>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || Response::error(413, format!("request body larger than {MAX_BODY} bytes"));
+    // A declared Content-Length over the cap is refused before a byte of
+    // the body is read (and before hyper sends `100 Continue`).
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
+    let collect = Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout_at(deadline.into(), collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(Response::error(
+            400,
+            format!("the request body could not be read: {e}"),
+        )),
+        Err(_) => Err(Response::error(
             408,
             format!("the request did not arrive within {REQUEST_DEADLINE:?}"),
-        ),
-    };
-    match tokio::time::timeout(RESPONSE_DEADLINE, write_response(&mut stream, &response)).await {
-        Ok(result) => result,
-        Err(_) => Ok(()),
+        )),
     }
 }
 
-async fn write_response(stream: &mut TcpStream, response: &Response) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
-        response.status,
-        reason(response.status),
-        response.content_type,
-        response.body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&response.body).await?;
-    stream.shutdown().await
+/// One request on a connection: its body within what is left of the
+/// request's deadline, then the router.
+async fn answer(
+    state: &Arc<State>,
+    start: &RequestStart,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    // Every request's first byte is read through `AdminIo`, which marks it;
+    // `now` is only the fallback for bytes hyper had read with the previous
+    // request (a pipelining client), which can only make the deadline later.
+    let deadline = start.get().unwrap_or_else(Instant::now) + REQUEST_DEADLINE;
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, deadline).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_hyper(true),
+    };
+    start.clear();
+    route(state, &Request::from_parts(&parts, body))
+        .await
+        .into_hyper(false)
+}
+
+/// Serves one admin connection, request after request, until the client
+/// closes it, asks to, goes idle past the deadline or misbehaves.
+async fn serve_connection(state: Arc<State>, stream: TcpStream) {
+    let io = AdminIo::new(stream, RESPONSE_DEADLINE);
+    let start = io.request_start();
+    let service = service_fn(move |req| {
+        let (state, start) = (state.clone(), start.clone());
+        async move { Ok::<_, Infallible>(answer(&state, &start, req).await) }
+    });
+    // Errors here are the client's (gone, reset, too slow, malformed, which
+    // hyper has answered where it could): nothing for the operator's log.
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(REQUEST_DEADLINE)
+        .max_header_size(MAX_HEAD)
+        // WHY: a client that shuts its side after sending (`nc -N`, shell
+        // scripts) still gets its answer, and a change once received is
+        // carried through rather than cancelled halfway by a hang-up, as
+        // the hand-written server did.
+        .half_close(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 /// The answer when `MAX_ADMIN_CONNECTIONS` are being served.
+// WHY written out rather than through hyper: hyper answers only after it has
+// read a request, and this answer must not wait on the client at all.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\": \"too many admin connections, try again\"}";
 
 /// Binds the admin listener; the caller reports the bound address.
@@ -215,7 +239,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves admin requests until the runtime stops.
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
-    let mut last_warning: Option<std::time::Instant> = None;
+    let mut last_warning: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -226,7 +250,7 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
                 };
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let _ = serve_one(state, stream).await;
+                    serve_connection(state, stream).await;
                     drop(slot);
                 });
             }
@@ -234,10 +258,163 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
                 // Out of fds this repeats every back-off: say it every 10 s.
                 if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
                     log::warn("admin accept failed", &[("error", &e)]);
-                    last_warning = Some(std::time::Instant::now());
+                    last_warning = Some(Instant::now());
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::Frame;
+
+    use super::*;
+
+    /// A body that arrives in `chunks` with no declared length (as chunked
+    /// encoding does, unless `declared` is set, as Content-Length does), then
+    /// ends, or waits for ever if `stalls`.
+    struct Chunks {
+        chunks: VecDeque<Bytes>,
+        stalls: bool,
+        declared: Option<u64>,
+    }
+
+    impl Chunks {
+        fn new(sizes: &[usize], stalls: bool) -> Chunks {
+            Chunks {
+                chunks: sizes.iter().map(|&n| Bytes::from(vec![b'x'; n])).collect(),
+                stalls,
+                declared: None,
+            }
+        }
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            let this = self.get_mut();
+            match this.chunks.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None if this.stalls => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+
+        fn size_hint(&self) -> hyper::body::SizeHint {
+            self.declared
+                .map_or_else(Default::default, hyper::body::SizeHint::with_exact)
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + REQUEST_DEADLINE
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_read_whole() {
+        let body = read_body(Chunks::new(&[3, MAX_BODY - 4, 1], false), later()).await;
+        assert_eq!(body.ok().map(|b| b.len()), Some(MAX_BODY));
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        // Nothing of it arrives and the deadline has passed: only a refusal
+        // made from the declared length alone answers 413.
+        let declared = Chunks {
+            declared: Some(MAX_BODY as u64 + 1),
+            ..Chunks::new(&[], true)
+        };
+        let refusal = read_body(declared, Instant::now()).await.unwrap_err();
+        assert_eq!(refusal.status, 413);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_that_grows_past_the_limit_is_refused() {
+        let chunks = Chunks::new(&[64 * 1024; 17], true);
+        let refusal = read_body(chunks, later()).await.unwrap_err();
+        assert_eq!(refusal.status, 413);
+        assert!(
+            String::from_utf8_lossy(&refusal.body).contains(&MAX_BODY.to_string()),
+            "the refusal names the limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_answered_408_at_the_deadline() {
+        let refusal = read_body(Chunks::new(&[10], true), Instant::now())
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.status, 408);
+    }
+
+    #[test]
+    fn the_router_sees_the_parsed_head() {
+        let (parts, ()) = hyper::Request::builder()
+            .method("PATCH")
+            .uri("/api/v1/pools/p/backends/127.0.0.1%3A80?x=1")
+            .header("host", "127.0.0.1:9090")
+            .header("origin", "http://127.0.0.1:9090")
+            .header("Sec-Fetch-Site", "same-origin")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer t")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let req = Request::from_parts(&parts, b"{}".to_vec());
+        assert_eq!(req.method, "PATCH");
+        assert_eq!(req.path, "/api/v1/pools/p/backends/127.0.0.1%3A80");
+        assert_eq!(req.query, "x=1");
+        assert_eq!(req.host.as_deref(), Some("127.0.0.1:9090"));
+        assert_eq!(req.origin.as_deref(), Some("http://127.0.0.1:9090"));
+        assert_eq!(req.sec_fetch_site.as_deref(), Some("same-origin"));
+        assert_eq!(req.content_type.as_deref(), Some("application/json"));
+        assert_eq!(req.authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(req.body, b"{}");
+    }
+
+    #[test]
+    fn an_absolute_form_target_names_the_host_over_the_host_header() {
+        let (parts, ()) = hyper::Request::builder()
+            .uri("http://rebind.example:9090/api/v1/pools")
+            .header("host", "127.0.0.1:9090")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let req = Request::from_parts(&parts, Vec::new());
+        assert_eq!(req.host.as_deref(), Some("rebind.example:9090"));
+        assert_eq!(req.path, "/api/v1/pools");
+    }
+
+    #[test]
+    fn answers_are_never_cached_and_refusals_close_the_connection() {
+        let ok = Response::text(200, "ok\n").into_hyper(false);
+        assert_eq!(ok.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            ok.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert!(ok.headers().get(header::CONNECTION).is_none());
+        let refused = Response::error(413, "too big").into_hyper(true);
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.headers()[header::CONNECTION], "close");
+    }
+
+    #[test]
+    fn the_busy_answer_declares_its_own_length() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
     }
 }
