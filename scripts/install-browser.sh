@@ -6,9 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
@@ -16,14 +15,9 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-browser: apt-get install ${need_apt[*]}"
-  as_root apt-get update -qq
-  install() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${need_apt[@]}" fonts-dejavu-core >/dev/null
-  }
   # WHY: one retry, since a dpkg run interrupted by anything else on the machine
   # (e.g. a concurrent cleanup of /tmp) leaves a state that a second run repairs.
-  install || { sleep 2; install; }
+  apt_install "${need_apt[@]}" fonts-dejavu-core || { sleep 2; apt_install "${need_apt[@]}" fonts-dejavu-core; }
 fi
 
 # WHY: the playwright-core package ships no browser; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD

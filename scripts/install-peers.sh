@@ -21,46 +21,10 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then
-    "$@"
-  else
-    sudo "$@"
-  fi
-}
-
-# While the packages install, a policy-rc.d that answers 101 ("action
-# forbidden") tells invoke-rc.d and deb-systemd-invoke not to start nginx's
-# service (it would take port 80). An existing policy-rc.d is kept as it is.
-policy=/usr/sbin/policy-rc.d
-own_policy=0
-if [ ! -e "$policy" ]; then
-  as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
-  own_policy=1
-fi
-cleanup() {
-  if [ "$own_policy" = 1 ]; then
-    as_root rm -f "$policy"
-  fi
-}
-trap cleanup EXIT
-
-# Wait for another apt/dpkg run (e.g. a parallel install step) rather than fail.
-lock=(-o DPkg::Lock::Timeout=600)
-as_root apt-get "${lock[@]}" update -qq
-as_root env DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y -qq \
-  --no-install-recommends "${missing[@]}" >/dev/null
-
-# Belt and braces: if nginx's service started anyway, stop it and keep it off.
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  as_root systemctl disable --now nginx >/dev/null 2>&1 || true
-fi
-if command -v service >/dev/null; then
-  as_root service nginx stop >/dev/null 2>&1 || true
-fi
-if command -v update-rc.d >/dev/null; then
-  as_root update-rc.d nginx disable >/dev/null 2>&1 || true
-fi
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+apt_install "${missing[@]}"
+keep_service_off nginx
 
 have openssl && have nginx || {
   echo "install-peers: openssl/nginx still missing after apt-get install" >&2

@@ -8,16 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  apt_install "${need_apt[@]}"
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (rustup or your distribution's package) first" >&2
