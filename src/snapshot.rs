@@ -14,7 +14,6 @@ use crate::config::{
 };
 use crate::counters::{BackendStats, ListenerStats, LISTENER_SLOTS};
 use crate::limits::Scope;
-use crate::uring::{timespec, Timespec};
 
 pub struct Snapshot {
     pub listeners: Vec<Arc<Listener>>,
@@ -30,9 +29,6 @@ pub struct Listener {
     pub index: usize,
     pub pool: usize,
     pub connect_timeout: Duration,
-    /// `connect_timeout` in the form the kernel reads; connections keep this
-    /// listener alive while their connect is queued.
-    pub connect_timespec: Timespec,
     pub idle_timeout: Duration,
     pub retries: u32,
     pub max_connections: u32,
@@ -140,7 +136,6 @@ impl Listener {
             index,
             pool: l.pool.0,
             connect_timeout: l.connect_timeout,
-            connect_timespec: timespec(l.connect_timeout),
             idle_timeout: l.idle_timeout,
             retries: l.retries,
             max_connections: l.max_connections,

@@ -17,10 +17,13 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Takes ownership of an fd handed to us by a completion (accept).
-pub fn owned_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the caller passes an fd that a successful accept completion just
-    // returned; nothing else owns it yet, so wrapping it transfers ownership once.
+/// Takes ownership of an fd a syscall just returned.
+///
+/// # Safety
+/// `fd` must be open and owned by nothing else (fresh from `pipe2`,
+/// `eventfd`…), and wrapped only once.
+pub unsafe fn owned_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and unowned.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
@@ -67,7 +70,8 @@ pub fn shutdown(fd: RawFd, how: Shut) -> io::Result<()> {
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd returns a new fd or -1; on success we own it.
     let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-    Ok(owned_fd(fd))
+    // SAFETY: a successful eventfd returned this new fd, owned by nothing else.
+    Ok(unsafe { owned_fd(fd) })
 }
 
 /// Adds one to an eventfd counter, waking whoever polls it.

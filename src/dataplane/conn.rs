@@ -21,7 +21,7 @@ use crate::counters::WorkerStats;
 use crate::session::{Dir, Io, Session, C2B};
 use crate::snapshot::Listener;
 use crate::sys;
-use crate::uring::{timespec, BufId, BufRing, Pipe, PipePool, Ring, Timespec};
+use crate::uring::{BufId, Pipe, PipePool, Ring};
 
 /// A live connection in the worker's slab.
 pub struct Slot {
@@ -40,9 +40,6 @@ pub struct Resources {
     pub held: [Option<BufId>; 2],
     /// The pipe each spliced direction holds.
     pub pipes: [Option<Pipe>; 2],
-    /// The wait of a throttled direction, kept here so the kernel can read it
-    /// at submit (allocated the first time the direction is throttled).
-    pub throttle: [Option<Box<Timespec>>; 2],
 }
 
 impl Resources {
@@ -53,7 +50,6 @@ impl Resources {
             inflight: 0,
             held: [None, None],
             pipes: [None, None],
-            throttle: [None, None],
         }
     }
 
@@ -80,7 +76,6 @@ impl Resources {
 /// resources.
 pub struct UringIo<'a> {
     pub ring: &'a mut Ring,
-    pub bufs: &'a mut BufRing,
     pub pipes: &'a mut PipePool,
     pub stats: &'a WorkerStats,
     /// Pumps to continue after this round of completions.
@@ -117,7 +112,7 @@ impl Io for UringIo<'_> {
         let t = self.token(Op::Recv(dir));
         let (src, _) = self.res.ends(dir);
         self.res.inflight += 1;
-        self.ring.recv_provided(src, self.bufs, poll_first, t);
+        self.ring.recv_provided(src, poll_first, t);
     }
 
     fn send(&mut self, dir: Dir, offset: u32, len: u32) {
@@ -125,12 +120,12 @@ impl Io for UringIo<'_> {
         let (_, dst) = self.res.ends(dir);
         let buf = self.res.held[dir].expect("the session sends only a received buffer");
         self.res.inflight += 1;
-        self.ring.send_buf(dst, self.bufs, buf, offset, len, t);
+        self.ring.send_buf(dst, buf, offset, len, t);
     }
 
     fn release_buffer(&mut self, dir: Dir) {
         if let Some(buf) = self.res.held[dir].take() {
-            self.bufs.recycle(buf);
+            self.ring.recycle(buf);
             *self.recycled = true;
         }
     }
@@ -150,12 +145,10 @@ impl Io for UringIo<'_> {
         self.res.backend = Some(socket);
         self.res.inflight += 2;
         let (t_connect, t_timeout) = (self.token(Op::Connect), self.token(Op::ConnectTimeout));
-        // The address and the timeout live in the snapshot, which the
-        // session holds until long after the submission.
         self.ring.connect(
             fd,
             &backend.sockaddr,
-            &listener.connect_timespec,
+            listener.connect_timeout,
             t_connect,
             t_timeout,
         );
@@ -226,12 +219,9 @@ impl Io for UringIo<'_> {
 
     fn throttle(&mut self, dir: Dir, ns: u64) {
         let t = self.token(Op::Throttle(dir));
-        let ts = timespec(std::time::Duration::from_nanos(ns.max(1)));
-        let boxed = self.res.throttle[dir].get_or_insert_with(|| Box::new(ts));
-        **boxed = ts;
         self.res.inflight += 1;
-        let ts: &Timespec = boxed;
-        self.ring.timeout(ts, t);
+        self.ring
+            .timeout(std::time::Duration::from_nanos(ns.max(1)), t);
     }
 
     fn pump_later(&mut self, dir: Dir) {

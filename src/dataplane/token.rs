@@ -75,26 +75,42 @@ pub struct Token {
     pub gen: u32,
 }
 
-const GEN_MASK: u64 = 0xff_ffff;
+/// Bits of the generation kept: a completion for a slot freed and reused
+/// 65,536 times since is mistaken for current, far beyond how long one stays
+/// in flight.
+pub const GEN_MASK: u32 = 0xffff;
+/// Bits of the slot: 16 M connections (or listener ids) per worker.
+const SLOT_BITS: u32 = 24;
+/// The slot of operations that concern no connection (listener cancels).
+pub const NO_SLOT: u32 = (1 << SLOT_BITS) - 1;
 
 impl Token {
     pub fn new(op: Op, slot: u32, gen: u32) -> Token {
         Token {
             op,
             slot,
-            gen: gen & GEN_MASK as u32,
+            gen: gen & GEN_MASK,
         }
     }
 
+    /// Layout: op in bits 0–7, generation in 8–23, slot in 24–47; the bits
+    /// above are the ring's (`uring::RESERVED_BITS`).
     pub fn encode(self) -> u64 {
-        (self.slot as u64) << 32 | (self.gen as u64 & GEN_MASK) << 8 | self.op.code()
+        assert!(
+            self.slot < 1 << SLOT_BITS,
+            "slot {} out of range",
+            self.slot
+        );
+        let v = (self.slot as u64) << 24 | (self.gen as u64) << 8 | self.op.code();
+        debug_assert_eq!(v & crate::uring::RESERVED_BITS, 0);
+        v
     }
 
     pub fn decode(v: u64) -> Option<Token> {
         Some(Token {
             op: Op::from_code(v & 0xff)?,
-            slot: (v >> 32) as u32,
-            gen: ((v >> 8) & GEN_MASK) as u32,
+            slot: ((v >> 24) & ((1 << SLOT_BITS) - 1)) as u32,
+            gen: ((v >> 8) & GEN_MASK as u64) as u32,
         })
     }
 }
@@ -125,10 +141,16 @@ mod tests {
             Op::Throttle(B2C),
         ];
         for op in ops {
-            for (slot, gen) in [(0, 0), (7, 3), (u32::MAX, 0xff_ffff), (12345, 0x1_000_001)] {
+            for (slot, gen) in [
+                (0, 0),
+                (7, 3),
+                ((1 << 24) - 1, 0xffff),
+                (12345, 0x1_000_001),
+            ] {
                 let t = Token::new(op, slot, gen);
                 assert_eq!(Token::decode(t.encode()), Some(t));
-                assert_eq!(t.gen, gen & 0xff_ffff);
+                assert_eq!(t.gen, gen & GEN_MASK);
+                assert_eq!(t.encode() & crate::uring::RESERVED_BITS, 0);
             }
         }
         assert_eq!(Token::decode(0), None);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use socket2::{SockRef, Socket};
 
 use super::conn::{Resources, Slot, UringIo};
-use super::token::{Op, Token};
+use super::token::{Op, Token, GEN_MASK, NO_SLOT};
 use super::Command;
 use crate::accesslog::Record;
 use crate::clock;
@@ -26,7 +26,7 @@ use crate::outcome::{Reject, Termination};
 use crate::plane::Shared;
 use crate::session::{self, Ctx, Dir, Phase, Rng, Session, RECV_BUFFER};
 use crate::sys;
-use crate::uring::{timespec, BufRing, Completion, PipePool, Ring, Timespec};
+use crate::uring::{Completion, PipePool, Ring};
 
 /// Provided buffers per worker and their size. WHY 256 × 32 KiB (8 MiB of
 /// address space, touched lazily): research/uring-datapath.md found 64 KiB+
@@ -66,10 +66,7 @@ struct ListenSocket {
 
 pub struct Worker {
     id: usize,
-    // Field order matters: the ring must be dropped before the buffer memory it
-    // was told about.
     ring: Ring,
-    bufs: BufRing,
     pipes: PipePool,
     shared: Arc<Shared>,
     slots: Vec<Option<Slot>>,
@@ -85,8 +82,6 @@ pub struct Worker {
     wake: OwnedFd,
     /// Listener changes from the control thread (reload), read on wake-up.
     commands: Receiver<Command>,
-    tick: Timespec,
-    backoff: Timespec,
     now: Instant,
     completions: Vec<Completion>,
     /// Splice pumps that stopped after their step budget and must continue.
@@ -111,8 +106,8 @@ impl Worker {
         wake: OwnedFd,
         commands: Receiver<Command>,
     ) -> io::Result<Worker> {
-        let ring = Ring::new().map_err(io::Error::other)?;
-        let bufs = BufRing::new(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
+        let mut ring = Ring::new().map_err(io::Error::other)?;
+        ring.provide_buffers(BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
         let pipes_max = shared
             .pipes_per_worker
             .load(Ordering::Relaxed)
@@ -132,7 +127,6 @@ impl Worker {
         Ok(Worker {
             id,
             ring,
-            bufs,
             pipes: PipePool::new(pipes_max, PIPE_SIZE),
             shared,
             slots: Vec::new(),
@@ -153,8 +147,6 @@ impl Worker {
                 .collect(),
             wake,
             commands,
-            tick: timespec(TICK),
-            backoff: timespec(ACCEPT_BACKOFF),
             now: Instant::now(),
             completions: Vec::with_capacity(1024),
             ready: Vec::new(),
@@ -198,9 +190,9 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        self.tick = timespec(self.longest_tick());
+        let first = self.longest_tick();
         self.ring
-            .timeout(&self.tick, Token::new(Op::Tick, 0, 0).encode());
+            .timeout(first, Token::new(Op::Tick, 0, 0).encode());
         self.ring.poll(
             self.wake.as_raw_fd(),
             libc::POLLIN as u32,
@@ -214,8 +206,8 @@ impl Worker {
             self.ring.submit_and_wait(busy.then_some(Duration::ZERO))?;
             self.ring.drain_completions(&mut completions);
             self.now = Instant::now();
-            for c in &completions {
-                self.dispatch(*c);
+            for c in completions.drain(..) {
+                self.dispatch(c);
             }
             self.run_ready();
             self.retry_starved();
@@ -247,11 +239,7 @@ impl Worker {
             }
             Op::Tick => {
                 let next = self.on_tick();
-                // The kernel copies the timespec when the entry is submitted,
-                // before this field can change again at the next tick.
-                self.tick = timespec(next);
-                self.ring
-                    .timeout(&self.tick, Token::new(Op::Tick, 0, 0).encode());
+                self.ring.timeout(next, Token::new(Op::Tick, 0, 0).encode());
             }
             Op::Wake => {
                 sys::eventfd_clear(&self.wake);
@@ -321,7 +309,7 @@ impl Worker {
             (Some(s), true) => {
                 let fd = s.as_raw_fd();
                 self.ring
-                    .cancel_fd(fd, Token::new(Op::Cancel, u32::MAX, 0).encode());
+                    .cancel_fd(fd, Token::new(Op::Cancel, NO_SLOT, 0).encode());
             }
             _ => {
                 self.listeners.remove(i);
@@ -329,14 +317,13 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, i: usize, c: Completion) {
+    fn on_accept(&mut self, i: usize, mut c: Completion) {
         if !c.more() {
             self.listeners[i].armed = false;
         }
-        if c.result >= 0 {
-            let fd = sys::owned_fd(c.result);
+        if let Some(fd) = c.take_accepted() {
             self.accept_conn(i, fd);
-        } else {
+        } else if c.result < 0 {
             match -c.result {
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
                     bump(&self.stats().accept_resource_errors, 1);
@@ -347,7 +334,7 @@ impl Worker {
                     if !self.listeners[i].armed && !self.listeners[i].backing_off {
                         self.listeners[i].backing_off = true;
                         self.ring.timeout(
-                            &self.backoff,
+                            ACCEPT_BACKOFF,
                             Token::new(Op::AcceptBackoff, self.listeners[i].id, 0).encode(),
                         );
                     }
@@ -461,7 +448,6 @@ impl Worker {
         let Worker {
             id,
             ring,
-            bufs,
             pipes,
             shared,
             slots,
@@ -480,7 +466,6 @@ impl Worker {
         };
         let mut io = UringIo {
             ring,
-            bufs,
             pipes,
             stats: shared.stats.worker(*id),
             ready,
@@ -509,13 +494,13 @@ impl Worker {
         let Some(Some(s)) = self.slots.get_mut(t.slot as usize) else {
             return;
         };
-        if s.gen & 0xff_ffff != t.gen {
+        if s.gen & GEN_MASK != t.gen {
             return;
         }
         s.res.inflight -= 1;
         if s.session.phase == Phase::Closing {
             if let Some(b) = c.buffer() {
-                self.bufs.recycle(b);
+                self.ring.recycle(b);
                 self.recycled = true;
             }
             self.maybe_free(t.slot);
@@ -533,8 +518,8 @@ impl Worker {
                     // The parsers get a copy and the buffer goes back at once.
                     let mut data = std::mem::take(&mut self.scratch);
                     data.clear();
-                    data.extend_from_slice(self.bufs.slice(buf, 0, result as u32));
-                    self.bufs.recycle(buf);
+                    data.extend_from_slice(self.ring.buffer(buf, 0, result as u32));
+                    self.ring.recycle(buf);
                     self.recycled = true;
                     self.drive(t.slot, |s, ctx, io| s.on_inspect_data(&data, ctx, io));
                     self.scratch = data;
@@ -625,7 +610,7 @@ impl Worker {
         self.live -= 1;
         for (d, held) in res.held.iter_mut().enumerate() {
             if let Some(b) = held.take() {
-                self.bufs.recycle(b);
+                self.ring.recycle(b);
                 self.recycled = true;
             }
             if let Some(p) = res.pipes[d].take() {
@@ -708,7 +693,7 @@ impl Worker {
                     (Some(s), true) => {
                         let fd = s.as_raw_fd();
                         self.ring
-                            .cancel_fd(fd, Token::new(Op::Cancel, u32::MAX, 0).encode());
+                            .cancel_fd(fd, Token::new(Op::Cancel, NO_SLOT, 0).encode());
                     }
                     _ => l.socket = None,
                 }

@@ -61,13 +61,20 @@ pub struct BufRing {
     group: u16,
     /// Our copy of the tail; published to the kernel with a release store.
     tail: u16,
+    /// Per buffer: handed to us by a receive and not yet given back.
+    held: Vec<bool>,
+    /// Per buffer: sends reading it that have not completed.
+    lent: Vec<u16>,
+    /// Per buffer: given back while lent; goes to the kernel when the last
+    /// send completes.
+    release_pending: Vec<bool>,
 }
 
 impl BufRing {
     /// Maps `count` (a power of two) buffers of `buf_size` bytes, registers them
     /// with `ring` as buffer group `group`, and hands them all to the kernel.
     /// Buffer pages are only touched, and so only resident, once used.
-    pub fn new(ring: &Ring, group: u16, count: u16, buf_size: u32) -> io::Result<BufRing> {
+    pub(super) fn new(ring: &Ring, group: u16, count: u16, buf_size: u32) -> io::Result<BufRing> {
         assert!(
             count.is_power_of_two(),
             "buffer count must be a power of two"
@@ -88,6 +95,9 @@ impl BufRing {
             buf_size,
             group,
             tail: 0,
+            held: vec![false; count as usize],
+            lent: vec![0; count as usize],
+            release_pending: vec![false; count as usize],
         };
         for id in 0..count {
             ring.push(BufId(id));
@@ -102,10 +112,6 @@ impl BufRing {
 
     pub fn buf_size(&self) -> u32 {
         self.buf_size
-    }
-
-    pub fn count(&self) -> u16 {
-        self.count
     }
 
     fn push(&mut self, id: BufId) {
@@ -134,18 +140,63 @@ impl BufRing {
         }
     }
 
-    /// Gives a buffer back to the kernel once its bytes have been sent on.
+    /// A receive completion handed us buffer `id`.
+    pub(super) fn received(&mut self, id: BufId) {
+        assert!(id.0 < self.count, "buffer id out of range");
+        self.held[id.0 as usize] = true;
+    }
+
+    /// A send is about to read buffer `id`: it must be ours.
+    pub(super) fn lend(&mut self, id: BufId) {
+        assert!(
+            id.0 < self.count && self.held[id.0 as usize],
+            "sending from buffer {} that no receive handed over",
+            id.0
+        );
+        self.lent[id.0 as usize] += 1;
+    }
+
+    /// A send that read buffer `id` completed.
+    pub(super) fn returned(&mut self, id: BufId) {
+        let i = id.0 as usize;
+        self.lent[i] -= 1;
+        if self.lent[i] == 0 && std::mem::take(&mut self.release_pending[i]) {
+            self.push(id);
+            self.publish();
+        }
+    }
+
+    /// Gives a buffer back to the kernel once its bytes have been sent on;
+    /// while a send still reads it, it goes back when that send completes.
+    /// WHY tracked here: handing the kernel a buffer a send still reads would
+    /// let the next receive overwrite bytes in flight.
     pub fn recycle(&mut self, id: BufId) {
+        let i = id.0 as usize;
+        assert!(
+            id.0 < self.count && self.held[i],
+            "buffer {} given back twice",
+            id.0
+        );
+        self.held[i] = false;
+        if self.lent[i] > 0 {
+            self.release_pending[i] = true;
+            return;
+        }
         self.push(id);
         self.publish();
     }
 
-    /// The bytes `offset..offset+len` of buffer `id`.
+    /// The bytes `offset..offset+len` of buffer `id`, which must be ours.
     pub fn slice(&self, id: BufId, offset: u32, len: u32) -> &[u8] {
         assert!(id.0 < self.count && offset as u64 + len as u64 <= self.buf_size as u64);
+        assert!(
+            self.held[id.0 as usize] || self.lent[id.0 as usize] > 0,
+            "buffer {} is the kernel's",
+            id.0
+        );
         // SAFETY: bounds checked above; the buffer is inside the mapping, and a
-        // buffer we were handed by a completion is not written by the kernel
-        // again until we recycle it.
+        // buffer a completion handed us (checked above) is not written by the
+        // kernel again until it is given back and no send reads it.
         unsafe {
             std::slice::from_raw_parts(
                 self.buffers
@@ -154,5 +205,56 @@ impl BufRing {
                 len as usize,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_and_buffers() -> (Ring, BufRing) {
+        let ring = Ring::new().expect("io_uring is available for the unit tests");
+        let bufs = BufRing::new(&ring, 7, 4, 4096).expect("buffer ring");
+        (ring, bufs)
+    }
+
+    #[test]
+    fn a_buffer_given_back_while_a_send_reads_it_waits_for_that_send() {
+        let (_ring, mut bufs) = ring_and_buffers();
+        let start = bufs.tail;
+        bufs.received(BufId(2));
+        bufs.lend(BufId(2));
+        bufs.recycle(BufId(2));
+        assert_eq!(
+            bufs.tail, start,
+            "the kernel got a buffer a send still reads"
+        );
+        bufs.returned(BufId(2));
+        assert_eq!(bufs.tail, start.wrapping_add(1));
+    }
+
+    #[test]
+    fn a_buffer_no_send_reads_goes_back_at_once() {
+        let (_ring, mut bufs) = ring_and_buffers();
+        let start = bufs.tail;
+        bufs.received(BufId(1));
+        bufs.recycle(BufId(1));
+        assert_eq!(bufs.tail, start.wrapping_add(1));
+    }
+
+    #[test]
+    #[should_panic(expected = "given back twice")]
+    fn giving_a_buffer_back_twice_is_refused() {
+        let (_ring, mut bufs) = ring_and_buffers();
+        bufs.received(BufId(0));
+        bufs.recycle(BufId(0));
+        bufs.recycle(BufId(0));
+    }
+
+    #[test]
+    #[should_panic(expected = "no receive handed over")]
+    fn sending_from_a_buffer_the_kernel_owns_is_refused() {
+        let (_ring, mut bufs) = ring_and_buffers();
+        bufs.lend(BufId(3));
     }
 }

@@ -1,24 +1,20 @@
 //! One of the two modules allowed to use `unsafe` (with `crate::sys`): the
 //! io_uring ring, the provided-buffer ring and the pipe pool.
 //!
-//! Everything exported here is safe to call. The invariants that make it so are
-//! written next to each `unsafe` block as `// SAFETY:` notes; the one the callers
-//! must keep is DESIGN.md §2's lifetime rule: memory and fds named by an in-flight
-//! operation stay alive until its completion arrives, which the worker guarantees
-//! by counting in-flight operations per connection and draining the ring before
-//! it is dropped.
+//! Everything exported here is safe to call, whatever the caller does: the
+//! ring keeps the memory the kernel reads at submit (connect addresses,
+//! timeouts) itself, owns its provided buffers (dropped after the ring) and
+//! lends a buffer to each send until that send's completion is drained, and
+//! hands an accepted fd over owned. The invariants are written next to each
+//! `unsafe` block as `// SAFETY:` notes. What is left to the caller is not
+//! memory safety: draining the ring before dropping it, so no operation is
+//! cut short, which the worker does by counting in-flight operations.
 #![allow(unsafe_code)]
 
 mod bufring;
 mod pipe;
 mod ring;
 
-pub use bufring::{BufId, BufRing};
-pub use io_uring::types::Timespec;
+pub use bufring::BufId;
 pub use pipe::{Pipe, PipePool};
-pub use ring::{Completion, Ring, RingError};
-
-/// Converts a `Duration` into the kernel's timespec for timeout operations.
-pub fn timespec(d: std::time::Duration) -> Timespec {
-    Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos())
-}
+pub use ring::{Completion, Ring, RingError, RESERVED_BITS};

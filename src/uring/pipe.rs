@@ -22,7 +22,8 @@ impl Pipe {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let (read, write) = (owned_fd(fds[0]), owned_fd(fds[1]));
+        // SAFETY: pipe2 succeeded: both fds are new and owned by nothing else.
+        let (read, write) = unsafe { (owned_fd(fds[0]), owned_fd(fds[1])) };
         // SAFETY: fcntl on a pipe fd we own; F_SETPIPE_SZ/F_GETPIPE_SZ take an int.
         let capacity = unsafe {
             libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int);
