@@ -61,13 +61,20 @@ pub struct BufRing {
     group: u16,
     /// Our copy of the tail; published to the kernel with a release store.
     tail: u16,
-    /// Per buffer: handed to us by a receive and not yet given back.
-    held: Vec<bool>,
-    /// Per buffer: sends reading it that have not completed.
-    lent: Vec<u16>,
-    /// Per buffer: given back while lent; goes to the kernel when the last
-    /// send completes.
-    release_pending: Vec<bool>,
+    /// Who has each buffer, indexed by id.
+    state: Vec<Lease>,
+}
+
+/// Where one buffer is, beyond the kernel's own view: one small record per
+/// buffer, so the bookkeeping of a send costs one cache line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lease {
+    /// Handed to us by a receive and not yet given back.
+    held: bool,
+    /// Given back while lent; goes to the kernel when the last send completes.
+    release_pending: bool,
+    /// Sends reading it that have not completed.
+    lent: u16,
 }
 
 impl BufRing {
@@ -95,9 +102,7 @@ impl BufRing {
             buf_size,
             group,
             tail: 0,
-            held: vec![false; count as usize],
-            lent: vec![0; count as usize],
-            release_pending: vec![false; count as usize],
+            state: vec![Lease::default(); count as usize],
         };
         for id in 0..count {
             ring.push(BufId(id));
@@ -140,27 +145,32 @@ impl BufRing {
         }
     }
 
+    fn lease(&mut self, id: BufId) -> &mut Lease {
+        assert!(id.0 < self.count, "buffer id out of range");
+        &mut self.state[id.0 as usize]
+    }
+
     /// A receive completion handed us buffer `id`.
     pub(super) fn received(&mut self, id: BufId) {
-        assert!(id.0 < self.count, "buffer id out of range");
-        self.held[id.0 as usize] = true;
+        self.lease(id).held = true;
     }
 
     /// A send is about to read buffer `id`: it must be ours.
     pub(super) fn lend(&mut self, id: BufId) {
+        let lease = self.lease(id);
         assert!(
-            id.0 < self.count && self.held[id.0 as usize],
+            lease.held,
             "sending from buffer {} that no receive handed over",
             id.0
         );
-        self.lent[id.0 as usize] += 1;
+        lease.lent += 1;
     }
 
     /// A send that read buffer `id` completed.
     pub(super) fn returned(&mut self, id: BufId) {
-        let i = id.0 as usize;
-        self.lent[i] -= 1;
-        if self.lent[i] == 0 && std::mem::take(&mut self.release_pending[i]) {
+        let lease = self.lease(id);
+        lease.lent -= 1;
+        if lease.lent == 0 && std::mem::take(&mut lease.release_pending) {
             self.push(id);
             self.publish();
         }
@@ -171,15 +181,11 @@ impl BufRing {
     /// WHY tracked here: handing the kernel a buffer a send still reads would
     /// let the next receive overwrite bytes in flight.
     pub fn recycle(&mut self, id: BufId) {
-        let i = id.0 as usize;
-        assert!(
-            id.0 < self.count && self.held[i],
-            "buffer {} given back twice",
-            id.0
-        );
-        self.held[i] = false;
-        if self.lent[i] > 0 {
-            self.release_pending[i] = true;
+        let lease = self.lease(id);
+        assert!(lease.held, "buffer {} given back twice", id.0);
+        lease.held = false;
+        if lease.lent > 0 {
+            lease.release_pending = true;
             return;
         }
         self.push(id);
@@ -189,8 +195,9 @@ impl BufRing {
     /// The bytes `offset..offset+len` of buffer `id`, which must be ours.
     pub fn slice(&self, id: BufId, offset: u32, len: u32) -> &[u8] {
         assert!(id.0 < self.count && offset as u64 + len as u64 <= self.buf_size as u64);
+        let lease = self.state[id.0 as usize];
         assert!(
-            self.held[id.0 as usize] || self.lent[id.0 as usize] > 0,
+            lease.held || lease.lent > 0,
             "buffer {} is the kernel's",
             id.0
         );
