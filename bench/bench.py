@@ -11,8 +11,8 @@ spliced and bench/tcpload); bench/README.md explains the method and the figures.
                                (charts, summary.json) from run OUT
 
 Everything listens on 127.0.0.1, on ports taken from the kernel at run time (no
-fixed ports: see "Ports" below and in bench/README.md). Every process this script
-starts runs in its own session/process group and is killed on exit.
+fixed ports: see "Ports" in bench/README.md). Every process this script starts
+runs in its own session/process group and is killed on exit.
 """
 
 import datetime
@@ -31,102 +31,29 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from lib import procs
+from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR, ECHO_CONNS, ECHO_SIZE, GAP,
+                       HERE, HOLD_MAX, HOLD_TIMEOUT, HOST, IDLE_CONNS, IDLE_PING, IPERF_TESTS, LB_CPUS,
+                       LB_CPUS2, LOAD_CPUS, MAXCONN_CHUNK, MAXCONN_IN_FLIGHT, MAXCONN_N, MAXCONN_TIMEOUT, OUT,
+                       QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT, RATE_CONC, RATE_PAYLOAD, RATE_TESTS, REPS,
+                       RETRIES, ROOT, SCALE, SERVE_MAX, SMALL_BODY, SMOKE, SOURCES, SPLICED_BIN,
+                       SPLICED_BIN_B, SPLICED_REF_B, SYSCTL, TARGETS, TCP_TESTS, TESTS, TEST_LABEL, WRK_TESTS,
+                       log)
+from lib.measure import (Snapshot, busy_cores, cpu_list, echo_check, echo_roundtrip, foreign_load, http_get,
+                         http_status, listen_sockets, nofile_limit, spliced_metrics, tree_mem, wait_port,
+                         wait_unbound)
+from lib.procs import (HELPERS, cleanup, have, have_tcpload, kill_group, on_signal, raise_sysctls, tail,
+                       taskset, write)
+from lib.ports import free_ports, ready_parser, spliced_parser, start_on_free_ports, start_reporting
 
 
-def env(name, default):
-    v = os.environ.get(name, "")
-    return v if v != "" else default
-
-
-def words(text):
-    return text.replace(",", " ").split()
-
-
-SMOKE = env("SMOKE", "0") == "1"
-REPS = int(env("REPS", "1" if SMOKE else "3"))
-DUR = int(env("DUR", "2" if SMOKE else "5"))
-BASE_TARGETS = ["direct", "haproxy", "haproxy-splice", "nginx", "spliced"]
-# Two threads/workers on LB_CPUS2: opt-in (TARGETS=... or SCALE=1).
-SCALE_TARGETS = ["haproxy-t2-splice", "nginx-w2", "spliced-w2"]
-# A second spliced build (SPLICED_BIN_B, or SPLICED_REF_B built by run.sh) with the same
-# config as `spliced`: opt-in, added when either is set (A/B runs of two builds).
-AB_TARGETS = ["spliced-b"]
-ALL_TARGETS = BASE_TARGETS + SCALE_TARGETS + AB_TARGETS
 # The 1-worker target each 2-worker one is compared with (scaling curve).
 SCALE_OF = {"haproxy-t2-splice": "haproxy-splice", "nginx-w2": "nginx", "spliced-w2": "spliced"}
-DEFAULT_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "idle"]
-ALL_TESTS = DEFAULT_TESTS + ["maxconn"]  # maxconn: opt-in, spliced only
-SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo"]
-WRK_TESTS = ("ka", "close", "big")
-IPERF_TESTS = ("ip1", "ip4")
-TCP_TESTS = ("tcprate", "echo")
-RATE_TESTS = ("ka", "close", "tcprate", "echo")  # per_cpu = operations per CPU-second
-SCALE = env("SCALE", "0") == "1"
-TARGETS = words(env("TARGETS", "spliced" if SMOKE else " ".join(BASE_TARGETS)))
-if SCALE:
-    TARGETS += [t for t in SCALE_TARGETS if t not in TARGETS]
-SPLICED_BIN_B = env("SPLICED_BIN_B", "")
-SPLICED_REF_B = env("SPLICED_REF_B", "")
-if (SPLICED_BIN_B or SPLICED_REF_B) and "spliced-b" not in TARGETS:
-    # Right after `spliced`, so that the two builds run back to back in each round.
-    at = TARGETS.index("spliced") + 1 if "spliced" in TARGETS else len(TARGETS)
-    TARGETS.insert(at, "spliced-b")
-TESTS = words(env("TESTS", " ".join(SMOKE_TESTS if SMOKE else DEFAULT_TESTS)))
-LB_CPUS = env("LB_CPUS", "0")  # the balancer under test (1 thread/worker)
-LB_CPUS2 = env("LB_CPUS2", "0-1")  # the 2-thread/worker variants
-LOAD_CPUS = env("LOAD_CPUS", "1")  # backends, load generators, this script
-QUIET_LIMIT = float(env("QUIET_LIMIT", "0.3"))  # cores of foreign load tolerated
-QUIET_WAIT = float(env("QUIET_WAIT", "0" if SMOKE else "60"))  # s to wait for quiet per test
-QUIET_BUDGET = float(env("QUIET_BUDGET", "1200"))  # s of waiting for quiet in the whole run
-RETRIES = int(env("RETRIES", "0" if SMOKE else "2"))  # repeats of a contaminated test
-GAP = float(env("GAP", "0.5"))  # pause between tests (s)
-SYSCTL = env("SYSCTL", "1") == "1"
-CHARTS = env("CHARTS", "0" if SMOKE else "1") == "1"
-STAMP = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-OUT = os.path.abspath(env("OUT", os.path.join(HERE, "out", STAMP)))
-SPLICED_BIN = env("SPLICED_BIN", os.path.join(ROOT, "target", "release", "spliced"))
-TCPLOAD_BIN = env("TCPLOAD", os.path.join(HERE, "tcpload", "target", "release", "tcpload"))
-# tcpload: client source addresses (one ephemeral port range each), concurrency.
-SOURCES = env("SOURCES", "127.0.0.2-127.0.0.250")
-RATE_CONC = int(env("RATE_CONC", "64"))  # tcprate: connections in flight
-RATE_PAYLOAD = int(env("RATE_PAYLOAD", "16"))  # tcprate: bytes echoed per connection
-ECHO_CONNS = int(env("ECHO_CONNS", "64"))  # echo: persistent connections
-ECHO_SIZE = int(env("ECHO_SIZE", "64"))  # echo: bytes per round trip
-IDLE_CONNS = int(env("IDLE_CONNS", "9000"))  # idle: connections held through each balancer
-IDLE_PING = int(env("IDLE_PING", "1"))  # idle: bytes echoed on each held connection
-MAXCONN_N = int(env("MAXCONN_N", "100000"))  # maxconn: connections to try through spliced
-HOLD_MAX = int(env("HOLD_MAX", "19000"))  # connections per `tcpload hold` (fd limit 20000)
-SERVE_MAX = int(env("SERVE_MAX", "15000"))  # maxconn: connections per `tcpload serve`
-HOLD_TIMEOUT = float(env("HOLD_TIMEOUT", "120"))  # s for one hold process to report ready
-# maxconn: connections per hold process (small, so the one that meets the limit ends
-# soon: its surplus connections sit unaccepted until MAXCONN_TIMEOUT), per-connection
-# timeout (connect + ping), connections being set up at once per process.
-MAXCONN_CHUNK = int(env("MAXCONN_CHUNK", "5000"))
-MAXCONN_TIMEOUT = float(env("MAXCONN_TIMEOUT", "3"))
-MAXCONN_IN_FLIGHT = int(env("MAXCONN_IN_FLIGHT", "1024"))
 
-HZ = os.sysconf("SC_CLK_TCK")
-HOST = "127.0.0.1"
-# Ports. None is fixed: every one is taken from the kernel at run time, so that the
-# run neither fails nor measures the wrong process when another program (another
-# run of this bench, a test suite) listens on some port. Programs that can report
-# the port they bound (spliced, tcpload serve, backend.py) are given port 0 and
-# read back from their logs; the others (nginx, HAProxy, iperf3) get ports that
-# the kernel handed out to a bind(127.0.0.1:0) just before they start, and are
-# started again on new ports if they do not then listen there alone (see
-# start_on_free_ports). The ports come from the ephemeral range, which the load
-# tools use too; the kernel gives no connect() or bind(0) a port that is listening.
 BACKEND_PORTS = []  # nginx or backend.py (HTTP): 3 ports, set by start_backends
 ECHO_PORTS = []  # tcpload serve (echo): 3 ports
 IPERF_PORT = None  # iperf3 -s
-PORT_TRIES = 5  # starts of a program on newly picked ports before giving up
-SMALL_BODY = b"Hello, world\n"  # 13 bytes
-BIG_SIZE = 1 << 20
 # Each balancer listens on an http, a bulk and a tcp (echo) port; spliced also has
 # its admin API. `direct` goes to the first HTTP backend port, the iperf3 server
 # and the first echo port.
@@ -172,416 +99,7 @@ def lb_cpus(target):
     return LB_CPUS2 if TARGET_SPEC[target]["workers"] > 1 else LB_CPUS
 
 
-
-TEST_LABEL = {
-    "ka": "keep-alive 13 B (wrk -c64)",
-    "close": "Connection: close (wrk -c64)",
-    "big": "1 MiB GET (wrk -c8)",
-    "ip1": "iperf3 -P1",
-    "ip4": "iperf3 -P4",
-    "tcprate": f"TCP connect + {RATE_PAYLOAD} B echo + close (tcpload rate, {RATE_CONC} in flight)",
-    "echo": f"{ECHO_SIZE} B ping-pong on {ECHO_CONNS} connections (tcpload echo)",
-    "idle": f"{IDLE_CONNS} idle connections held (tcpload hold)",
-    "maxconn": f"up to {MAXCONN_N} connections held through one spliced",
-}
-
-STARTED = []  # every Proc we started, for cleanup
-HELPERS = []  # short-lived helper Popens (hold processes), for cleanup
-SYSCTL_RESTORE = {}
-
-
-def log(msg):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- processes
-
-
-class Proc:
-    """A long-running helper (backend or balancer) in its own process group."""
-
-    def __init__(self, name, argv, cpus, logfile, cwd=None):
-        self.name = name
-        self.argv = argv
-        self.cpus = cpus
-        self.logfile = logfile
-        self.cwd = cwd
-        self.restarts = 0
-        self.start()
-
-    def start(self, argv=None):
-        """(Re)start the program; `argv` replaces the command line (new ports)."""
-        if argv is not None:
-            self.argv = argv
-        with open(self.logfile, "ab") as lf:
-            self.p = subprocess.Popen(
-                taskset(self.cpus) + self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=lf,
-                stderr=subprocess.STDOUT,
-                cwd=self.cwd,
-                start_new_session=True,
-            )
-        self.pid = self.p.pid
-        self.stopped = False
-        if self not in STARTED:
-            STARTED.append(self)
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self):
-        if self.stopped:
-            return  # its group is gone: a second killpg could hit a reused pid
-        self.stopped = True
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        # The group may still hold children (nginx workers) even if the leader exited.
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def tail(self, n=20):
-        return tail(self.logfile, n)
-
-
-def tail(path, n=20):
-    try:
-        with open(path, "rb") as f:
-            return b"".join(f.readlines()[-n:]).decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def taskset(cpus):
-    return ["taskset", "-c", cpus] if cpus and PIN else []
-
-
-def kill_group(p):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if p.poll() is not None and sig == signal.SIGTERM:
-            continue
-        try:
-            os.killpg(p.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def cleanup():
-    for p in reversed(HELPERS):
-        kill_group(p)
-    HELPERS.clear()
-    for p in reversed(STARTED):
-        p.stop()
-    STARTED.clear()
-    for path, value in SYSCTL_RESTORE.items():
-        try:
-            with open(path, "w") as f:
-                f.write(value)
-        except OSError:
-            pass
-    SYSCTL_RESTORE.clear()
-
-
-def on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-def wait_port(port, timeout=10.0, proc=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc is not None and not proc.alive():
-            return False
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-# ---------------------------------------------------------------- ports
-
-PORTS_HANDED = set()  # every port this run picked or was told, never picked again
-
-
-def free_ports(n):
-    """`n` distinct ports that are free on HOST now, from the kernel: bind(HOST:0)
-    n sockets at once (so the kernel gives n different ports) and close them. The
-    caller starts the program that takes them at once and checks that it listens
-    there (wait_listening): another program may bind one in between. A port this
-    run has already used is never handed out again (its old owner may still be
-    going away)."""
-    socks, out = [], []
-    try:
-        for _ in range(n + 1000):
-            if len(out) == n:
-                break
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind((HOST, 0))
-            p = s.getsockname()[1]
-            if p not in PORTS_HANDED:
-                out.append(p)
-        else:
-            raise SystemExit(f"could not get {n} free ports from the kernel")
-    finally:
-        for s in socks:
-            s.close()
-    PORTS_HANDED.update(out)
-    return out
-
-
-def _hex_addrs():
-    """The /proc/net/tcp{,6} spellings of the local addresses whose listeners take
-    connections to HOST: HOST itself and the wildcards."""
-    v4 = socket.inet_aton(HOST)
-    return {
-        "tcp": {v4[::-1].hex().upper(), "00000000"},
-        "tcp6": {"0" * 32, "0000000000000000FFFF0000" + v4[::-1].hex().upper()},
-    }
-
-
-def listen_inodes(port):
-    """Socket inodes of every LISTEN socket that takes connections to HOST:`port`
-    (bound to HOST or to a wildcard address, IPv4 or IPv6)."""
-    inodes = set()
-    for name, addrs in _hex_addrs().items():
-        try:
-            with open(f"/proc/net/{name}") as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    addr, _, hport = parts[1].partition(":")
-                    if parts[3] == "0A" and int(hport, 16) == port and addr in addrs:
-                        inodes.add(parts[9])
-        except (OSError, StopIteration, IndexError, ValueError):
-            pass
-    return inodes
-
-
-def socket_inodes(roots):
-    """Socket inodes open in the process trees under `roots`."""
-    out = set()
-    for pid in tree_pids(proc_table(), roots):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                out.add(link[8:-1])
-    return out
-
-
-def wait_listening(proc, port_list, timeout=10.0):
-    """Wait until `proc` listens on every port of `port_list`, and nothing else does:
-    a port held by another process (our bind lost the race, or the other program
-    shares it with SO_REUSEPORT, as HAProxy and spliced allow) fails at once.
-    -> (True, "") or (False, why)."""
-    end = time.monotonic() + timeout
-    while True:
-        if not proc.alive():
-            return False, f"{proc.name} exited (code {proc.p.returncode}): {proc.tail(5).strip()[-600:]}"
-        listening = {p: listen_inodes(p) for p in port_list}
-        ours = socket_inodes([proc.pid])
-        taken = [p for p, ino in listening.items() if ino - ours]
-        if taken:
-            # Seen twice, to be sure: a socket of ours that appeared between the
-            # two reads above would look foreign once.
-            time.sleep(0.05)
-            ours = socket_inodes([proc.pid])
-            taken = [p for p in port_list if listen_inodes(p) - ours]
-            if taken:
-                return False, f"another process listens on port(s) {', '.join(map(str, taken))}"
-        missing = [p for p, ino in listening.items() if not ino]
-        if not missing:
-            return True, ""
-        if time.monotonic() > end:
-            return False, (f"{proc.name} does not listen on port(s) {', '.join(map(str, missing))} "
-                           f"after {timeout:.0f} s: {proc.tail(5).strip()[-600:]}")
-        time.sleep(0.05)
-
-
-def start_proc(proc, name, argv, cpus, logfile):
-    """Start a new Proc, or restart `proc` (the same object) with `argv`."""
-    if proc is None:
-        return Proc(name, argv, cpus, logfile)
-    proc.stop()
-    proc.start(argv)
-    return proc
-
-
-def start_on_free_ports(name, n, argv_for, logfile, cpus=None, proc=None, first=None):
-    """Start `argv_for(ports)` (a program that cannot report the port it bound, so
-    it gets ports picked just before: free_ports) and wait until it alone listens
-    on all `n` of them; if it does not (it could not bind, or shares a port with
-    another process), stop it and try again on new ports, PORT_TRIES times.
-    `first`: ports to try first (a restart keeps its ports if it can).
-    -> (proc, ports)."""
-    cpus = LOAD_CPUS if cpus is None else cpus
-    why = ""
-    for attempt in range(PORT_TRIES):
-        pp = list(first) if first and attempt == 0 else free_ports(n)
-        proc = start_proc(proc, name, argv_for(pp), cpus, logfile)
-        ok, why = wait_listening(proc, pp)
-        if ok:
-            return proc, pp
-        proc.stop()
-        log(f"{name} on port(s) {', '.join(map(str, pp))}: {why}; "
-            + ("trying new ports" if attempt + 1 < PORT_TRIES else "giving up"))
-    raise SystemExit(f"{name} did not start on free ports in {PORT_TRIES} tries: {why}")
-
-
-def read_from(path, offset):
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def start_reporting(proc, name, argv, cpus, logfile, parse, timeout=10.0):
-    """Start a program that listens on port 0 (the kernel picks a free port) and
-    says where in its log; `parse(new log text)` -> {name: port} or [ports] once
-    all are there, else None. Then checks that it listens there alone.
-    -> (proc, what parse gave, or None on failure, why)."""
-    offset = os.path.getsize(logfile) if os.path.exists(logfile) else 0
-    proc = start_proc(proc, name, argv, cpus, logfile)
-    end = time.monotonic() + timeout
-    while True:
-        found = parse(read_from(logfile, offset))
-        if found is not None:
-            break
-        if not proc.alive():
-            return proc, None, f"{name} exited (code {proc.p.returncode}): {proc.tail(5).strip()[-600:]}"
-        if time.monotonic() > end:
-            return proc, None, f"{name} did not report its ports within {timeout:.0f} s: {proc.tail(5).strip()[-600:]}"
-        time.sleep(0.05)
-    pp = list(found.values()) if isinstance(found, dict) else list(found)
-    PORTS_HANDED.update(pp)
-    ok, why = wait_listening(proc, pp)
-    return proc, (found if ok else None), why
-
-
-def ready_parser(n):
-    """Parser for `READY ADDR [ADDR ...]` (tcpload serve, backend.py): n ports."""
-    def parse(text):
-        m = re.search(r"^READY (.*)\n", text, re.M)
-        if not m:
-            return None
-        pp = [int(a.rsplit(":", 1)[1]) for a in m.group(1).split()]
-        return pp if len(pp) == n else None
-    return parse
-
-
-def spliced_parser(names):
-    """Parser for spliced's start-up log: `listening listener=NAME addr=A:P` per
-    listener and `admin listening addr=A:P` -> {name: port, ..., "admin": port}."""
-    def parse(text):
-        got = {m.group(1): int(m.group(2))
-               for m in re.finditer(r" listening listener=(\S+) addr=\S*:(\d+)\n", text)}
-        m = re.search(r" admin listening addr=\S*:(\d+)\n", text)
-        if m:
-            got["admin"] = int(m.group(1))
-        return got if all(k in got for k in names) else None
-    return parse
-
-
-def http_get(port, path, timeout=5.0):
-    """One HTTP/1.1 GET with Connection: close on a raw socket; returns (status, body)."""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
-
-
-def echo_roundtrip(sock, size=16):
-    """Send `size` bytes on a connected socket and read them back: latency in ms."""
-    payload = os.urandom(size)
-    t0 = time.monotonic()
-    sock.sendall(payload)
-    got = b""
-    while len(got) < size:
-        chunk = sock.recv(size - len(got))
-        if not chunk:
-            raise OSError(f"connection closed after {len(got)} of {size} echoed bytes")
-        got += chunk
-    if got != payload:
-        raise OSError("echoed bytes differ from the bytes sent")
-    return (time.monotonic() - t0) * 1000
-
-
-def echo_check(port, timeout=3.0):
-    """A new connection to `port`, one 16-byte echo: (True, ms) or (False, why)."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            return True, round(echo_roundtrip(s), 3)
-    except OSError as e:
-        return False, str(e) or type(e).__name__
-
-
-def listen_sockets(port):
-    """Accept-queue lengths of the LISTEN sockets bound to 127.0.0.1:`port` (from
-    /proc/net/tcp): one per SO_REUSEPORT member."""
-    want = f"0100007F:{port:04X}"
-    out = []
-    try:
-        with open("/proc/net/tcp") as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if parts[1] == want and parts[3] == "0A":
-                    out.append(int(parts[4].split(":")[1], 16))
-    except (OSError, StopIteration, IndexError, ValueError):
-        pass
-    return out
-
-
-def wait_unbound(port_list, timeout=10.0):
-    """Wait until no LISTEN socket is left on any of the ports: seconds waited."""
-    t0 = time.monotonic()
-    while any(listen_sockets(p) for p in port_list) and time.monotonic() - t0 < timeout:
-        time.sleep(0.05)
-    return time.monotonic() - t0
-
-
-def http_status(port, path, timeout=3.0):
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=timeout) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError as e:
-        return f"error: {e}"
+# ---------------------------------------------------------------- hold processes
 
 
 class LineReader:
@@ -621,7 +139,7 @@ class Hold:
     def __init__(self, port, conns, logfile, ping=IDLE_PING, timeout=None, in_flight=None):
         self.conns = conns
         self.logfile = logfile
-        self.argv = [TCPLOAD, "hold", "--target", f"{HOST}:{port}", "--conns", str(conns),
+        self.argv = [procs.TCPLOAD, "hold", "--target", f"{HOST}:{port}", "--conns", str(conns),
                      "--sources", SOURCES, "--ping", str(ping)]
         if timeout is not None:
             self.argv += ["--timeout", str(timeout)]  # per connection: connect + ping
@@ -700,161 +218,7 @@ def open_holds(port, n, label, stop_on_shortfall, chunk=HOLD_MAX, **hold_opts):
     return holds, held, failed, notes
 
 
-# ---------------------------------------------------------------- CPU and memory accounting
-
-
-def proc_table():
-    """pid -> (ppid, utime+stime ticks) for every process (whole thread groups)."""
-    table = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        table[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    return table
-
-
-def tree_pids(table, roots):
-    children = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    todo, seen = [r for r in roots if r in table], []
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.append(pid)
-        todo.extend(children.get(pid, []))
-    return seen
-
-
-def tree_ticks(table, roots):
-    return sum(table[pid][1] for pid in tree_pids(table, roots))
-
-
-def tree_mem(roots):
-    """RSS and PSS (KiB) of the process trees under `roots`, from /proc/PID/smaps_rollup;
-    also their open fd count."""
-    rss = pss = fds = 0
-    pids = tree_pids(proc_table(), roots)
-    for pid in pids:
-        vals = {}
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if k in ("Rss", "Pss"):
-                        vals[k] = int(v.split()[0])
-        except (OSError, ValueError):
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            vals["Rss"] = int(line.split()[1])
-            except OSError:
-                pass
-        rss += vals.get("Rss", 0)
-        pss += vals.get("Pss", 0)
-        try:
-            fds += len(os.listdir(f"/proc/{pid}/fd"))
-        except OSError:
-            pass
-    return {"rss_kib": rss, "pss_kib": pss, "fds": fds, "procs": len(pids)}
-
-
-def nofile_limit(pid):
-    """(soft, hard) 'Max open files' of a process."""
-    try:
-        with open(f"/proc/{pid}/limits") as f:
-            for line in f:
-                if line.startswith("Max open files"):
-                    soft, hard = line.split()[3:5]
-                    return int(soft), int(hard)
-    except (OSError, ValueError):
-        pass
-    return None, None
-
-
-def cpu_stat():
-    """{'cpu': (busy, total), 'cpu0': ..., ...} in ticks from /proc/stat."""
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if not line.startswith("cpu"):
-                break
-            parts = line.split()
-            vals = [int(x) for x in parts[1:9]]  # user..steal (guest is inside user)
-            idle = vals[3] + vals[4]
-            out[parts[0]] = (sum(vals) - idle, sum(vals))
-    return out
-
-
-def rusage_s(who):
-    r = resource.getrusage(who)
-    return r.ru_utime + r.ru_stime
-
-
-class Snapshot:
-    def __init__(self, lb_roots, backend_roots):
-        self.t = time.monotonic()
-        table = proc_table()
-        self.lb = tree_ticks(table, lb_roots) / HZ
-        self.backend = tree_ticks(table, backend_roots) / HZ
-        self.children = rusage_s(resource.RUSAGE_CHILDREN)
-        self.me = rusage_s(resource.RUSAGE_SELF)
-        self.stat = cpu_stat()
-
-
-def cpu_list(text):
-    """'0-1,3' -> [0, 1, 3]"""
-    out = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
-
-
-def busy_cores(a, b, cpus=None):
-    """Cores busy between two snapshots: the whole machine, or the CPUs listed."""
-    wall = b.t - a.t
-    names = ["cpu"] if cpus is None else [f"cpu{c}" for c in cpus]
-    ticks = sum(b.stat[n][0] - a.stat[n][0] for n in names if n in b.stat and n in a.stat)
-    return ticks / HZ / wall if wall > 0 else 0.0
-
-
-def foreign_load(our_roots, seconds=0.5, cpus=None):
-    """Cores busy over `seconds` (whole machine or `cpus`), minus what our processes used."""
-    a = Snapshot(our_roots, [])
-    time.sleep(seconds)
-    b = Snapshot(our_roots, [])
-    wall = b.t - a.t
-    ours = (b.lb - a.lb) + (b.me - a.me) + (b.children - a.children)
-    return busy_cores(a, b, cpus) - ours / wall
-
-
 # ---------------------------------------------------------------- setup
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def have(cmd):
-    return shutil.which(cmd) is not None
-
-
-TCPLOAD = TCPLOAD_BIN  # replaced by a frozen copy in OUT/run at start
-
-
-def have_tcpload():
-    return os.access(TCPLOAD, os.X_OK)
 
 
 NGINX_STREAM_SO = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -874,7 +238,7 @@ def start_backends(run, www):
     """The backends, each on ports from the kernel (see "Ports" at the top); sets
     BACKEND_PORTS, ECHO_PORTS and IPERF_PORT, which the balancer configs use."""
     global IPERF_PORT
-    procs = []
+    started = []
     if have("nginx"):
         head, tmp = nginx_common(run, "nginx-backend")
 
@@ -902,30 +266,30 @@ def start_backends(run, www):
 
         proc, BACKEND_PORTS[:] = start_on_free_ports(
             "nginx-backend", 3, nginx_argv, os.path.join(run, "nginx-backend.log"))
-        procs.append(proc)
+        started.append(proc)
         kind_ = "nginx"
     else:
         log("nginx is not installed: using the slow Python backend (bench/backend.py)")
         proc, pp, why = start_reporting(
             None, "py-backend", [sys.executable, os.path.join(HERE, "backend.py"), www, "0", "0", "0"],
             LOAD_CPUS, os.path.join(run, "py-backend.log"), ready_parser(3))
-        procs.append(proc)
+        started.append(proc)
         if pp is None:
             raise SystemExit(f"backend.py did not come up: {why}")
         BACKEND_PORTS[:] = pp
         kind_ = "python"
     if have("iperf3"):
         proc, (IPERF_PORT,) = start_iperf_server(run)
-        procs.append(proc)
+        started.append(proc)
     else:
         # Nothing listens there (the bulk tests are skipped), but the balancers'
         # bulk pools need an address.
         (IPERF_PORT,) = free_ports(1)
     if have_tcpload():
-        argv = [TCPLOAD, "serve", "--listen", f"{HOST}:0", "--listen", f"{HOST}:0", "--listen", f"{HOST}:0"]
+        argv = [procs.TCPLOAD, "serve", "--listen", f"{HOST}:0", "--listen", f"{HOST}:0", "--listen", f"{HOST}:0"]
         proc, pp, why = start_reporting(None, "echo-backend", argv, LOAD_CPUS,
                                         os.path.join(run, "echo-backend.log"), ready_parser(3))
-        procs.append(proc)
+        started.append(proc)
         if pp is None:
             raise SystemExit(f"tcpload serve did not come up: {why}")
         ECHO_PORTS[:] = pp
@@ -933,7 +297,7 @@ def start_backends(run, www):
         ECHO_PORTS[:] = free_ports(3)  # nothing listens there: the echo tests are skipped
     log(f"backends: http {' '.join(map(str, BACKEND_PORTS))}, echo {' '.join(map(str, ECHO_PORTS))}, "
         f"iperf3 {IPERF_PORT}" + ("" if have("iperf3") else " (not running)"))
-    return procs, kind_
+    return started, kind_
 
 
 def iperf_argv(pp):
@@ -970,7 +334,7 @@ def restart_iperf(ctx):
 
 def start_echo_server(run, name, nports, proc=None):
     """tcpload serve on `nports` ports from the kernel. -> (proc, [ports] or None, why)."""
-    argv = [TCPLOAD, "serve"]
+    argv = [procs.TCPLOAD, "serve"]
     for _ in range(nports):
         argv += ["--listen", f"{HOST}:0"]
     return start_reporting(proc, name, argv, LOAD_CPUS, os.path.join(run, f"{name}.log"), ready_parser(nports))
@@ -1158,66 +522,6 @@ def start_balancer(target, run, spliced_bin):
     return p
 
 
-def raise_sysctls():
-    if not SYSCTL or os.geteuid() != 0:
-        return
-    for path, want in (
-        ("/proc/sys/net/core/somaxconn", 65535),
-        ("/proc/sys/net/ipv4/tcp_max_syn_backlog", 65535),
-    ):
-        try:
-            with open(path) as f:
-                old = f.read().strip()
-            if int(old) < want:
-                with open(path, "w") as f:
-                    f.write(str(want))
-                SYSCTL_RESTORE[path] = old
-        except (OSError, ValueError):
-            pass
-
-
-METRICS_KEPT = (
-    "spliced_relay_bytes_total",
-    "spliced_splice_switches_total",
-    "spliced_pipe_pool_exhausted_total",
-    "spliced_rejected_connections_total",
-    "spliced_connect_errors_total",
-    "spliced_listener_accepted_total",
-    "spliced_accept_resource_errors_total",
-    "spliced_active_connections",
-    "spliced_idle_timeouts_total",
-)
-
-
-def spliced_metrics(port=None, by_label="mode"):
-    """Selected spliced counters summed over labels but `by_label`: {name{value}: sum}
-    (port: an admin API's, by default `spliced`'s)."""
-    if port is None:
-        port = admin_port("spliced")
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if not m:
-            continue
-        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        if name not in METRICS_KEPT:
-            continue
-        lab = re.search(by_label + r'="([^"]*)"', labels)
-        key = f"{name}{{{lab.group(1)}}}" if lab else name
-        try:
-            out[key] = out.get(key, 0.0) + float(value)
-        except ValueError:
-            pass
-    return out
-
-
 # ---------------------------------------------------------------- tests
 
 
@@ -1232,10 +536,10 @@ def test_cmd(test, target):
             cmd += ["-H", "Connection: close"]
         return cmd + [f"http://{HOST}:{http}{path}"]
     if test == "tcprate":
-        return [TCPLOAD, "rate", "--target", f"{HOST}:{tcp}", "--duration", str(DUR),
+        return [procs.TCPLOAD, "rate", "--target", f"{HOST}:{tcp}", "--duration", str(DUR),
                 "--concurrency", str(RATE_CONC), "--sources", SOURCES, "--payload", str(RATE_PAYLOAD)]
     if test == "echo":
-        return [TCPLOAD, "echo", "--target", f"{HOST}:{tcp}", "--conns", str(ECHO_CONNS),
+        return [procs.TCPLOAD, "echo", "--target", f"{HOST}:{tcp}", "--conns", str(ECHO_CONNS),
                 "--size", str(ECHO_SIZE), "--duration", str(DUR)]
     n = {"ip1": 1, "ip4": 4}[test]
     return ["iperf3", "-c", HOST, "-p", str(bulk), "-t", str(DUR), f"-P{n}", "-J",
@@ -1337,7 +641,7 @@ def run_once(ctx, target, test):
     limit = min(QUIET_WAIT, max(0.0, QUIET_BUDGET - ctx["waited"]))
     # `direct` leaves the balancer CPU idle: load there does not touch it, and any
     # CPU-bound job elsewhere on the machine fills it, so only the load CPUs count.
-    cpus = cpu_list(LOAD_CPUS) if PIN and target == "direct" else None
+    cpus = cpu_list(LOAD_CPUS) if procs.PIN and target == "direct" else None
     load = foreign_load(our_roots, 0.5, cpus)
     while load > QUIET_LIMIT and time.monotonic() - t0 < limit:
         time.sleep(1)
@@ -1387,14 +691,14 @@ def run_once(ctx, target, test):
     )
     ours_load = (b.backend - a.backend) + (b.children - a.children) + (b.me - a.me)
     rec["foreign_cores"] = round(rec["machine_cores"] - (lb_cpu + ours_load) / wall, 3)
-    if PIN and target != "direct" and lb_cpus(target) == LB_CPUS:
+    if procs.PIN and target != "direct" and lb_cpus(target) == LB_CPUS:
         # Pinning is strict, so foreign load can be told apart per CPU group.
         rec["foreign_lb_cpus"] = round(busy_cores(a, b, cpu_list(LB_CPUS)) - lb_cpu / wall, 3)
         rec["foreign_load_cpus"] = round(busy_cores(a, b, cpu_list(LOAD_CPUS)) - ours_load / wall, 3)
-    if PIN and target == "direct":
+    if procs.PIN and target == "direct":
         rec["foreign_load_cpus"] = round(busy_cores(a, b, cpu_list(LOAD_CPUS)) - ours_load / wall, 3)
     # The figure that decides whether the test was contaminated (see wait above).
-    rec["foreign"] = rec["foreign_load_cpus"] if PIN and target == "direct" else rec["foreign_cores"]
+    rec["foreign"] = rec["foreign_load_cpus"] if procs.PIN and target == "direct" else rec["foreign_cores"]
     if lb and lb_cpu > 0:
         if rec.get("requests") is not None and test in RATE_TESTS:
             rec["per_cpu"] = rec["requests"] / lb_cpu  # operations per balancer CPU-second
@@ -1820,7 +1124,6 @@ SCALING_ROWS = [
     ("1 MiB Gbit/CPU-s", "big", "per_cpu", "g"),
     ("ip×4 Gbit/CPU-s", "ip4", "per_cpu", "g"),
 ]
-CPU_TESTS = [t for t in ALL_TESTS if t not in ("idle", "maxconn")]
 
 
 def is_timed(r):
@@ -1864,7 +1167,7 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
         f"Balancer pinned to CPU {meta.get('knobs', {}).get('LB_CPUS', LB_CPUS)}"
         + (f" (2-thread/worker variants: CPUs {lb2})" if has_w2 else "")
         + f", backends + load generators to CPU {meta.get('knobs', {}).get('LOAD_CPUS', LOAD_CPUS)}"
-        + ("" if meta.get("pinned", PIN) else " (pinning OFF: fewer than 2 CPUs or no taskset)")
+        + ("" if meta.get("pinned", procs.PIN) else " (pinning OFF: fewer than 2 CPUs or no taskset)")
         + f". Backend: {meta['backend']}. Load average at start: {meta['loadavg_start']}."
     )
     md.append("")
@@ -2256,9 +1559,6 @@ def knobs():
     }
 
 
-PIN = False
-
-
 def load_run(out):
     with open(os.path.join(out, "summary.json")) as f:
         data = json.load(f)
@@ -2356,7 +1656,7 @@ def smoke_failures(results):
 
 
 def main():
-    global PIN, TARGETS, TESTS, TCPLOAD
+    global TARGETS, TESTS
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "--report":
         return rerender(args[1])
@@ -2367,8 +1667,8 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     ncpu = os.cpu_count() or 1
-    PIN = ncpu >= 2 and have("taskset")
-    if PIN:
+    procs.PIN = ncpu >= 2 and have("taskset")
+    if procs.PIN:
         os.sched_setaffinity(0, set(cpu_list(LOAD_CPUS)))
     for t in TARGETS:
         if t not in ALL_TARGETS:
@@ -2387,7 +1687,7 @@ def main():
     if not have_tcpload():
         skipped = [t for t in TESTS if t in (*TCP_TESTS, "idle", "maxconn")]
         if skipped:
-            log(f"no tcpload at {TCPLOAD} (cargo build --release --manifest-path bench/tcpload/Cargo.toml): "
+            log(f"no tcpload at {procs.TCPLOAD} (cargo build --release --manifest-path bench/tcpload/Cargo.toml): "
                 f"skipping {' '.join(skipped)}")
         TESTS = [t for t in TESTS if t not in skipped]
     targets = []
@@ -2423,8 +1723,8 @@ def main():
         shutil.copy2(SPLICED_BIN_B, spliced_bins["b"])
     if have_tcpload():
         frozen = os.path.join(run, "tcpload")
-        shutil.copy2(TCPLOAD, frozen)
-        TCPLOAD = frozen
+        shutil.copy2(procs.TCPLOAD, frozen)
+        procs.TCPLOAD = frozen
 
     git = os.environ.get("SPLICED_GIT") or subprocess.run(
         ["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True
@@ -2438,7 +1738,7 @@ def main():
         "tests": TESTS,
         "kernel": platform.release(),
         "cpus": ncpu,
-        "pinned": PIN,
+        "pinned": procs.PIN,
         "loadavg_start": " ".join(open("/proc/loadavg").read().split()[:3]),
         "machine": machine_info(),
         "knobs": knobs(),
@@ -2452,7 +1752,7 @@ def main():
             "nginx": version(["nginx", "-v"]),
             "wrk": version(["wrk", "-v"]),
             "iperf3": version(["iperf3", "-v"]),
-            "tcpload": version([TCPLOAD, "--version"]) if have_tcpload() else "not built",
+            "tcpload": version([procs.TCPLOAD, "--version"]) if have_tcpload() else "not built",
             "kernel": platform.release(),
         },
     }
@@ -2496,7 +1796,7 @@ def main():
                 interrupted = e
                 log("interrupted: writing a partial report")
         if "spliced" in targets:
-            meta["spliced_metrics_end"] = spliced_metrics()
+            meta["spliced_metrics_end"] = spliced_metrics(admin_port("spliced"))
         if "spliced-b" in targets:
             meta["spliced_b_metrics_end"] = spliced_metrics(admin_port("spliced-b"))
     finally:
