@@ -5,6 +5,8 @@ this list (bench.py, the entry point, imports any):
     measure    /proc readings (CPU, memory, listen sockets) and probes through a port
     procs      the processes the run starts, cleanup at exit, sysctls, installed programs
     ports      starting a program on ports from the kernel, alone on each
+    backends   the HTTP, echo and iperf3 backends every target forwards to
+    targets    the balancers: their configs, start/restart, end-to-end checks
 
 Why a package: bench.py grew to 2,500 lines in one file; each module here is one
 concept of the method in bench/README.md, so a change to, say, how foreign load is
