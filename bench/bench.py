@@ -15,668 +15,49 @@ fixed ports: see "Ports" in bench/README.md). Every process this script starts
 runs in its own session/process group and is killed on exit.
 """
 
+# The entry point only: the command line, which of the asked targets and tests can
+# run on this machine, the run directory, and the main loop over the rounds. The
+# rest is in bench/lib/ (its __init__.py lists the modules, bottom to top).
+
 import datetime
 import hashlib
 import json
-import math
 import os
 import platform
 import re
 import resource
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-from lib import backends, procs
+from lib import backends, procs, rounds
 from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR, ECHO_CONNS, ECHO_SIZE, GAP,
-                       HERE, HOLD_MAX, HOLD_TIMEOUT, HOST, IDLE_CONNS, IDLE_PING, IPERF_TESTS, LB_CPUS,
-                       LB_CPUS2, LOAD_CPUS, MAXCONN_CHUNK, MAXCONN_IN_FLIGHT, MAXCONN_N, MAXCONN_TIMEOUT, OUT,
-                       QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT, RATE_CONC, RATE_PAYLOAD, RATE_TESTS, REPS,
-                       RETRIES, ROOT, SCALE, SERVE_MAX, SMALL_BODY, SMOKE, SOURCES, SPLICED_BIN,
-                       SPLICED_BIN_B, SYSCTL, TARGETS, TCP_TESTS, TESTS, TEST_LABEL, WRK_TESTS, log)
-from lib.measure import (Snapshot, busy_cores, cpu_list, echo_check, echo_roundtrip, foreign_load,
-                         http_status, nofile_limit, spliced_metrics, tree_mem, wait_unbound)
-from lib.procs import (HELPERS, cleanup, have, have_tcpload, kill_group, on_signal, raise_sysctls, tail,
-                       taskset, write)
-from lib.ports import spliced_parser, start_reporting
-from lib.backends import start_backends, start_echo_server
-from lib.targets import (SCALE_OF, TARGET_PORTS, TARGET_SPEC, admin_port, balancer_ready, kind,
-                         launch_balancer, lb_cpus, ports, restart_iperf, spliced_check, spliced_ready,
-                         start_balancer, target_available)
+                       HERE, HOLD_MAX, IDLE_CONNS, IDLE_PING, IPERF_TESTS, LB_CPUS, LB_CPUS2, LOAD_CPUS,
+                       MAXCONN_CHUNK, MAXCONN_N, MAXCONN_TIMEOUT, OUT, QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT,
+                       RATE_CONC, RATE_PAYLOAD, REPS, RETRIES, ROOT, SCALE, SMALL_BODY, SMOKE, SOURCES,
+                       SPLICED_BIN, SPLICED_BIN_B, SYSCTL, TARGETS, TCP_TESTS, TESTS, TEST_LABEL, WRK_TESTS,
+                       log)
+from lib.measure import cpu_list, spliced_metrics
+from lib.procs import cleanup, have, have_tcpload, on_signal, raise_sysctls
+from lib.backends import start_backends
+from lib.targets import (SCALE_OF, TARGET_PORTS, TARGET_SPEC, admin_port, kind, start_balancer,
+                         target_available)
 
 
-# ---------------------------------------------------------------- hold processes
-
-
-class LineReader:
-    """Line-wise reads from a pipe with a timeout (select + os.read, no buffering)."""
-
-    def __init__(self, f):
-        self.fd = f.fileno()
-        self.buf = b""
-        self.eof = False
-
-    def readline(self, timeout):
-        end = time.monotonic() + timeout
-        while b"\n" not in self.buf and not self.eof:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.fd], [], [], left)
-            if not r:
-                return None
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                self.eof = True
-            self.buf += chunk
-        if b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-        else:
-            line, self.buf = self.buf, b""
-            if not line:
-                return None
-        return line.decode("utf-8", "replace")
-
-
-class Hold:
-    """One `tcpload hold` process: opens `conns` connections, reports
-    {"event":"ready",...} on stdout, holds them until its stdin closes."""
-
-    def __init__(self, port, conns, logfile, ping=IDLE_PING, timeout=None, in_flight=None):
-        self.conns = conns
-        self.logfile = logfile
-        self.argv = [procs.TCPLOAD, "hold", "--target", f"{HOST}:{port}", "--conns", str(conns),
-                     "--sources", SOURCES, "--ping", str(ping)]
-        if timeout is not None:
-            self.argv += ["--timeout", str(timeout)]  # per connection: connect + ping
-        if in_flight is not None:
-            self.argv += ["--in-flight", str(in_flight)]
-        with open(logfile, "ab") as lf:
-            lf.write((" ".join(self.argv) + "\n").encode())
-            lf.flush()
-            self.p = subprocess.Popen(taskset(LOAD_CPUS) + self.argv, stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=lf, start_new_session=True)
-        HELPERS.append(self.p)
-        self.reader = LineReader(self.p.stdout)
-        self.events = []
-
-    def wait_event(self, name, timeout):
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            line = self.reader.readline(left)
-            if line is None:
-                if self.reader.eof:
-                    return None
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict):
-                self.events.append(ev)
-                if ev.get("event") == name:
-                    return ev
-
-    def release(self, timeout=30.0):
-        """Close stdin (the hold ends), return its "done" event (or None)."""
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        ev = self.wait_event("done", timeout)
-        try:
-            self.p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        kill_group(self.p)
-        if self.p in HELPERS:
-            HELPERS.remove(self.p)
-        return ev
-
-
-def open_holds(port, n, label, stop_on_shortfall, chunk=HOLD_MAX, **hold_opts):
-    """Hold `n` connections to `port`, split over processes of at most `chunk` each
-    (HOLD_MAX: one process cannot have more fds), started one after the other.
-    Returns (holds, held, failed, notes)."""
-    holds, held, failed, notes = [], 0, 0, []
-    remaining, i = n, 0
-    while remaining > 0:
-        k = min(chunk, remaining)
-        h = Hold(port, k, os.path.join(OUT, "run", f"{label}-hold{i}.log"), **hold_opts)
-        holds.append(h)
-        t0 = time.monotonic()
-        ev = h.wait_event("ready", HOLD_TIMEOUT)
-        if ev is None:
-            why = "exited" if h.p.poll() is not None else f"no ready event within {HOLD_TIMEOUT:.0f} s"
-            notes.append(f"hold {i} ({k} conns) {why}: {tail(h.logfile, 3).strip()[-300:]}")
-            break
-        held += int(ev.get("held", 0))
-        failed += int(ev.get("failed", 0))
-        log(f"  hold {i}: {ev.get('held')} held, {ev.get('failed')} failed in {time.monotonic() - t0:.1f} s"
-            f" (total {held})")
-        remaining -= k
-        i += 1
-        if stop_on_shortfall and int(ev.get("held", 0)) < k:
-            break
-    return holds, held, failed, notes
-
-
-# ---------------------------------------------------------------- tests
-
-
-def test_cmd(test, target):
-    http, bulk, tcp = ports(target)
-    lua = os.path.join(HERE, "report.lua")
-    if test in WRK_TESTS:
-        conns = 8 if test == "big" else 64
-        path = "/1m.bin" if test == "big" else "/small.txt"
-        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{DUR}s", "-s", lua]
-        if test == "close":
-            cmd += ["-H", "Connection: close"]
-        return cmd + [f"http://{HOST}:{http}{path}"]
-    if test == "tcprate":
-        return [procs.TCPLOAD, "rate", "--target", f"{HOST}:{tcp}", "--duration", str(DUR),
-                "--concurrency", str(RATE_CONC), "--sources", SOURCES, "--payload", str(RATE_PAYLOAD)]
-    if test == "echo":
-        return [procs.TCPLOAD, "echo", "--target", f"{HOST}:{tcp}", "--conns", str(ECHO_CONNS),
-                "--size", str(ECHO_SIZE), "--duration", str(DUR)]
-    n = {"ip1": 1, "ip4": 4}[test]
-    return ["iperf3", "-c", HOST, "-p", str(bulk), "-t", str(DUR), f"-P{n}", "-J",
-            "--connect-timeout", "3000"]
-
-
-def last_json(out):
-    """The last line of `out` that is a JSON object."""
-    for line in reversed(out.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                j = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(j, dict):
-                return j
-    return None
-
-
-def parse_result(test, out, rc):
-    """-> dict of figures from the load generator's output (error text if any)."""
-    r = {"rc": rc}
-    if test in WRK_TESTS:
-        m = re.search(r"^BENCH_JSON (\{.*\})$", out, re.M)
-        if not m:
-            r["error"] = "no wrk summary: " + out[-400:]
-            return r
-        w = json.loads(m.group(1))
-        secs = w["duration_us"] / 1e6
-        r.update(
-            requests=w["requests"],
-            bytes=w["bytes"],
-            secs=secs,
-            rps=w["requests"] / secs if secs else 0.0,
-            gbps=w["bytes"] * 8 / secs / 1e9 if secs else 0.0,
-            gbit=w["bytes"] * 8 / 1e9,
-            p50_ms=w["p50_us"] / 1000,
-            p99_ms=w["p99_us"] / 1000,
-            p999_ms=w["p999_us"] / 1000,
-            errors=w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],
-            non2xx=w["err_status"],
-            err_detail={k: w[k] for k in w if k.startswith("err_") and w[k]},
-        )
-        return r
-    if test in TCP_TESTS:
-        j = last_json(out)
-        if j is None:
-            r["error"] = "no tcpload summary: " + out[-400:]
-            return r
-        lat = j.get("lat_us") or {}
-        errs = j.get("errors") or {}
-        if not isinstance(errs, dict):
-            errs = {"errors": errs}
-        count = j.get("connections") if test == "tcprate" else j.get("round_trips")
-        r.update(
-            requests=count,
-            secs=j.get("secs"),
-            rps=j.get("rate"),
-            bytes=j.get("bytes"),
-            p50_ms=lat["p50"] / 1000 if "p50" in lat else None,
-            p90_ms=lat["p90"] / 1000 if "p90" in lat else None,
-            p99_ms=lat["p99"] / 1000 if "p99" in lat else None,
-            p999_ms=lat["p999"] / 1000 if "p999" in lat else None,
-            max_ms=lat["max"] / 1000 if "max" in lat else None,
-            errors=int(sum(v for v in errs.values() if isinstance(v, (int, float)))),
-            err_detail={k: v for k, v in errs.items() if v},
-        )
-        return r
-    try:
-        j = json.loads(out)
-    except ValueError:
-        r["error"] = "iperf3 output is not JSON: " + out[-400:]
-        return r
-    if j.get("error"):
-        r["error"] = "iperf3: " + j["error"]
-    s = j.get("end", {}).get("sum_received", {})
-    if s:
-        r.update(
-            bytes=s.get("bytes", 0),
-            secs=s.get("seconds", 0.0),
-            gbps=s.get("bits_per_second", 0.0) / 1e9,
-            gbit=s.get("bytes", 0) * 8 / 1e9,
-        )
-        snt = j.get("end", {}).get("sum_sent", {})
-        r["retransmits"] = snt.get("retransmits")
-    return r
-
-
-def run_once(ctx, target, test):
-    lb = ctx["balancers"].get(target)
-    backend_roots = [p.pid for p in ctx["backends"]]
-    lb_roots = [lb.pid] if lb else []
-    our_roots = backend_roots + [p.pid for p in ctx["balancers"].values()]
-
-    rec = {"target": target, "test": test}
-    # Wait for the machine to be quiet (other people's builds and tests).
-    t0 = time.monotonic()
-    limit = min(QUIET_WAIT, max(0.0, QUIET_BUDGET - ctx["waited"]))
-    # `direct` leaves the balancer CPU idle: load there does not touch it, and any
-    # CPU-bound job elsewhere on the machine fills it, so only the load CPUs count.
-    cpus = cpu_list(LOAD_CPUS) if procs.PIN and target == "direct" else None
-    load = foreign_load(our_roots, 0.5, cpus)
-    while load > QUIET_LIMIT and time.monotonic() - t0 < limit:
-        time.sleep(1)
-        load = foreign_load(our_roots, 1.0, cpus)
-    waited = time.monotonic() - t0
-    ctx["waited"] += waited
-    rec["quiet_wait_s"] = round(waited, 1)
-    rec["foreign_before"] = round(load, 3)
-    rec["busy_start"] = load > QUIET_LIMIT  # started on a busy machine (wait timed out)
-
-    admin = admin_port(target)
-    m0 = spliced_metrics(admin) if admin else None
-    cmd = test_cmd(test, target)
-    a = Snapshot(lb_roots, backend_roots)
-    try:
-        cp = subprocess.run(
-            taskset(LOAD_CPUS) + cmd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=DUR + 30,
-        )
-        out, rc = cp.stdout + cp.stderr, cp.returncode
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        out, rc = out, "timeout"
-    b = Snapshot(lb_roots, backend_roots)
-    m1 = spliced_metrics(admin) if admin else None
-
-    wall = b.t - a.t
-    rec.update(parse_result(test, out, rc))
-    if rc == "timeout":
-        rec["error"] = f"load generator still running after {DUR + 30} s (stall?)"
-    elif rc != 0 and "error" not in rec:
-        rec["error"] = f"exit code {rc}: {out[-400:]}"
-    lb_cpu = b.lb - a.lb
-    rec.update(
-        wall=round(wall, 3),
-        lb_cpu_s=round(lb_cpu, 3),
-        lb_cores=round(lb_cpu / wall, 3),
-        backend_cores=round((b.backend - a.backend) / wall, 3),
-        loadgen_cores=round((b.children - a.children) / wall, 3),
-        me_cores=round((b.me - a.me) / wall, 3),
-        machine_cores=round(busy_cores(a, b), 3),
-        cpu0_cores=round(busy_cores(a, b, [0]), 3) if "cpu0" in b.stat else None,
-        cpu1_cores=round(busy_cores(a, b, [1]), 3) if "cpu1" in b.stat else None,
-    )
-    ours_load = (b.backend - a.backend) + (b.children - a.children) + (b.me - a.me)
-    rec["foreign_cores"] = round(rec["machine_cores"] - (lb_cpu + ours_load) / wall, 3)
-    if procs.PIN and target != "direct" and lb_cpus(target) == LB_CPUS:
-        # Pinning is strict, so foreign load can be told apart per CPU group.
-        rec["foreign_lb_cpus"] = round(busy_cores(a, b, cpu_list(LB_CPUS)) - lb_cpu / wall, 3)
-        rec["foreign_load_cpus"] = round(busy_cores(a, b, cpu_list(LOAD_CPUS)) - ours_load / wall, 3)
-    if procs.PIN and target == "direct":
-        rec["foreign_load_cpus"] = round(busy_cores(a, b, cpu_list(LOAD_CPUS)) - ours_load / wall, 3)
-    # The figure that decides whether the test was contaminated (see wait above).
-    rec["foreign"] = rec["foreign_load_cpus"] if procs.PIN and target == "direct" else rec["foreign_cores"]
-    if lb and lb_cpu > 0:
-        if rec.get("requests") is not None and test in RATE_TESTS:
-            rec["per_cpu"] = rec["requests"] / lb_cpu  # operations per balancer CPU-second
-        elif "gbit" in rec:
-            rec["per_cpu"] = rec["gbit"] / lb_cpu  # Gbit per balancer CPU-second
-    if m0 is not None and m1 is not None:
-        rec["spliced"] = {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in m1}
-    if lb is not None and not lb.alive():
-        rec["error"] = (rec.get("error", "") + f" | {target} exited (code {lb.p.returncode})").strip(" |")
-        rec["crashed"] = True
-    if test in IPERF_TESTS and rec.get("error"):
-        rec["iperf_restarted"] = True
-    return rec, out
-
-
-def ensure_balancer(ctx, target):
-    lb = ctx["balancers"].get(target)
-    if lb is not None and not lb.alive():
-        log(f"{target} is not running (exit code {lb.p.returncode}); restarting it")
-        lb.restarts += 1
-        _, ok, why = launch_balancer(target, ctx["run"], ctx["bins"], lb)
-        if ok:
-            ok, why = balancer_ready(target, lb)
-        if not ok:
-            log(f"{target} restart failed: {why}")
-
-
-def keep(ctx, rec):
-    ctx["jsonl"].write(json.dumps(rec) + "\n")
-    ctx["jsonl"].write(json.dumps({"kept_ref": [rec["round"], rec["test"], rec["target"], rec["attempt"]]}) + "\n")
-    ctx["jsonl"].flush()
-    rec["kept"] = True
-    ctx["results"].append(rec)
-
-
-def run_test(ctx, target, test, rnd):
-    best = None
-    for attempt in range(RETRIES + 1):
-        ensure_balancer(ctx, target)
-        rec, out = run_once(ctx, target, test)
-        rec.update(round=rnd, attempt=attempt, ts=time.time())
-        with open(os.path.join(OUT, "raw", f"{rnd}-{test}-{target}-{attempt}.txt"), "w") as f:
-            f.write(" ".join(test_cmd(test, target)) + "\n" + out)
-        if rec.get("iperf_restarted"):
-            restart_iperf(ctx)
-        ctx["jsonl"].write(json.dumps(rec) + "\n")
-        ctx["jsonl"].flush()
-        unit = {"tcprate": "conn/s", "echo": "rt/s"}.get(test, "req/s")
-        summary = (
-            f"r{rnd} {test:7} {target:17} "
-            + (f"{rec['rps']:>9,.0f} {unit} p99 {rec['p99_ms']:.2f} ms "
-               if rec.get("rps") is not None and rec.get("p99_ms") is not None and test != "big" else "")
-            + (f"{rec['gbps']:6.2f} Gbit/s " if test in ("big", *IPERF_TESTS) and "gbps" in rec else "")
-            + f"lb {rec['lb_cores']:.2f} cores, foreign {rec['foreign']:+.2f}"
-            + (f" ERR {rec['error']}" if rec.get("error") else "")
-            + (f" sockerr {rec['errors']} {rec.get('err_detail') or ''}" if rec.get("errors") else "")
-            + (f" non2xx {rec['non2xx']}" if rec.get("non2xx") else "")
-        )
-        log(summary)
-        if best is None or rec["foreign"] < best["foreign"]:
-            best = rec
-        if rec["foreign"] <= QUIET_LIMIT or rec.get("error"):
-            break
-        if rec["busy_start"]:
-            # The machine never went quiet: repeating now would be no cleaner.
-            break
-        if attempt < RETRIES:
-            log(f"  {rec['foreign']:.2f} cores of foreign load during the test: repeating it")
-        time.sleep(GAP)
-    best["kept"] = True
-    best["attempts"] = attempt + 1
-    ctx["jsonl"].write(json.dumps({"kept_ref": [best["round"], test, target, best["attempt"]]}) + "\n")
-    ctx["results"].append(best)
-    time.sleep(GAP)
-
-
-def round_order(targets, rnd):
-    """Targets in the order round `rnd` runs them: rotated by one each round. In an A/B
-    run spliced and spliced-b stay back to back, A first in even rounds, B in odd ones."""
-    ab = "spliced" in targets and "spliced-b" in targets
-    base = [t for t in targets if t != "spliced-b"] if ab else list(targets)
-    order = base[rnd % len(base):] + base[: rnd % len(base)]
-    if ab:
-        i = order.index("spliced")
-        order.insert(i + 1 if rnd % 2 == 0 else i, "spliced-b")
-    return order
-
-
-def run_idle(ctx, target, rnd):
-    """RSS of a fresh balancer's process tree before and after IDLE_CONNS connections
-    are opened through it (each echoes IDLE_PING bytes end to end, then stays idle)."""
-    lb = ctx["balancers"][target]
-    _, _, tcp = ports(target)
-    rec = {"target": target, "test": "idle", "round": rnd, "attempt": 0, "attempts": 1,
-           "ts": time.time(), "asked": IDLE_CONNS, "ping": IDLE_PING}
-    # A fresh process, so that what the earlier tests left (buffers, caches, pools)
-    # does not count; it then stays up as this target's balancer for the next tests.
-    lb.stop()
-    # The old listening sockets must be gone first, or new connections can land in a
-    # dead SO_REUSEPORT member's queue (io_uring may release them after the exit).
-    # (spliced starts again on new ports from the kernel, HAProxy and nginx on
-    # their old ones if free; either way the old sockets are waited for.)
-    lingered = wait_unbound([p for p in ports(target)])
-    if lingered > 0.2:
-        rec["listen_linger_s"] = round(lingered, 2)
-        log(f"  {target}: its listening sockets outlived the process by {lingered:.1f} s")
-    _, ok, why = launch_balancer(target, ctx["run"], ctx["bins"], lb)
-    if ok:
-        _, _, tcp = ports(target)
-        ok, why = balancer_ready(target, lb)
-    if not ok:
-        rec["error"] = f"fresh {target} did not start: {why}"
-        log(f"r{rnd} idle    {target:17} ERR {rec['error']}")
-        keep(ctx, rec)
-        return
-    time.sleep(0.5)
-    m0 = tree_mem([lb.pid])
-    t0 = time.monotonic()
-    holds, held, failed, notes = open_holds(tcp, IDLE_CONNS, f"idle-{rnd}-{target}", False)
-    rec["hold_s"] = round(time.monotonic() - t0, 2)
-    time.sleep(1.0)  # let the balancer settle (deferred frees, lazily returned buffers)
-    m1 = tree_mem([lb.pid])
-    # Liveness with all of them held: the balancer runs, and a new connection echoes.
-    alive = lb.alive()
-    ok_new, new_ms = echo_check(tcp)
-    done = [h.release() for h in holds]
-    rec.update(
-        held=held,
-        failed=failed,
-        rss_before_kib=m0["rss_kib"],
-        rss_after_kib=m1["rss_kib"],
-        pss_before_kib=m0["pss_kib"],
-        pss_after_kib=m1["pss_kib"],
-        fds_before=m0["fds"],
-        fds_after=m1["fds"],
-        procs=m1["procs"],
-        rss_at_n_mib=m1["rss_kib"] / 1024,
-        alive=alive,
-        new_conn_echo=ok_new,
-        new_conn_ms=new_ms if ok_new else None,
-        hold_events=[h.events for h in holds],
-    )
-    # At release each hold process pings a random sample of its connections again.
-    rec["release"] = done
-    done_ok = [d for d in done if d]
-    rec["dropped"] = sum(int(d.get("dropped", 0)) for d in done_ok)
-    rec["alive_checked"] = sum(int(d.get("alive_checked", 0)) for d in done_ok)
-    rec["alive_ok"] = sum(int(d.get("alive_ok", 0)) for d in done_ok)
-    if held:
-        rec["kib_per_conn"] = (m1["rss_kib"] - m0["rss_kib"]) / held
-        rec["pss_kib_per_conn"] = (m1["pss_kib"] - m0["pss_kib"]) / held
-    rec["live"] = bool(alive and ok_new and held >= IDLE_CONNS and len(done_ok) == len(holds)
-                       and rec["dropped"] == 0 and rec["alive_ok"] == rec["alive_checked"])
-    problems = list(notes)
-    if len(done_ok) < len(holds):
-        problems.append(f"{len(holds) - len(done_ok)} hold process(es) did not report at release")
-    if rec["dropped"]:
-        problems.append(f"{rec['dropped']} held connections were closed by the balancer while idle")
-    if rec["alive_ok"] < rec["alive_checked"]:
-        problems.append(f"only {rec['alive_ok']} of {rec['alive_checked']} sampled held connections echoed at release")
-    if held < IDLE_CONNS:
-        problems.append(f"held only {held} of {IDLE_CONNS} ({failed} failed)")
-    if not alive:
-        problems.append(f"{target} exited (code {lb.p.returncode})")
-        rec["crashed"] = True
-    if not ok_new:
-        problems.append(f"a new connection did not echo with {held} held: {new_ms}")
-    if problems:
-        rec["error"] = "; ".join(problems)
-    log(f"r{rnd} idle    {target:17} {held} held, RSS {m0['rss_kib'] / 1024:.1f} → {m1['rss_kib'] / 1024:.1f} MiB, "
-        + (f"{rec['kib_per_conn']:.2f} KiB/conn (PSS {rec['pss_kib_per_conn']:.2f})" if held else "")
-        + (f" ERR {rec['error']}" if rec.get("error") else
-           f", live (sample {rec['alive_ok']}/{rec['alive_checked']} echoed at release)"))
-    keep(ctx, rec)
-    time.sleep(GAP)
-
-
-def maxconn_conf(n, backend_ports):
-    # Port 0: the kernel picks, spliced logs where (spliced_parser).
-    backends = ", ".join(f"{HOST}:{p}" for p in backend_ports)
-    return (
-        "workers: 1\n"
-        f"admin: {{listen: {HOST}:0}}\n"
-        "listeners:\n"
-        f"  - {{name: hold, listen: {HOST}:0, pool: hold, backlog: 65535,"
-        f" max_connections: {2 * n}}}\n"
-        "pools:\n"
-        f"  - {{name: hold, algorithm: round_robin, backends: [{backends}]}}\n"
-    )
-
-
-def run_maxconn(ctx, run, spliced_bin):
-    """Try to hold MAXCONN_N connections through one fresh spliced (1 worker) and
-    report how many it held, what stopped it, and whether it stayed healthy."""
-    n = MAXCONN_N
-    rec = {"target": "spliced", "test": "maxconn", "round": 0, "attempt": 0, "attempts": 1,
-           "ts": time.time(), "asked": n}
-    nserve = max(1, math.ceil(n / SERVE_MAX))
-    # One tcpload serve per SERVE_MAX connections, each on a port from the kernel.
-    bports, serves = [], []
-    for i in range(min(nserve, 64)):
-        s, pp, why = start_echo_server(run, f"maxconn-serve{i}", 1)
-        serves.append(s)
-        if pp is None:
-            rec["error"] = f"tcpload serve {i} did not come up: {why}"
-            break
-        bports.append(pp[0])
-    logfile = os.path.join(run, "spliced-maxconn.log")
-    log_start = os.path.getsize(logfile) if os.path.exists(logfile) else 0
-    lb = None
-    try:
-        if "error" in rec:
-            raise RuntimeError(rec["error"])
-        conf = write(os.path.join(run, "spliced-maxconn.yaml"), maxconn_conf(n, bports))
-        spliced_check(spliced_bin, conf)
-        lb, found, why = start_reporting(None, "spliced-maxconn", [spliced_bin, "run", "-c", conf], LB_CPUS,
-                                         logfile, spliced_parser(("hold", "admin")))
-        if found is None:
-            raise RuntimeError(f"spliced-maxconn did not start: {why}")
-        port, admin = found["hold"], found["admin"]
-        rec["ports"] = {"listener": port, "admin": admin, "backends": bports}
-        if not spliced_ready(admin, lb):
-            raise RuntimeError(f"spliced-maxconn did not start: {lb.tail(5)}")
-        rec["nofile_soft"], rec["nofile_hard"] = nofile_limit(lb.pid)
-        m0 = tree_mem([lb.pid])
-        rec["fds_base"] = m0["fds"]
-        if rec["nofile_soft"]:
-            rec["fd_bound"] = (rec["nofile_soft"] - m0["fds"]) // 2
-        # Probes opened first: they must still echo once the table is full.
-        probes = []
-        for _ in range(8):
-            s = socket.create_connection((HOST, port), timeout=5)
-            echo_roundtrip(s, ECHO_SIZE)
-            probes.append(s)
-        log(f"maxconn: trying {n} connections through spliced (RLIMIT_NOFILE {rec['nofile_soft']}/"
-            f"{rec['nofile_hard']}, {m0['fds']} fds in use; on port {port}, backends on ports "
-            f"{' '.join(map(str, bports))})")
-        t0 = time.monotonic()
-        holds, held, failed, notes = open_holds(port, n - len(probes), "maxconn", True,
-                                                chunk=min(MAXCONN_CHUNK, HOLD_MAX), timeout=MAXCONN_TIMEOUT,
-                                                in_flight=MAXCONN_IN_FLIGHT)
-        rec["fill_s"] = round(time.monotonic() - t0, 1)
-        time.sleep(1.0)
-        mem = tree_mem([lb.pid])
-        metrics = spliced_metrics(admin, by_label="reason")
-        rec.update(held=held + len(probes), failed=failed, hold_processes=len(holds),
-                   hold_notes=notes, fds_full=mem["fds"], rss_full_mib=mem["rss_kib"] / 1024,
-                   alive_full=lb.alive(), ready_full=http_status(admin, "/ready"),
-                   metrics_full=metrics)
-        if held:
-            rec["kib_per_conn"] = (mem["rss_kib"] - m0["rss_kib"]) / rec["held"]
-        # Existing connections still echo?
-        lat, bad = [], []
-        for s in probes:
-            try:
-                s.settimeout(5)
-                lat.append(echo_roundtrip(s, ECHO_SIZE))
-            except OSError as e:
-                bad.append(str(e) or type(e).__name__)
-        rec["probe_ok"], rec["probe_failed"] = len(lat), bad
-        rec["probe_ms_max"] = round(max(lat), 3) if lat else None
-        for s in probes:
-            s.close()
-        done = [h.release() for h in holds]
-        done_ok = [d for d in done if d]
-        rec["release_sample"] = [sum(int(d.get("alive_ok", 0)) for d in done_ok),
-                                 sum(int(d.get("alive_checked", 0)) for d in done_ok)]
-        rec["dropped"] = sum(int(d.get("dropped", 0)) for d in done_ok)
-        # Accept resumes once fds are free again.
-        time.sleep(1.5)
-        ok, ms = echo_check(port, timeout=5)
-        rec.update(recovered=ok, recovered_detail=ms, ready_after=http_status(admin, "/ready"),
-                   alive_after=lb.alive(),
-                   metrics_after=spliced_metrics(admin, by_label="reason"))
-        with open(lb.logfile, "rb") as f:
-            f.seek(log_start)
-            logtext = f.read().decode("utf-8", "replace")
-        fd_lines = [line for line in logtext.splitlines()
-                    if "file descriptors" in line or "fd limit" in line]
-        rec["log_fd_warnings"] = len(fd_lines)
-        rec["log_excerpt"] = [line[:300] for line in fd_lines][:3]
-        # spliced logs the connection budget it derived from the fd limit at start.
-        with open(lb.logfile, "rb") as f:
-            m_budget = re.search(rb"max_connections_by_fds=(\d+)", f.read())
-        rec["conn_budget"] = int(m_budget.group(1)) if m_budget else None
-        # The admin API needs an fd per request too: when the table is full it may
-        # not answer, so the counters are read after the release (they only grow).
-        m = rec["metrics_after"] or metrics or {}
-        res_rej = m.get("spliced_rejected_connections_total{resources}", 0)
-        acc_err = m.get("spliced_accept_resource_errors_total", 0)
-        if rec["held"] >= n:
-            rec["stopped_by"] = "nothing: all held"
-        elif acc_err or res_rej or rec["log_fd_warnings"]:
-            rec["stopped_by"] = (
-                f"spliced's fd limit: RLIMIT_NOFILE {rec['nofile_soft']} (hard {rec['nofile_hard']}), "
-                f"2 fds per proxied connection + {rec['fds_base']} of its own → at most "
-                f"{rec.get('fd_bound')} connections; spliced's own budget under that limit "
-                f"(max_connections_by_fds, keeping fds for its admin API): {rec.get('conn_budget')}; "
-                f"accept ran out of fds {acc_err:.0f} times, {res_rej:.0f} connections refused "
-                f"(rejected{{reason=resources}})")
-        else:
-            rec["stopped_by"] = "client side or timeout: " + "; ".join(notes)
-        rec["healthy"] = bool(rec["alive_full"] and rec["alive_after"] and rec["probe_ok"] == len(probes)
-                              and rec["recovered"] and rec["ready_after"] == 200
-                              and rec["release_sample"][0] == rec["release_sample"][1])
-        log(f"maxconn: held {rec['held']} of {n}; stopped by {rec['stopped_by']}; probes {rec['probe_ok']}/"
-            f"{len(probes)} echoed; /ready {rec['ready_full']} when full, {rec['ready_after']} after; "
-            f"recovered {ok}")
-    except (RuntimeError, OSError) as e:
-        rec["error"] = str(e)
-        log(f"maxconn: ERR {e}")
-    finally:
-        if lb is not None:
-            lb.stop()
-        for s in serves:
-            s.stop()
-    if rec.get("alive_full") is False or rec.get("alive_after") is False:
-        rec["crashed"] = True
-        rec["error"] = (rec.get("error", "") + " | spliced-maxconn exited").strip(" |")
-    keep(ctx, rec)
-
-
-# ---------------------------------------------------------------- report
+# ---------------------------------------------------------------- figures and formats
 
 
 def med(vals):
+    """Median of the values that are there (None: no value)."""
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
 
 
 def fnum(v, kind_):
+    """A figure as the tables print it: int, ratio, pct, 1 (one decimal) or 3 significant digits."""
     if v is None:
         return "–"
     if kind_ == "int":
@@ -773,12 +154,16 @@ SCALING_ROWS = [
 ]
 
 
+# ---------------------------------------------------------------- results.md
+
+
 def is_timed(r):
     """A load test with CPU accounting and a foreign-load figure (not idle/maxconn)."""
     return r.get("foreign", r.get("foreign_cores")) is not None and r["test"] in CPU_TESTS
 
 
 def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", title=True, versions=True):
+    """results.md of a run (also the body of RESULTS.md: publish) from its meta and kept records."""
     res = ctx["results"]
     targets = list(ctx["targets"])
     tests = meta["tests"]
@@ -1104,43 +489,6 @@ def ab_section(res, meta, tests, m, cell):
     return md
 
 
-# ---------------------------------------------------------------- charts
-
-
-def plot_python():
-    """An interpreter that can import matplotlib (PLOT_PYTHON, this one, /usr/bin/python3)."""
-    cands = [os.environ.get("PLOT_PYTHON"), sys.executable, "/usr/bin/python3", shutil.which("python3")]
-    for c in cands:
-        if not c or not os.access(c, os.X_OK):
-            continue
-        try:
-            if subprocess.run([c, "-c", "import matplotlib"], capture_output=True, timeout=60).returncode == 0:
-                return c
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return None
-
-
-def make_charts(out):
-    """Run bench/plot.py on OUT/summary.json. -> ([(file, caption)], note)."""
-    py = plot_python()
-    if py is None:
-        return [], ("skipped: matplotlib is not installed (bench/run.sh installs python3-matplotlib; "
-                    f"then `python3 bench/bench.py --report {out}`)")
-    cp = subprocess.run([py, os.path.join(HERE, "plot.py"), out], capture_output=True, text=True, timeout=300)
-    if cp.returncode != 0:
-        return [], f"plot.py failed: {(cp.stderr or cp.stdout).strip()[-400:]}"
-    charts = []
-    for line in cp.stdout.splitlines():
-        name, _, caption = line.partition("\t")
-        if name.strip():
-            charts.append((name.strip(), caption.strip() or name.strip()))
-    return charts, None if charts else "no figures to chart in this run"
-
-
-# ---------------------------------------------------------------- main
-
-
 def version(cmd):
     try:
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -1193,7 +541,8 @@ def machine_info():
     return info
 
 
-def knobs():
+def recorded_knobs():
+    """The knobs summary.json records (the report reads them back: see report.py)."""
     return {
         "REPS": REPS, "DUR": DUR, "SMOKE": SMOKE, "SCALE": SCALE,
         "LB_CPUS": LB_CPUS, "LB_CPUS2": LB_CPUS2, "LOAD_CPUS": LOAD_CPUS,
@@ -1206,7 +555,81 @@ def knobs():
     }
 
 
+def run_meta(targets, tests, ncpu, spliced_bin, spliced_bins, with_spliced):
+    """summary.json's meta as the run starts: date, rounds, targets and tests, the
+    machine, the knobs, and the version (and sha256) of every program that runs."""
+    git = os.environ.get("SPLICED_GIT") or subprocess.run(
+        ["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    git_b = os.environ.get("SPLICED_GIT_B") or f"SPLICED_BIN_B={SPLICED_BIN_B}"
+    meta = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "reps": REPS,
+        "dur": DUR,
+        "targets": targets,
+        "tests": tests,
+        "kernel": platform.release(),
+        "cpus": ncpu,
+        "pinned": procs.PIN,
+        "loadavg_start": " ".join(open("/proc/loadavg").read().split()[:3]),
+        "machine": machine_info(),
+        "knobs": recorded_knobs(),
+        "spliced_sha256": {("spliced-b" if k == "b" else "spliced"): sha256_file(p)
+                           for k, p in spliced_bins.items() if os.path.exists(p)},
+        "versions": {
+            "spliced": version([spliced_bin, "--version"]) + (f" ({git})" if git else "") if with_spliced else "–",
+            **({"spliced-b": version([spliced_bins["b"], "--version"]) + f" ({git_b})"}
+               if "b" in spliced_bins else {}),
+            "haproxy": version(["haproxy", "-v"]),
+            "nginx": version(["nginx", "-v"]),
+            "wrk": version(["wrk", "-v"]),
+            "iperf3": version(["iperf3", "-v"]),
+            "tcpload": version([procs.TCPLOAD, "--version"]) if have_tcpload() else "not built",
+            "kernel": platform.release(),
+        },
+    }
+    return meta
+
+
+# ---------------------------------------------------------------- charts
+
+
+def plot_python():
+    """An interpreter that can import matplotlib (PLOT_PYTHON, this one, /usr/bin/python3)."""
+    cands = [os.environ.get("PLOT_PYTHON"), sys.executable, "/usr/bin/python3", shutil.which("python3")]
+    for c in cands:
+        if not c or not os.access(c, os.X_OK):
+            continue
+        try:
+            if subprocess.run([c, "-c", "import matplotlib"], capture_output=True, timeout=60).returncode == 0:
+                return c
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return None
+
+
+def make_charts(out):
+    """Run bench/plot.py on OUT/summary.json. -> ([(file, caption)], note)."""
+    py = plot_python()
+    if py is None:
+        return [], ("skipped: matplotlib is not installed (bench/run.sh installs python3-matplotlib; "
+                    f"then `python3 bench/bench.py --report {out}`)")
+    cp = subprocess.run([py, os.path.join(HERE, "plot.py"), out], capture_output=True, text=True, timeout=300)
+    if cp.returncode != 0:
+        return [], f"plot.py failed: {(cp.stderr or cp.stdout).strip()[-400:]}"
+    charts = []
+    for line in cp.stdout.splitlines():
+        name, _, caption = line.partition("\t")
+        if name.strip():
+            charts.append((name.strip(), caption.strip() or name.strip()))
+    return charts, None if charts else "no figures to chart in this run"
+
+
+# ---------------------------------------------------------------- --report and --publish
+
+
 def load_run(out):
+    """A finished run's meta and a report context (no processes) from OUT/summary.json."""
     with open(os.path.join(out, "summary.json")) as f:
         data = json.load(f)
     meta = data["meta"]
@@ -1290,7 +713,74 @@ def publish(out, dest):
     return 0
 
 
+def runnable(asked_targets, asked_tests):
+    """The asked targets and tests that can run here (tests in their canonical
+    order), saying why each other one is skipped. -> (targets, tests)."""
+    for t in asked_targets:
+        if t not in ALL_TARGETS:
+            raise SystemExit(f"unknown target {t!r}; known: {' '.join(ALL_TARGETS)}")
+    for t in asked_tests:
+        if t not in ALL_TESTS:
+            raise SystemExit(f"unknown test {t!r}; known: {' '.join(ALL_TESTS)}")
+    tests = [t for t in ALL_TESTS if t in asked_tests]  # canonical order: idle last, maxconn after the rounds
+    if not have("wrk") and any(t in WRK_TESTS for t in tests):
+        raise SystemExit("wrk is not installed (bench/run.sh installs it)")
+    if not have("iperf3"):
+        skipped = [t for t in tests if t in IPERF_TESTS]
+        if skipped:
+            log(f"iperf3 is not installed: skipping {' '.join(skipped)}")
+        tests = [t for t in tests if t not in IPERF_TESTS]
+    if not have_tcpload():
+        skipped = [t for t in tests if t in (*TCP_TESTS, "idle", "maxconn")]
+        if skipped:
+            log(f"no tcpload at {procs.TCPLOAD} (cargo build --release --manifest-path bench/tcpload/Cargo.toml): "
+                f"skipping {' '.join(skipped)}")
+        tests = [t for t in tests if t not in skipped]
+    targets = []
+    for t in asked_targets:
+        ok, why = target_available(t)
+        if ok:
+            targets.append(t)
+        else:
+            log(f"skipping target {t}: {why}")
+    if "maxconn" in tests and not target_available("spliced")[0]:
+        log("no spliced binary: skipping maxconn")
+        tests.remove("maxconn")
+    if not targets or not tests:
+        raise SystemExit("nothing to run")
+    return targets, tests
+
+
+def prepare_run_dir(targets, tests):
+    """OUT/raw, OUT/run with the files the HTTP backend serves, and frozen copies of
+    the binaries: others may rebuild target/ while this runs. Points procs.TCPLOAD
+    at its copy. -> (run, www, spliced_bin, spliced_bins, with_spliced)."""
+    os.makedirs(os.path.join(OUT, "raw"), exist_ok=True)
+    run = os.path.join(OUT, "run")
+    www = os.path.join(run, "www")
+    os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "small.txt"), "wb") as f:
+        f.write(SMALL_BODY)
+    with open(os.path.join(www, "1m.bin"), "wb") as f:
+        f.write(os.urandom(BIG_SIZE))
+    spliced_bin = SPLICED_BIN
+    with_spliced = any(kind(t) == "spliced" and t != "spliced-b" for t in targets) or "maxconn" in tests
+    if with_spliced:
+        spliced_bin = os.path.join(run, "spliced")
+        shutil.copy2(SPLICED_BIN, spliced_bin)
+    spliced_bins = {"a": spliced_bin}
+    if "spliced-b" in targets:
+        spliced_bins["b"] = os.path.join(run, "spliced-b")
+        shutil.copy2(SPLICED_BIN_B, spliced_bins["b"])
+    if have_tcpload():
+        frozen = os.path.join(run, "tcpload")
+        shutil.copy2(procs.TCPLOAD, frozen)
+        procs.TCPLOAD = frozen
+    return run, www, spliced_bin, spliced_bins, with_spliced
+
+
 def smoke_failures(results):
+    """spliced's records that make SMOKE=1 fail: any error, or a load test with no figure."""
     bad = []
     for r in results:
         if r["target"] != "spliced":
@@ -1303,7 +793,6 @@ def smoke_failures(results):
 
 
 def main():
-    global TARGETS, TESTS
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "--report":
         return rerender(args[1])
@@ -1317,93 +806,10 @@ def main():
     procs.PIN = ncpu >= 2 and have("taskset")
     if procs.PIN:
         os.sched_setaffinity(0, set(cpu_list(LOAD_CPUS)))
-    for t in TARGETS:
-        if t not in ALL_TARGETS:
-            raise SystemExit(f"unknown target {t!r}; known: {' '.join(ALL_TARGETS)}")
-    for t in TESTS:
-        if t not in ALL_TESTS:
-            raise SystemExit(f"unknown test {t!r}; known: {' '.join(ALL_TESTS)}")
-    TESTS = [t for t in ALL_TESTS if t in TESTS]  # canonical order: idle last, maxconn after the rounds
-    if not have("wrk") and any(t in WRK_TESTS for t in TESTS):
-        raise SystemExit("wrk is not installed (bench/run.sh installs it)")
-    if not have("iperf3"):
-        skipped = [t for t in TESTS if t in IPERF_TESTS]
-        if skipped:
-            log(f"iperf3 is not installed: skipping {' '.join(skipped)}")
-        TESTS = [t for t in TESTS if t not in IPERF_TESTS]
-    if not have_tcpload():
-        skipped = [t for t in TESTS if t in (*TCP_TESTS, "idle", "maxconn")]
-        if skipped:
-            log(f"no tcpload at {procs.TCPLOAD} (cargo build --release --manifest-path bench/tcpload/Cargo.toml): "
-                f"skipping {' '.join(skipped)}")
-        TESTS = [t for t in TESTS if t not in skipped]
-    targets = []
-    for t in TARGETS:
-        ok, why = target_available(t)
-        if ok:
-            targets.append(t)
-        else:
-            log(f"skipping target {t}: {why}")
-    if "maxconn" in TESTS and not target_available("spliced")[0]:
-        log("no spliced binary: skipping maxconn")
-        TESTS.remove("maxconn")
-    if not targets or not TESTS:
-        raise SystemExit("nothing to run")
-
-    os.makedirs(os.path.join(OUT, "raw"), exist_ok=True)
-    run = os.path.join(OUT, "run")
-    www = os.path.join(run, "www")
-    os.makedirs(www, exist_ok=True)
-    with open(os.path.join(www, "small.txt"), "wb") as f:
-        f.write(SMALL_BODY)
-    with open(os.path.join(www, "1m.bin"), "wb") as f:
-        f.write(os.urandom(BIG_SIZE))
-    # Freeze the binaries: others may rebuild target/ while this runs.
-    spliced_bin = SPLICED_BIN
-    with_spliced = any(kind(t) == "spliced" and t != "spliced-b" for t in targets) or "maxconn" in TESTS
-    if with_spliced:
-        spliced_bin = os.path.join(run, "spliced")
-        shutil.copy2(SPLICED_BIN, spliced_bin)
-    spliced_bins = {"a": spliced_bin}
-    if "spliced-b" in targets:
-        spliced_bins["b"] = os.path.join(run, "spliced-b")
-        shutil.copy2(SPLICED_BIN_B, spliced_bins["b"])
-    if have_tcpload():
-        frozen = os.path.join(run, "tcpload")
-        shutil.copy2(procs.TCPLOAD, frozen)
-        procs.TCPLOAD = frozen
-
-    git = os.environ.get("SPLICED_GIT") or subprocess.run(
-        ["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True
-    ).stdout.strip()
-    git_b = os.environ.get("SPLICED_GIT_B") or f"SPLICED_BIN_B={SPLICED_BIN_B}"
-    meta = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "reps": REPS,
-        "dur": DUR,
-        "targets": targets,
-        "tests": TESTS,
-        "kernel": platform.release(),
-        "cpus": ncpu,
-        "pinned": procs.PIN,
-        "loadavg_start": " ".join(open("/proc/loadavg").read().split()[:3]),
-        "machine": machine_info(),
-        "knobs": knobs(),
-        "spliced_sha256": {("spliced-b" if k == "b" else "spliced"): sha256_file(p)
-                           for k, p in spliced_bins.items() if os.path.exists(p)},
-        "versions": {
-            "spliced": version([spliced_bin, "--version"]) + (f" ({git})" if git else "") if with_spliced else "–",
-            **({"spliced-b": version([spliced_bins["b"], "--version"]) + f" ({git_b})"}
-               if "b" in spliced_bins else {}),
-            "haproxy": version(["haproxy", "-v"]),
-            "nginx": version(["nginx", "-v"]),
-            "wrk": version(["wrk", "-v"]),
-            "iperf3": version(["iperf3", "-v"]),
-            "tcpload": version([procs.TCPLOAD, "--version"]) if have_tcpload() else "not built",
-            "kernel": platform.release(),
-        },
-    }
-    log(f"out: {OUT}; targets: {' '.join(targets)}; tests: {' '.join(TESTS)}; {REPS} rounds × {DUR} s")
+    targets, tests = runnable(TARGETS, TESTS)
+    run, www, spliced_bin, spliced_bins, with_spliced = prepare_run_dir(targets, tests)
+    meta = run_meta(targets, tests, ncpu, spliced_bin, spliced_bins, with_spliced)
+    log(f"out: {OUT}; targets: {' '.join(targets)}; tests: {' '.join(tests)}; {REPS} rounds × {DUR} s")
     log(f"load average now: {meta['loadavg_start']}")
 
     ctx = {"targets": targets, "balancers": {}, "backends": [], "results": [], "waited": 0.0,
@@ -1427,18 +833,18 @@ def main():
             jl.write(json.dumps({"meta": meta}) + "\n")
             try:
                 for rnd in range(REPS):
-                    order = round_order(targets, rnd)
-                    for test in TESTS:
+                    order = rounds.round_order(targets, rnd)
+                    for test in tests:
                         if test == "maxconn":
                             continue
                         for target in order:
                             if test == "idle":
                                 if target != "direct":
-                                    run_idle(ctx, target, rnd)
+                                    rounds.run_idle(ctx, target, rnd)
                             else:
-                                run_test(ctx, target, test, rnd)
-                if "maxconn" in TESTS:
-                    run_maxconn(ctx, run, spliced_bin)
+                                rounds.run_test(ctx, target, test, rnd)
+                if "maxconn" in tests:
+                    rounds.run_maxconn(ctx, run, spliced_bin)
             except (KeyboardInterrupt, SystemExit) as e:
                 interrupted = e
                 log("interrupted: writing a partial report")

@@ -7,6 +7,9 @@ this list (bench.py, the entry point, imports any):
     ports      starting a program on ports from the kernel, alone on each
     backends   the HTTP, echo and iperf3 backends every target forwards to
     targets    the balancers: their configs, start/restart, end-to-end checks
+    loadtests  the timed tests (ka close big ip1 ip4 tcprate echo): commands, figures
+    holdtests  the held-connection tests (idle, maxconn)
+    rounds     rounds: target order, quiet-machine waits, retries, results.jsonl
 
 Why a package: bench.py grew to 2,500 lines in one file; each module here is one
 concept of the method in bench/README.md, so a change to, say, how foreign load is
