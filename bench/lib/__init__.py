@@ -10,6 +10,9 @@ this list (bench.py, the entry point, imports any):
     loadtests  the timed tests (ka close big ip1 ip4 tcprate echo): commands, figures
     holdtests  the held-connection tests (idle, maxconn)
     rounds     rounds: target order, quiet-machine waits, retries, results.jsonl
+    report     results.md and the figure definitions (plot.py reads them too)
+    meta       what summary.json records about the machine and the programs
+    publish    charts, --report and --publish
 
 Why a package: bench.py grew to 2,500 lines in one file; each module here is one
 concept of the method in bench/README.md, so a change to, say, how foreign load is
