@@ -6,7 +6,7 @@
 Prints one line per chart written: `file<TAB>caption` (bench.py links them from
 results.md and RESULTS.md). Needs matplotlib (Debian: python3-matplotlib); uses
 the Agg backend, so no display is needed. Figures are medians over rounds, as in
-the tables; the definitions (which test, which field) come from bench.py.
+the tables; the definitions (which test, which field) come from bench/lib/report.py.
 """
 
 import json
@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402
+from lib import knobs, report  # noqa: E402
+from lib.targets import SCALE_OF, TARGET_SPEC, kind  # noqa: E402
 
 COLORS = {
     "direct": "#bdbdbd",
@@ -55,13 +56,13 @@ class Run:
         return median(r.get(field) for r in self.results if r["target"] == target and r["test"] == test)
 
     def workers(self, target):
-        return bench.TARGET_SPEC.get(target, {}).get("workers", 1)
+        return TARGET_SPEC.get(target, {}).get("workers", 1)
 
     def one_worker(self, with_direct=True):
         return [t for t in self.targets if self.workers(t) == 1 and (with_direct or t != "direct")]
 
     def peers(self):
-        return [t for t in self.one_worker(False) if bench.kind(t) in PEER_KINDS]
+        return [t for t in self.one_worker(False) if kind(t) in PEER_KINDS]
 
 
 def title_suffix(run):
@@ -130,7 +131,7 @@ def efficiency_chart(run, path):
     """Per CPU-second figures normalized to the best peer (1.0)."""
     peers = run.peers()
     targets = run.one_worker(False)
-    specs = [(label, test, field) for _, label, test, field, _, _ in bench.EFFICIENCY if test in run.tests]
+    specs = [(label, test, field) for _, label, test, field, _, _ in report.EFFICIENCY if test in run.tests]
     rows = []
     for label, test, field in specs:
         best = max((v for v in (run.m(p, test, field) for p in peers) if v), default=None)
@@ -166,7 +167,7 @@ def idle_chart(run, path):
     targets = [t for t in run.targets if t != "direct" and run.m(t, "idle", "kib_per_conn") is not None]
     if not targets:
         return False
-    n = run.meta.get("knobs", {}).get("IDLE_CONNS", bench.IDLE_CONNS)
+    n = run.meta.get("knobs", {}).get("IDLE_CONNS", knobs.IDLE_CONNS)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, field, label in ((ax1, "kib_per_conn", "KiB per idle connection (RSS)"),
                              (ax2, "rss_at_n_mib", f"RSS with {n} connections held, MiB")):
@@ -189,11 +190,11 @@ def idle_chart(run, path):
 
 
 def scaling_chart(run, path):
-    pairs = [(bench.SCALE_OF[t], t) for t in run.targets
-             if t in bench.SCALE_OF and bench.SCALE_OF[t] in run.targets]
+    pairs = [(SCALE_OF[t], t) for t in run.targets
+             if t in SCALE_OF and SCALE_OF[t] in run.targets]
     if not pairs:
         return False
-    specs = [(label, test, field) for label, test, field, _ in bench.SCALING_ROWS
+    specs = [(label, test, field) for label, test, field, _ in report.SCALING_ROWS
              if test in run.tests and any(run.m(a, test, field) for a, _ in pairs)]
     if not specs:
         return False
@@ -236,8 +237,8 @@ def main():
             os.remove(os.path.join(charts, name))
     made = []
     one = run.one_worker()
-    thr = [(c, test, f) for _, c, test, f, _, low in bench.FIGURES if not low]
-    lat = [(c, test, f) for _, c, test, f, _, low in bench.FIGURES if low and f == "p99_ms"]
+    thr = [(c, test, f) for _, c, test, f, _, low in report.FIGURES if not low]
+    lat = [(c, test, f) for _, c, test, f, _, low in report.FIGURES if low and f == "p99_ms"]
     jobs = [
         ("efficiency.png", "Work per balancer CPU-second, relative to the best of HAProxy/nginx",
          lambda p: efficiency_chart(run, p)),

@@ -1,0 +1,141 @@
+"""Turning a finished run into documents: the charts (bench/plot.py, run with an
+interpreter that has matplotlib), `bench.py --report OUT` (results.md again from
+OUT/summary.json) and `bench.py --publish OUT [--to DIR]` (DIR/RESULTS.md with the
+machine, versions, pinning and knobs, and DIR/results/).
+
+Why a module of its own: these work on a run directory alone, after the run (or
+on another machine), and must not need anything the run started; the tables
+themselves are report.py's.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from lib.knobs import HERE, LB_CPUS, LB_CPUS2, LOAD_CPUS, ROOT, log
+from lib.meta import machine_info
+from lib.report import report, table
+from lib.targets import TARGET_SPEC
+
+# ---------------------------------------------------------------- charts
+
+
+def plot_python():
+    """An interpreter that can import matplotlib (PLOT_PYTHON, this one, /usr/bin/python3)."""
+    cands = [os.environ.get("PLOT_PYTHON"), sys.executable, "/usr/bin/python3", shutil.which("python3")]
+    for c in cands:
+        if not c or not os.access(c, os.X_OK):
+            continue
+        try:
+            if subprocess.run([c, "-c", "import matplotlib"], capture_output=True, timeout=60).returncode == 0:
+                return c
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return None
+
+
+def make_charts(out):
+    """Run bench/plot.py on OUT/summary.json. -> ([(file, caption)], note)."""
+    py = plot_python()
+    if py is None:
+        return [], ("skipped: matplotlib is not installed (bench/run.sh installs python3-matplotlib; "
+                    f"then `python3 bench/bench.py --report {out}`)")
+    cp = subprocess.run([py, os.path.join(HERE, "plot.py"), out], capture_output=True, text=True, timeout=300)
+    if cp.returncode != 0:
+        return [], f"plot.py failed: {(cp.stderr or cp.stdout).strip()[-400:]}"
+    charts = []
+    for line in cp.stdout.splitlines():
+        name, _, caption = line.partition("\t")
+        if name.strip():
+            charts.append((name.strip(), caption.strip() or name.strip()))
+    return charts, None if charts else "no figures to chart in this run"
+
+
+# ---------------------------------------------------------------- --report and --publish
+
+
+def load_run(out):
+    """A finished run's meta and a report context (no processes) from OUT/summary.json."""
+    with open(os.path.join(out, "summary.json")) as f:
+        data = json.load(f)
+    meta = data["meta"]
+    ctx = {"targets": meta["targets"], "results": data["results"], "balancers": {}}
+    return meta, ctx
+
+
+def rerender(out):
+    """bench.py --report DIR: rebuild DIR/charts and DIR/results.md from DIR/summary.json."""
+    meta, ctx = load_run(out)
+    charts, note = make_charts(out)
+    md = report(ctx, meta, charts, note)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+def publish(out, dest):
+    """bench.py --publish OUT [--to DIR]: DIR/RESULTS.md + DIR/results/ from run OUT."""
+    out = os.path.abspath(out)
+    meta, ctx = load_run(out)
+    charts, note = make_charts(out)
+    resdir = os.path.join(dest, "results")
+    if os.path.isdir(resdir):
+        for name in os.listdir(resdir):
+            if name.endswith((".png", ".svg", ".json")):
+                os.remove(os.path.join(resdir, name))
+    os.makedirs(resdir, exist_ok=True)
+    for name, _ in charts:
+        shutil.copy2(os.path.join(out, "charts", name), os.path.join(resdir, name))
+    shutil.copy2(os.path.join(out, "summary.json"), os.path.join(resdir, "summary.json"))
+    mach = meta.get("machine")
+    machine_note = ""
+    if not mach:
+        mach = machine_info()
+        machine_note = " (this run did not record its machine: these are the publishing machine's)"
+    kn = meta.get("knobs", {})
+    md = [f"# spliced benchmark results — {meta['date']}", ""]
+    md.append(f"The latest published run of `bench/run.sh` (method, knobs and caveats: [README.md](README.md)). "
+              f"Run directory: `{os.path.relpath(out, ROOT) if out.startswith(ROOT) else os.path.basename(out)}`; "
+              f"took {meta.get('elapsed', '?')}. Regenerate with `python3 bench/bench.py --publish OUT`.")
+    md.append("")
+    md.append("## Machine" + machine_note)
+    md.append("")
+    rows = [
+        ["CPU", f"{mach.get('cpu', '?')}, {mach.get('cores', '?')} cores"
+                + (f" ({mach['virtualization']})" if mach.get("virtualization") else "")],
+        ["memory", f"{mach.get('memory_gib', '?')} GiB"],
+        ["OS / kernel", f"{mach.get('os', '?')} / {mach.get('kernel', meta.get('kernel', '?'))}"],
+        ["fd limit (soft/hard)", "/".join(str(x) for x in mach.get("nofile", []))],
+        ["load average at start / end", f"{meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}"],
+    ]
+    md.append(table(["", ""], rows, left=2))
+    md.append("")
+    md.append("## Versions")
+    md.append("")
+    md.append(table(["program", "version"], [[k, str(v)] for k, v in meta["versions"].items()], left=2))
+    md.append("")
+    md.append("## Pinning")
+    md.append("")
+    lb1, lb2, load = kn.get("LB_CPUS", LB_CPUS), kn.get("LB_CPUS2", LB_CPUS2), kn.get("LOAD_CPUS", LOAD_CPUS)
+    rows = [[lb1, "the balancer under test (1 thread/worker), nothing else"],
+            [load, "backends (nginx, iperf3 -s, tcpload serve), load generators (wrk, iperf3, tcpload), the script"]]
+    if any(TARGET_SPEC.get(t, {}).get("workers", 1) > 1 for t in meta["targets"]):
+        rows.append([lb2, "the 2-thread/worker variants (sharing a CPU with the load)"])
+    md.append(table(["CPUs", "what"], rows, left=2) + ("" if meta.get("pinned", True) else "\n\nPinning was OFF in this run."))
+    md.append("")
+    md.append("## Knobs")
+    md.append("")
+    md.append("Targets: " + " ".join(meta["targets"]) + ". Tests: " + " ".join(meta["tests"]) + ".")
+    md.append("")
+    md.append(table(["knob", "value"], [[k, str(v)] for k, v in kn.items()], left=2))
+    md.append("")
+    body = report(ctx, meta, charts, note, chart_prefix="results/", title=False, versions=False)
+    md.append(body)
+    path = os.path.join(dest, "RESULTS.md")
+    with open(path, "w") as f:
+        f.write("\n".join(md))
+    log(f"written {path} and {resdir}/ ({len(charts)} charts)")
+    return 0
