@@ -24,6 +24,7 @@ mod error;
 pub mod model;
 mod raw;
 mod validate;
+mod value;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;

@@ -9,8 +9,7 @@
 //! it is given, so tests and the fuzz target never touch DNS.
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -35,14 +34,16 @@ use super::raw::{
     closest, kind, scalar_text, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawHealthCheck,
     RawLimits, RawListener, RawPool, RawSniRoute,
 };
+pub(super) use super::value::address::Resolve;
+use super::value::address::{Backend, Listen};
+use super::value::count::{is_prime, next_prime, whole_number, Count};
+use super::value::duration::{format as format_duration, Dur, POSITIVE, ZERO_OK};
+use super::value::proxy::ProxySetting;
+use super::value::rate::{Bandwidth, ConnectionRate};
+use super::value::text::{self, header_breaker, host_name, Name, HOST_NAMES_FIX};
+use super::value::word::{Flag, Word};
+use super::value::{algorithm, cidr, sni, status, Bad, Kind, ListOf};
 
-/// Resolves a backend `host`name with `port` to the one address to use.
-pub(super) type Resolve<'a> = &'a dyn Fn(&str, u16) -> io::Result<SocketAddr>;
-
-/// Longest duration accepted anywhere. The data plane adds these to clock
-/// readings and `io_uring` timespecs; a year is far beyond any sensible timeout
-/// and keeps that arithmetic nowhere near overflow.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Upper bound for an explicit `workers: N`: far above any machine we target,
 /// low enough to catch a typo such as `workers: 80000` before it spawns threads.
 const MAX_WORKERS: u64 = 1024;
@@ -73,15 +74,6 @@ const MAX_HASH_TABLE_SIZE: u32 = 1_000_003;
 /// gigabyte of state, which only a typo asks for.
 const MIN_LIMITS_TABLE_SIZE: u64 = 1024;
 const MAX_LIMITS_TABLE_SIZE: u64 = 10_000_000;
-/// Highest `per_ip_rate`, new connections per second: one every microsecond
-/// from a single client is no longer a limit on anything a host can accept,
-/// and keeps the rate limiter's interval arithmetic well inside nanoseconds.
-const MAX_CONNECTION_RATE: f64 = 1_000_000.0;
-/// Highest `per_ip_bandwidth`, bytes per second (1000GB/s): far above any NIC,
-/// so only a typo reaches it, and token counts stay far from overflow.
-const MAX_BANDWIDTH: f64 = 1e12;
-/// Longest ALPN protocol name: its length is one byte on the wire (RFC 7301).
-const MAX_ALPN_LEN: usize = 255;
 
 /// Checks and converts the whole config. Returns `Some` only when nothing at
 /// all was wrong, so a caller never sees a half-valid config.
@@ -93,7 +85,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         raw.shutdown_timeout.as_ref(),
         &root.key("shutdown_timeout"),
         DEFAULT_SHUTDOWN_TIMEOUT,
-        AllowZero::Yes,
+        ZERO_OK,
         errors,
     );
     let limits_table_size = integer(
@@ -301,57 +293,6 @@ fn admin_section(admin: &RawAdmin, path: &YamlPath, errors: &mut Collector) -> O
     })
 }
 
-/// `admin.allowed_hosts`: DNS names the admin API may be reached by (besides
-/// its IP addresses and `localhost`), as a browser would send them in `Host`.
-fn host_names(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<String>> {
-    const FIX: &str = "list host names, e.g. [spliced.internal, lb-1.example.com]";
-    let items = match value {
-        None => return Some(Vec::new()),
-        Some(Value::Sequence(items)) => items,
-        Some(other) => {
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not a list", kind(other)),
-                FIX,
-            );
-            return None;
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let path = path.index(i);
-            let name = string(item, &path, "a host name, e.g. spliced.internal", errors)?;
-            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
-            let valid = !name.is_empty()
-                && name.len() <= 253
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            if valid {
-                Some(name)
-            } else {
-                errors.push(
-                    &path,
-                    Some(&name),
-                    "is not a host name (letters, digits, '-' and '.', no port)",
-                    FIX,
-                );
-                None
-            }
-        })
-        // Collected in full before combining, so every bad item is reported.
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect()
-}
-
 fn listener_section(
     listener: &RawListener,
     path: &YamlPath,
@@ -405,14 +346,14 @@ fn listener_section(
         listener.connect_timeout.as_ref(),
         &path.key("connect_timeout"),
         DEFAULT_CONNECT_TIMEOUT,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
     let idle_timeout = duration(
         listener.idle_timeout.as_ref(),
         &path.key("idle_timeout"),
         DEFAULT_IDLE_TIMEOUT,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
     let retries = integer(
@@ -467,35 +408,31 @@ fn listener_section(
         listener.tls_inspect_timeout.as_ref(),
         &path.key("tls_inspect_timeout"),
         DEFAULT_TLS_INSPECT_TIMEOUT,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
 
     // PROXY protocol, both ways.
-    let proxy_protocol = match &listener.proxy_protocol {
-        None => Some(ProxyProtocolSend::Off),
-        Some(value) => {
-            let names = ProxyProtocolSend::ALL.map(ProxyProtocolSend::as_str);
-            proxy_setting(value, &path.key("proxy_protocol"), &names, errors).and_then(|word| {
-                ProxyProtocolSend::ALL
-                    .into_iter()
-                    .find(|p| p.as_str() == word)
-            })
-        }
-    };
-    let accept_proxy_protocol = match &listener.accept_proxy_protocol {
-        None => Some(ProxyProtocolAccept::Off),
-        Some(value) => {
-            let names = ProxyProtocolAccept::ALL.map(ProxyProtocolAccept::as_str);
-            proxy_setting(value, &path.key("accept_proxy_protocol"), &names, errors).and_then(
-                |word| {
-                    ProxyProtocolAccept::ALL
-                        .into_iter()
-                        .find(|p| p.as_str() == word)
-                },
-            )
-        }
-    };
+    let proxy_protocol = read_or(
+        ProxySetting {
+            all: &ProxyProtocolSend::ALL,
+            name: ProxyProtocolSend::as_str,
+        },
+        listener.proxy_protocol.as_ref(),
+        ProxyProtocolSend::Off,
+        &path.key("proxy_protocol"),
+        errors,
+    );
+    let accept_proxy_protocol = read_or(
+        ProxySetting {
+            all: &ProxyProtocolAccept::ALL,
+            name: ProxyProtocolAccept::as_str,
+        },
+        listener.accept_proxy_protocol.as_ref(),
+        ProxyProtocolAccept::Off,
+        &path.key("accept_proxy_protocol"),
+        errors,
+    );
     let trusted_path = path.key("trusted_proxies");
     let trusted_proxies = cidr_list(listener.trusted_proxies.as_ref(), &trusted_path, errors)
         .and_then(|trusted| {
@@ -511,7 +448,7 @@ fn listener_section(
         listener.proxy_header_timeout.as_ref(),
         &path.key("proxy_header_timeout"),
         DEFAULT_PROXY_HEADER_TIMEOUT,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
 
@@ -576,15 +513,7 @@ fn sni_routes(
             "add match: a host name, e.g. match: api.example.com, or match: \"*.example.com\"",
             errors,
         )
-        .and_then(|value| {
-            string(
-                value,
-                &match_path,
-                "a host name, e.g. api.example.com",
-                errors,
-            )
-        })
-        .and_then(|text| sni_pattern(text, &match_path, errors).map(|p| (text, p)));
+        .and_then(|value| read(sni::pattern, value, &match_path, errors));
         let pool_path = route_path.key("pool");
         let pool = required(
             route.pool.as_ref(),
@@ -602,7 +531,7 @@ fn sni_routes(
                     .find(|(p, before, _)| *p == pattern && shadows(before, alpn));
                 if let Some((_, before, first)) = shadow {
                     let (problem, fix) = shadowed(first, before, alpn);
-                    errors.push(&match_path, Some(text), problem, fix);
+                    errors.push(&match_path, Some(&text), problem, fix);
                     None
                 } else {
                     earlier.push((
@@ -657,207 +586,6 @@ fn shadowed(first: &str, before: &[String], later: &[String]) -> (String, String
     }
 }
 
-fn sni_pattern(text: &str, path: &YamlPath, errors: &mut Collector) -> Option<SniPattern> {
-    match parse_sni_pattern(text) {
-        Ok(pattern) => Some(pattern),
-        Err((problem, fix)) => {
-            errors.push(path, Some(text), problem, fix);
-            None
-        }
-    }
-}
-
-/// `api.example.com` → `Exact("api.example.com")`, `*.Example.com.` →
-/// `Suffix(".example.com")`: lower case, without the trailing dot, as the
-/// data plane compares the client's name. Fails with (problem, fix).
-fn parse_sni_pattern(text: &str) -> Result<SniPattern, (String, String)> {
-    const NAME_FIX: &str =
-        "write a host name, e.g. api.example.com, or *.example.com for every name under example.com";
-    let fail = |problem: &str, fix: &str| Err((problem.to_owned(), fix.to_owned()));
-    if text.is_empty() {
-        return fail("is empty", NAME_FIX);
-    }
-    if text.chars().any(char::is_whitespace) {
-        return fail(
-            "contains a space",
-            "write one name per route, e.g. api.example.com, and add a route for each further name",
-        );
-    }
-    let lower = text.to_ascii_lowercase();
-    let name = lower.strip_suffix('.').unwrap_or(&lower);
-    if name == "*" {
-        return fail(
-            "matches every name",
-            "remove this route: the listener's pool already takes every client no route matches",
-        );
-    }
-    let (wildcard, rest) = match name.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, name),
-    };
-    if rest.contains('*') {
-        return fail(
-            "has a * that is not a leading \"*.\"",
-            "a wildcard stands for whole labels at the start only: write *.example.com (it matches a.example.com and a.b.example.com, not example.com)",
-        );
-    }
-    if name.len() > 253 {
-        return fail(
-            "is longer than 253 characters, the most a DNS name can have",
-            NAME_FIX,
-        );
-    }
-    if rest.split('.').any(str::is_empty) {
-        return fail(
-            "has an empty label (a leading dot or two dots in a row)",
-            "write the name without the extra dot, e.g. api.example.com, or *.example.com for a wildcard",
-        );
-    }
-    let odd = rest
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
-    if let Some(c) = odd {
-        let fix = match c {
-            ':' | '/' if rest.contains("://") => {
-                "SNI carries only the host name: leave out the scheme and path, e.g. api.example.com"
-            }
-            ':' => "SNI carries no port: write the name alone, e.g. api.example.com",
-            c if !c.is_ascii() => {
-                "write the name in its ASCII (punycode, xn--...) form, which is what clients send"
-            }
-            _ => "use only letters, digits, '-' and '_' between the dots",
-        };
-        return Err((
-            format!("contains {c:?}, which is not allowed in a host name"),
-            fix.to_owned(),
-        ));
-    }
-    if rest.split('.').any(|label| label.len() > 63) {
-        return fail(
-            "has a label longer than 63 characters, the most DNS allows",
-            NAME_FIX,
-        );
-    }
-    if !wildcard && rest.parse::<Ipv4Addr>().is_ok() {
-        return fail(
-            "is an IP address, which clients never send as SNI (RFC 6066)",
-            "route by host name: clients connecting by IP send no SNI and go to the listener's pool",
-        );
-    }
-    Ok(if wildcard {
-        SniPattern::Suffix(format!(".{rest}"))
-    } else {
-        SniPattern::Exact(rest.to_owned())
-    })
-}
-
-/// A route's `alpn:` list (empty when absent: any client).
-fn alpn_list(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<String>> {
-    const FIX: &str = "list protocol names as clients offer them, e.g. [h2] or [h2, http/1.1]";
-    match value {
-        None => Some(Vec::new()),
-        Some(Value::Sequence(items)) if items.is_empty() => {
-            errors.push(
-                path,
-                None,
-                "is an empty list",
-                format!("{FIX}, or remove alpn to match clients whatever they offer"),
-            );
-            None
-        }
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let path = path.index(i);
-                let name = string(item, &path, "a protocol name, e.g. h2", errors)?;
-                let problem = if name.is_empty() {
-                    "is empty".to_owned()
-                } else if name.len() > MAX_ALPN_LEN {
-                    format!("is longer than {MAX_ALPN_LEN} bytes, the most ALPN allows")
-                } else {
-                    return Some(name.to_owned());
-                };
-                errors.push(&path, Some(name), problem, FIX);
-                None
-            })
-            // Collected in full before combining, so every bad item is reported.
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect(),
-        Some(other) => {
-            let fix = match other {
-                Value::String(text) => format!("write a list, e.g. [{text}]"),
-                _ => FIX.to_owned(),
-            };
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not a list", kind(other)),
-                fix,
-            );
-            None
-        }
-    }
-}
-
-/// `proxy_protocol` / `accept_proxy_protocol`: one of `allowed`, whose first
-/// word is `off`.
-fn proxy_setting<'a>(
-    value: &Value,
-    path: &YamlPath,
-    allowed: &[&'a str],
-    errors: &mut Collector,
-) -> Option<&'a str> {
-    let versions = one_of(&allowed[1..]);
-    match value {
-        // WHY: YAML 1.1 tools (and habits) write `off` as a boolean false;
-        // serde_yaml reads a plain `off` as a string. Both mean off.
-        Value::Bool(false) => Some(allowed[0]),
-        Value::Bool(true) => {
-            errors.push(
-                path,
-                Some("true"),
-                "does not say which PROXY protocol version",
-                format!("use {versions}"),
-            );
-            None
-        }
-        Value::Number(n) if matches!(n.as_u64(), Some(1 | 2)) => {
-            errors.push(
-                path,
-                Some(&n.to_string()),
-                "is a number, not a PROXY protocol setting",
-                format!("did you mean v{n}? use {}", one_of(allowed)),
-            );
-            None
-        }
-        Value::String(text) if !allowed.contains(&text.as_str()) => {
-            // `V2`, `Off`: a case slip is worth naming exactly.
-            match allowed
-                .iter()
-                .find(|word| word.eq_ignore_ascii_case(text.trim()))
-            {
-                Some(word) => {
-                    errors.push(
-                        path,
-                        Some(text),
-                        "is not a known PROXY protocol setting",
-                        format!("did you mean {word}? use {}", one_of(allowed)),
-                    );
-                    None
-                }
-                None => keyword(value, path, allowed, "PROXY protocol setting", errors),
-            }
-        }
-        _ => keyword(value, path, allowed, "PROXY protocol setting", errors),
-    }
-}
-
 /// Checks `trusted_proxies` against `accept_proxy_protocol` (`None` when that
 /// is itself wrong, already reported).
 fn trusted_proxies(
@@ -896,149 +624,10 @@ fn trusted_proxies(
     }
 }
 
-/// A list of IP networks (`allow`, `deny`, `trusted_proxies`); empty when absent.
-fn cidr_list(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Vec<Cidr>> {
-    match value {
-        None => Some(Vec::new()),
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| cidr(item, &path.index(i), errors))
-            // Collected in full before combining, so every bad item is reported.
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect(),
-        Some(other) => {
-            let fix = match other {
-                Value::String(text) => format!("write a list, e.g. [{}]", text.trim()),
-                _ => "write a list of addresses or networks, e.g. [10.0.0.0/8, \"::1/128\"]"
-                    .to_owned(),
-            };
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not a list", kind(other)),
-                fix,
-            );
-            None
-        }
-    }
-}
-
-/// `10.0.0.0/8`, `"::1/128"`, or a bare address (one host).
-fn cidr(value: &Value, path: &YamlPath, errors: &mut Collector) -> Option<Cidr> {
-    match value {
-        Value::String(text) => match parse_cidr(text) {
-            Ok(cidr) => Some(cidr),
-            Err((problem, fix)) => {
-                errors.push(path, Some(text), problem, fix);
-                None
-            }
-        },
-        other => {
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not an IP address or network", kind(other)),
-                CIDR_FIX,
-            );
-            None
-        }
-    }
-}
-
-const CIDR_FIX: &str =
-    "write an address or a network, e.g. 192.0.2.1, 10.0.0.0/8 or \"::1/128\" (quote IPv6)";
-
-/// Parses a network, refusing host bits (`10.0.0.1/8` is more likely a typo
-/// for one host than meant as `10.0.0.0/8`). Fails with (problem, fix).
-fn parse_cidr(text: &str) -> Result<Cidr, (String, String)> {
-    let text = text.trim();
-    let (address, prefix) = match text.split_once('/') {
-        Some((address, prefix)) => (address, Some(prefix)),
-        None => (text, None),
-    };
-    let address = address
-        .strip_prefix('[')
-        .and_then(|a| a.strip_suffix(']'))
-        .unwrap_or(address);
-    let Ok(addr) = address.parse::<IpAddr>() else {
-        let problem = format!("is not an IP network ({address:?} is not an IP address)");
-        // WHY: names are refused, not resolved: a DNS answer that changes
-        // would silently change who may connect.
-        let fix = if is_hostname(address) {
-            format!("{CIDR_FIX}; host names are not allowed")
-        } else {
-            CIDR_FIX.to_owned()
-        };
-        return Err((problem, fix));
-    };
-    let (max, family, example) = if addr.is_ipv4() {
-        (32, 4, "10.0.0.0/8")
-    } else {
-        (128, 6, "fd00::/8")
-    };
-    let prefix = match prefix {
-        None => max,
-        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err((
-                format!("is not an IP network (prefix length {p:?} is not a number)"),
-                CIDR_FIX.to_owned(),
-            ));
-        }
-        Some(p) => match p.parse::<u8>() {
-            Ok(prefix) if prefix <= max => prefix,
-            _ => {
-                return Err((
-                    format!("has prefix length /{p}, out of range"),
-                    format!(
-                        "use a prefix length from 0 to {max} for an IPv{family} network, e.g. {example}"
-                    ),
-                ));
-            }
-        },
-    };
-    let network = network_address(addr, prefix);
-    if network != addr {
-        return Err((
-            "has host bits set".to_owned(),
-            format!("write the network, {network}/{prefix}, or {addr} alone for that one address"),
-        ));
-    }
-    // WHY: Cidr::contains compares IPv4-mapped clients as IPv4, so a mapped
-    // network would never match anyone; name the IPv4 network instead.
-    if let IpAddr::V6(v6) = addr {
-        if let Some(v4) = v6.to_ipv4_mapped().filter(|_| prefix >= 96) {
-            return Err((
-                "is an IPv4-mapped IPv6 network, which never matches (IPv4 clients are compared as IPv4)".to_owned(),
-                format!("write it as {v4}/{}", prefix - 96),
-            ));
-        }
-    }
-    Ok(Cidr {
-        addr: network,
-        prefix,
-    })
-}
-
-/// `addr` with every bit after the first `prefix` cleared.
-fn network_address(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
-        }
-    }
-}
-
 fn limits_section(limits: &RawLimits, path: &YamlPath, errors: &mut Collector) -> Option<Limits> {
     let per_ip_rate = match &limits.per_ip_rate {
         None => Some(None),
-        Some(value) => connection_rate(value, &path.key("per_ip_rate"), errors).map(Some),
+        Some(value) => read(ConnectionRate, value, &path.key("per_ip_rate"), errors).map(Some),
     };
     let burst_path = path.key("per_ip_burst");
     let per_ip_burst = match &limits.per_ip_burst {
@@ -1070,7 +659,7 @@ fn limits_section(limits: &RawLimits, path: &YamlPath, errors: &mut Collector) -
     };
     let per_ip_bandwidth = match &limits.per_ip_bandwidth {
         None => Some(None),
-        Some(value) => bandwidth(value, &path.key("per_ip_bandwidth"), errors).map(Some),
+        Some(value) => read(Bandwidth, value, &path.key("per_ip_bandwidth"), errors).map(Some),
     };
     let action = match &limits.action {
         None => Some(DEFAULT_LIMIT_ACTION),
@@ -1084,7 +673,7 @@ fn limits_section(limits: &RawLimits, path: &YamlPath, errors: &mut Collector) -
         limits.tarpit_delay.as_ref(),
         &path.key("tarpit_delay"),
         DEFAULT_TARPIT_DELAY,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
     let ipv6_prefix = integer(
@@ -1104,175 +693,6 @@ fn limits_section(limits: &RawLimits, path: &YamlPath, errors: &mut Collector) -
         // The range checked above fits in u8.
         ipv6_prefix: u8::try_from(ipv6_prefix?).ok()?,
     })
-}
-
-/// `per_ip_rate`: `50/s` or `30/m`, in new connections per second.
-fn connection_rate(value: &Value, path: &YamlPath, errors: &mut Collector) -> Option<f64> {
-    const FIX: &str = "write new connections per second or per minute, e.g. 50/s or 30/m";
-    let text = match value {
-        Value::String(text) => text.trim(),
-        Value::Number(n) => {
-            errors.push(
-                path,
-                Some(&n.to_string()),
-                "is a number without a unit",
-                format!("add /s or /m, e.g. {n}/s (per second) or {n}/m (per minute)"),
-            );
-            return None;
-        }
-        other => {
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not a rate", kind(other)),
-                FIX,
-            );
-            return None;
-        }
-    };
-    let (number, unit) = text.split_once('/').unwrap_or((text, ""));
-    let number = number.trim();
-    let per_second = match unit.trim() {
-        "s" => 1.0,
-        "m" => 60.0,
-        "" if decimal(number).is_some() => {
-            errors.push(
-                path,
-                Some(text),
-                "is a number without a unit",
-                format!("add /s or /m, e.g. {number}/s (per second) or {number}/m (per minute)"),
-            );
-            return None;
-        }
-        unit if !unit.is_empty() && decimal(number).is_some() => {
-            errors.push(
-                path,
-                Some(text),
-                format!("has an unknown unit \"/{unit}\""),
-                FIX,
-            );
-            return None;
-        }
-        _ => {
-            errors.push(path, Some(text), "is not a rate", FIX);
-            return None;
-        }
-    };
-    let Some(number) = decimal(number) else {
-        errors.push(path, Some(text), "is not a rate", FIX);
-        return None;
-    };
-    let rate = number / per_second;
-    if rate <= 0.0 {
-        errors.push(
-            path,
-            Some(text),
-            "must be more than zero",
-            "use e.g. 50/s, or remove per_ip_rate for no rate limit",
-        );
-        return None;
-    }
-    if rate > MAX_CONNECTION_RATE {
-        errors.push(
-            path,
-            Some(text),
-            "is out of range",
-            format!("use at most {MAX_CONNECTION_RATE}/s, or remove per_ip_rate for no rate limit"),
-        );
-        return None;
-    }
-    Some(rate)
-}
-
-/// Units of `per_ip_bandwidth`, in bytes: SI (powers of 1000) and IEC (1024).
-const BANDWIDTH_UNITS: [(&str, u64); 8] = [
-    ("B", 1),
-    ("KB", 1000),
-    ("kB", 1000),
-    ("MB", 1_000_000),
-    ("GB", 1_000_000_000),
-    ("KiB", 1 << 10),
-    ("MiB", 1 << 20),
-    ("GiB", 1 << 30),
-];
-
-/// `per_ip_bandwidth`: `10MB/s`, `512KiB/s`, in bytes per second.
-fn bandwidth(value: &Value, path: &YamlPath, errors: &mut Collector) -> Option<u64> {
-    const FIX: &str =
-        "write bytes per second with a unit, e.g. 10MB/s (units: B, KB, MB, GB, KiB, MiB, GiB)";
-    let text = match value {
-        Value::String(text) => text.trim(),
-        other => {
-            let problem = match other {
-                Value::Number(_) => "is a number without a unit".to_owned(),
-                _ => format!("is {}, not a bandwidth", kind(other)),
-            };
-            errors.push(path, scalar_text(other).as_deref(), problem, FIX);
-            return None;
-        }
-    };
-    let Some(amount) = text.strip_suffix("/s") else {
-        errors.push(path, Some(text), "is not a rate per second", FIX);
-        return None;
-    };
-    let split = amount
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(amount.len());
-    let (number, unit) = amount.split_at(split);
-    let unit = unit.trim();
-    let Some(&(_, bytes)) = BANDWIDTH_UNITS.iter().find(|(name, _)| *name == unit) else {
-        let (problem, hint) = match BANDWIDTH_UNITS
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
-        {
-            // `Mb` is megabits elsewhere; limits here are in bytes.
-            Some((name, _)) => (
-                format!("has an unknown unit {unit:?}"),
-                format!("did you mean {name}/s (bytes)? "),
-            ),
-            None if unit.is_empty() => ("has no unit".to_owned(), String::new()),
-            None => (format!("has an unknown unit {unit:?}"), String::new()),
-        };
-        errors.push(path, Some(text), problem, format!("{hint}{FIX}"));
-        return None;
-    };
-    let Some(number) = decimal(number) else {
-        errors.push(path, Some(text), "is not a bandwidth", FIX);
-        return None;
-    };
-    // u64 → f64 is exact for every unit above.
-    let per_second = number * bytes as f64;
-    if per_second < 1.0 {
-        let problem = if number == 0.0 {
-            "must be more than zero"
-        } else {
-            "is less than one byte per second"
-        };
-        errors.push(
-            path,
-            Some(text),
-            problem,
-            "use e.g. 10MB/s, or remove per_ip_bandwidth for no bandwidth limit",
-        );
-        return None;
-    }
-    if per_second > MAX_BANDWIDTH {
-        errors.push(path, Some(text), "is out of range", "use at most 1000GB/s");
-        return None;
-    }
-    // In 1..=1e12, so the conversion is exact to the byte.
-    Some(per_second.round() as u64)
-}
-
-/// A plain non-negative decimal (`50`, `0.5`): no sign, exponent, `inf` or
-/// `nan`, so what is accepted is exactly what a reader would expect.
-fn decimal(text: &str) -> Option<f64> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let well_formed = !whole.is_empty()
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && fraction.bytes().all(|b| b.is_ascii_digit())
-        && !(text.contains('.') && fraction.is_empty());
-    well_formed.then(|| text.parse().ok()).flatten()
 }
 
 fn pool_section(
@@ -1325,7 +745,7 @@ fn pool_section(
         pool.ejection_time.as_ref(),
         &path.key("ejection_time"),
         DEFAULT_EJECTION_TIME,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
     let max_ejection_time = max_ejection_time(
@@ -1360,7 +780,7 @@ fn pool_section(
         pool.slow_start.as_ref(),
         &path.key("slow_start"),
         DEFAULT_SLOW_START,
-        AllowZero::Yes,
+        ZERO_OK,
         errors,
     );
     let hash_balance_factor = hash_balance_factor(
@@ -1621,108 +1041,6 @@ fn auto_workers() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
-fn algorithm(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Algorithm> {
-    let Some(value) = value else {
-        return Some(Algorithm::RoundRobin);
-    };
-    let name = string(value, path, "an algorithm name, e.g. round_robin", errors)?;
-    if let Some(algorithm) = Algorithm::ALL.iter().find(|a| a.as_str() == name) {
-        return Some(*algorithm);
-    }
-    let names = Algorithm::ALL.map(Algorithm::as_str);
-    let alias = ALGORITHM_ALIASES
-        .iter()
-        .find(|(alias, _)| alias.eq_ignore_ascii_case(name.trim()))
-        .map(|(_, algorithm)| algorithm.as_str());
-    let hint = match alias.or_else(|| closest(name, &names)) {
-        Some(near) => format!("did you mean {near}? "),
-        None => String::new(),
-    };
-    errors.push(
-        path,
-        Some(name),
-        "is not a known algorithm",
-        format!("{hint}use {}", one_of(&names)),
-    );
-    None
-}
-
-/// What other balancers call our algorithms, so a config ported from HAProxy,
-/// nginx or Envoy is pointed at the right name instead of just refused.
-const ALGORITHM_ALIASES: &[(&str, Algorithm)] = &[
-    ("roundrobin", Algorithm::RoundRobin),
-    ("wrr", Algorithm::WeightedRoundRobin),
-    ("leastconn", Algorithm::LeastConnections),
-    ("least_conn", Algorithm::LeastConnections),
-    ("source", Algorithm::IpHash),
-    ("hash", Algorithm::IpHash),
-    ("maglev", Algorithm::IpHash),
-    ("ring_hash", Algorithm::IpHash),
-    ("consistent_hash", Algorithm::IpHash),
-    ("power_of_two", Algorithm::P2c),
-    ("power_of_two_choices", Algorithm::P2c),
-];
-
-/// "a or b", or "one of a, b, c" for longer lists.
-fn one_of(words: &[&str]) -> String {
-    match words {
-        [a, b] => format!("{a} or {b}"),
-        _ => format!("one of {}", words.join(", ")),
-    }
-}
-
-/// A value that must be one of a few fixed words (`kind: tcp`).
-fn keyword<'a>(
-    value: &Value,
-    path: &YamlPath,
-    allowed: &[&'a str],
-    what: &str,
-    errors: &mut Collector,
-) -> Option<&'a str> {
-    let text = string(value, path, &one_of(allowed), errors)?;
-    if let Some(word) = allowed.iter().find(|word| **word == text) {
-        return Some(word);
-    }
-    let hint = match closest(text, allowed) {
-        Some(near) => format!("did you mean {near}? "),
-        None => String::new(),
-    };
-    errors.push(
-        path,
-        Some(text),
-        format!("is not a known {what}"),
-        format!("{hint}use {}", one_of(allowed)),
-    );
-    None
-}
-
-/// `true` or `false`; also the quoted `"true"`/`"false"` templating tools
-/// write, as [`whole_number`] takes `"8"`. YAML 1.1's `yes`/`on` are refused:
-/// YAML 1.2 (and serde_yaml) reads them as strings, and guessing here would
-/// make spliced disagree with every other 1.2 tool.
-fn boolean(
-    value: Option<&Value>,
-    path: &YamlPath,
-    default: bool,
-    errors: &mut Collector,
-) -> Option<bool> {
-    match value {
-        None => Some(default),
-        Some(Value::Bool(b)) => Some(*b),
-        Some(Value::String(s)) if s.trim() == "true" => Some(true),
-        Some(Value::String(s)) if s.trim() == "false" => Some(false),
-        Some(other) => {
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not true or false", kind(other)),
-                format!("write true or false (the default is {default})"),
-            );
-            None
-        }
-    }
-}
-
 fn health_check(
     check: &RawHealthCheck,
     path: &YamlPath,
@@ -1749,7 +1067,7 @@ fn health_check(
         check.interval.as_ref(),
         &path.key("interval"),
         DEFAULT_HEALTH_INTERVAL,
-        AllowZero::No,
+        POSITIVE,
         errors,
     );
     let timeout_path = path.key("timeout");
@@ -1761,7 +1079,7 @@ fn health_check(
             Some(value),
             &timeout_path,
             DEFAULT_HEALTH_TIMEOUT,
-            AllowZero::No,
+            POSITIVE,
             errors,
         )
         .and_then(|timeout| match interval {
@@ -1964,115 +1282,6 @@ fn http_check(
     })
 }
 
-/// What in `text` would break an HTTP/1.1 request line or header, if anything.
-fn header_breaker(text: &str) -> Option<&'static str> {
-    if text.contains(['\r', '\n']) {
-        Some("a line break")
-    } else if text.chars().any(char::is_whitespace) {
-        Some("a space")
-    } else if text.chars().any(char::is_control) {
-        Some("a control character")
-    } else {
-        None
-    }
-}
-
-const STATUS_FIX: &str =
-    "use a status code from 100 to 599, a range such as 200-399, or a list of them, e.g. [200, 204, \"300-302\"]";
-
-/// `expect_status`: `200`, `"200-399"`, or a list of those.
-fn expect_status(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<RangeInclusive<u16>>> {
-    match value {
-        None => Some(vec![DEFAULT_EXPECT_STATUS]),
-        Some(Value::Sequence(items)) if items.is_empty() => {
-            errors.push(path, None, "is an empty list", STATUS_FIX);
-            None
-        }
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| status_range(item, &path.index(i), errors))
-            // Collected in full before combining, so every bad item is reported.
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect(),
-        Some(value) => status_range(value, path, errors).map(|range| vec![range]),
-    }
-}
-
-fn status_range(
-    value: &Value,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<RangeInclusive<u16>> {
-    let shown = scalar_text(value);
-    let mut fail = |problem: String, fix: String| {
-        errors.push(path, shown.as_deref(), problem, fix);
-        None
-    };
-    let (low, high) = match value {
-        Value::Number(_) => match whole_number(value) {
-            Ok(code) => (code, code),
-            Err(_) => return fail("is not a status code".to_owned(), STATUS_FIX.to_owned()),
-        },
-        Value::String(text) => {
-            let text = text.trim();
-            // "2xx" is how people say it; say how to write it here.
-            if let [class @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] = text.as_bytes() {
-                let class = i128::from(class - b'0') * 100;
-                return fail(
-                    "is not a status code".to_owned(),
-                    format!("write the range as \"{class}-{}\"", class + 99),
-                );
-            }
-            let code = |part: &str| {
-                let part = part.trim();
-                (!part.is_empty() && part.len() <= 3 && part.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| part.parse::<i128>().ok())
-                    .flatten()
-            };
-            let parsed = match text.split_once('-') {
-                None => code(text).map(|c| (c, c)),
-                Some((low, high)) => code(low).zip(code(high)),
-            };
-            match parsed {
-                Some(parsed) => parsed,
-                None => {
-                    return fail(
-                        "is not a status code or range".to_owned(),
-                        STATUS_FIX.to_owned(),
-                    )
-                }
-            }
-        }
-        other => {
-            return fail(
-                format!("is {}, not a status code", kind(other)),
-                STATUS_FIX.to_owned(),
-            )
-        }
-    };
-    let valid = 100..=599;
-    if !valid.contains(&low) || !valid.contains(&high) {
-        return fail(
-            "is out of range (status codes are 100 to 599)".to_owned(),
-            STATUS_FIX.to_owned(),
-        );
-    }
-    if low > high {
-        return fail(
-            "is a backwards range".to_owned(),
-            format!("write the lower code first: \"{high}-{low}\""),
-        );
-    }
-    // Both are in 100..=599, so they fit in u16.
-    Some(u16::try_from(low).ok()?..=u16::try_from(high).ok()?)
-}
-
 /// `max_ejection_time`, which must not be shorter than `ejection_time`.
 fn max_ejection_time(
     value: Option<&Value>,
@@ -2091,7 +1300,7 @@ fn max_ejection_time(
         Some(value),
         path,
         DEFAULT_MAX_EJECTION_TIME,
-        AllowZero::No,
+        POSITIVE,
         errors,
     )?;
     match ejection_time {
@@ -2258,293 +1467,6 @@ fn hash_table_size(
     None
 }
 
-/// Trial division: the sizes checked are at most about a million, so this
-/// takes at most ~500 divisions.
-fn is_prime(n: i128) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n % 2 == 0 {
-        return n == 2;
-    }
-    let mut d = 3;
-    while d * d <= n {
-        if n % d == 0 {
-            return false;
-        }
-        d += 2;
-    }
-    true
-}
-
-/// The smallest prime at least `n`.
-fn next_prime(n: i128) -> i128 {
-    let mut candidate = n.max(2);
-    while !is_prime(candidate) {
-        candidate += 1;
-    }
-    candidate
-}
-
-/// A listener or pool name: it becomes a metric label and appears in API
-/// paths, so it is kept to a charset that needs no escaping anywhere.
-fn name(
-    value: Option<&Value>,
-    path: &YamlPath,
-    example: &str,
-    errors: &mut Collector,
-) -> Option<String> {
-    let value = required(
-        value,
-        path,
-        &format!("add name: <unique name>, e.g. name: {example}"),
-        errors,
-    )?;
-    let name = string(value, path, &format!("a name, e.g. {example}"), errors)?;
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid {
-        errors.push(
-            path,
-            Some(name),
-            "is not a valid name",
-            format!("use only letters, digits, '_', '.' and '-', e.g. {example}"),
-        );
-        return None;
-    }
-    Some(name.to_owned())
-}
-
-/// Whether a zero duration makes sense for a setting.
-#[derive(Clone, Copy, PartialEq)]
-enum AllowZero {
-    Yes,
-    No,
-}
-
-fn duration(
-    value: Option<&Value>,
-    path: &YamlPath,
-    default: Duration,
-    zero: AllowZero,
-    errors: &mut Collector,
-) -> Option<Duration> {
-    let Some(value) = value else {
-        return Some(default);
-    };
-    // A zero default means "off", which makes a poor example of a duration.
-    let example = if default.is_zero() {
-        "30s".to_owned()
-    } else {
-        format_duration(default)
-    };
-    let text = match value {
-        Value::String(text) => text.as_str(),
-        Value::Number(_) => {
-            // A bare number is ambiguous (seconds? milliseconds?), so it is
-            // refused even when it is 0 rather than guessed.
-            errors.push(
-                path,
-                scalar_text(value).as_deref(),
-                "is a number without a unit",
-                format!("add a unit, e.g. {example} (units: ms, s, m, h)"),
-            );
-            return None;
-        }
-        other => {
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not a duration", kind(other)),
-                format!("write a number and a unit, e.g. {example}"),
-            );
-            return None;
-        }
-    };
-    match parse_duration(text) {
-        Ok(d) if d.is_zero() && zero == AllowZero::No => {
-            errors.push(
-                path,
-                Some(text),
-                "must be longer than zero",
-                format!("use e.g. {example}"),
-            );
-            None
-        }
-        Ok(d) => Some(d),
-        Err(BadDuration::NoUnit) => {
-            errors.push(
-                path,
-                Some(text),
-                "is a number without a unit",
-                format!("add a unit, e.g. {example} (units: ms, s, m, h)"),
-            );
-            None
-        }
-        Err(BadDuration::Malformed) => {
-            errors.push(
-                path,
-                Some(text),
-                "is not a duration",
-                format!(
-                    "write a number and one unit (ms, s, m or h), e.g. 250ms, 1.5s or {example}"
-                ),
-            );
-            None
-        }
-        Err(BadDuration::TooLong) => {
-            errors.push(
-                path,
-                Some(text),
-                "is too long",
-                format!("use at most {}", format_duration(MAX_DURATION)),
-            );
-            None
-        }
-    }
-}
-
-#[derive(Debug, PartialEq)]
-enum BadDuration {
-    /// `2`, `1.5`: the number is fine, the unit is missing.
-    NoUnit,
-    Malformed,
-    /// Longer than [`MAX_DURATION`].
-    TooLong,
-}
-
-/// Parses `250ms`, `2s`, `1.5s`, `5m`, `1h`: one non-negative decimal number
-/// and one unit. Exact to the nanosecond (no floating point), so `0.1s` is
-/// exactly 100ms.
-fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let well_formed = !whole.is_empty()
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && fraction.bytes().all(|b| b.is_ascii_digit())
-        && !(number.contains('.') && fraction.is_empty());
-    if !well_formed {
-        return Err(BadDuration::Malformed);
-    }
-    let unit_nanos: u128 = match unit {
-        "" => return Err(BadDuration::NoUnit),
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3600 * 1_000_000_000,
-        _ => return Err(BadDuration::Malformed),
-    };
-    let max = MAX_DURATION.as_nanos();
-    let whole = whole.trim_start_matches('0');
-    // Anything with more digits than this is over a year in any unit; checking
-    // the length first keeps the parse below from overflowing.
-    if whole.len() > 20 {
-        return Err(BadDuration::TooLong);
-    }
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| BadDuration::Malformed)?
-    };
-    // Digits beyond 15 are below a nanosecond even for hours; dropping them
-    // keeps `fraction * unit` inside u128.
-    let fraction = &fraction[..fraction.len().min(15)];
-    let fraction_nanos = if fraction.is_empty() {
-        0
-    } else {
-        let digits: u128 = fraction.parse().map_err(|_| BadDuration::Malformed)?;
-        digits * unit_nanos / 10u128.pow(fraction.len() as u32)
-    };
-    let nanos = whole
-        .checked_mul(unit_nanos)
-        .and_then(|n| n.checked_add(fraction_nanos))
-        .filter(|&n| n <= max)
-        .ok_or(BadDuration::TooLong)?;
-    Ok(Duration::from_nanos(
-        u64::try_from(nanos).map_err(|_| BadDuration::TooLong)?,
-    ))
-}
-
-/// Writes a duration the way a config would: `2s`, `5m`, `250ms`.
-fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-fn integer(
-    value: Option<&Value>,
-    path: &YamlPath,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-    errors: &mut Collector,
-) -> Option<u64> {
-    let Some(value) = value else {
-        return Some(default);
-    };
-    let fix = if *range.end() == u64::from(u32::MAX) && *range.start() == 0 {
-        "use a whole number, 0 or more".to_owned()
-    } else if *range.end() == u64::from(u32::MAX) {
-        format!("use a whole number of at least {}", range.start())
-    } else {
-        format!(
-            "use a whole number from {} to {}",
-            range.start(),
-            range.end()
-        )
-    };
-    match whole_number(value) {
-        Ok(n) if n >= i128::from(*range.start()) && n <= i128::from(*range.end()) => {
-            u64::try_from(n).ok()
-        }
-        Ok(_) => {
-            errors.push(path, scalar_text(value).as_deref(), "is out of range", fix);
-            None
-        }
-        Err(problem) => {
-            let problem = problem.unwrap_or_else(|| "is not a whole number".to_owned());
-            errors.push(path, scalar_text(value).as_deref(), problem, fix);
-            None
-        }
-    }
-}
-
-/// Reads a whole number from a YAML integer or a quoted one (`"8"`, which
-/// templating tools often produce). `Err(Some(problem))` names a wrong type;
-/// `Err(None)` is a scalar that is not a whole number.
-fn whole_number(value: &Value) -> Result<i128, Option<String>> {
-    match value {
-        Value::Number(n) => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-            .ok_or(None),
-        Value::String(s) => {
-            let s = s.trim();
-            let digits = s.strip_prefix('-').unwrap_or(s);
-            if digits.is_empty() || digits.len() > 30 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(None);
-            }
-            s.parse::<i128>().map_err(|_| None)
-        }
-        other => Err(Some(format!("is {}, not a number", kind(other)))),
-    }
-}
-
 fn required<'a>(
     value: Option<&'a Value>,
     path: &YamlPath,
@@ -2555,33 +1477,6 @@ fn required<'a>(
         errors.push(path, None, "is missing", fix);
     }
     value
-}
-
-fn string<'a>(
-    value: &'a Value,
-    path: &YamlPath,
-    expected: &str,
-    errors: &mut Collector,
-) -> Option<&'a str> {
-    match value {
-        Value::String(text) => Some(text),
-        other => {
-            let fix = match other {
-                // `name: 8080` parses as a number; quoting keeps it a string.
-                Value::Number(_) | Value::Bool(_) => {
-                    format!("write {expected}; quote it if it looks like a number or true/false")
-                }
-                _ => format!("write {expected}"),
-            };
-            errors.push(
-                path,
-                scalar_text(other).as_deref(),
-                format!("is {}, not text", kind(other)),
-                fix,
-            );
-            None
-        }
-    }
 }
 
 fn non_empty_list<T>(
@@ -2603,598 +1498,182 @@ fn non_empty_list<T>(
     }
 }
 
-/// An address to bind: an IP literal and a port (0 = any free port). Hostnames
-/// are refused because a name can resolve to an address this host does not own.
+/// Records `bad` at `path`, each bad item of a list at its index.
+fn record(path: &YamlPath, bad: Bad, errors: &mut Collector) {
+    match bad {
+        Bad::Value {
+            shown,
+            problem,
+            fix,
+        } => errors.push(path, shown.as_deref(), problem, fix),
+        Bad::Items(items) => {
+            for (i, bad) in items {
+                record(&path.index(i), bad, errors);
+            }
+        }
+    }
+}
+
+/// `value` read as `kind`, or `None` with the problem recorded at `path`.
+fn read<K: Kind>(
+    kind: K,
+    value: &Value,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<K::Out> {
+    kind.read(value)
+        .map_err(|bad| record(path, bad, errors))
+        .ok()
+}
+
+/// As [`read`], with `default` when the value is absent.
+fn read_or<K: Kind>(
+    kind: K,
+    value: Option<&Value>,
+    default: K::Out,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<K::Out> {
+    match value {
+        None => Some(default),
+        Some(value) => kind
+            .read_or(value, &default)
+            .map_err(|bad| record(path, bad, errors))
+            .ok(),
+    }
+}
+
+fn duration(
+    value: Option<&Value>,
+    path: &YamlPath,
+    default: Duration,
+    kind: Dur,
+    errors: &mut Collector,
+) -> Option<Duration> {
+    read_or(kind, value, default, path, errors)
+}
+
+fn integer(
+    value: Option<&Value>,
+    path: &YamlPath,
+    default: u64,
+    range: RangeInclusive<u64>,
+    errors: &mut Collector,
+) -> Option<u64> {
+    read_or(Count::new(range), value, default, path, errors)
+}
+
+fn boolean(
+    value: Option<&Value>,
+    path: &YamlPath,
+    default: bool,
+    errors: &mut Collector,
+) -> Option<bool> {
+    read_or(Flag, value, default, path, errors)
+}
+
+fn keyword(
+    value: &Value,
+    path: &YamlPath,
+    allowed: &[&'static str],
+    what: &str,
+    errors: &mut Collector,
+) -> Option<&'static str> {
+    let word = Word {
+        all: allowed,
+        name: |w| w,
+        what,
+    };
+    read(word, value, path, errors)
+}
+
+fn string<'a>(
+    value: &'a Value,
+    path: &YamlPath,
+    expected: &str,
+    errors: &mut Collector,
+) -> Option<&'a str> {
+    text::string(value, expected)
+        .map_err(|bad| record(path, bad, errors))
+        .ok()
+}
+
+fn name(
+    value: Option<&Value>,
+    path: &YamlPath,
+    example: &str,
+    errors: &mut Collector,
+) -> Option<String> {
+    let name = Name(example);
+    let value = required(value, path, &name.missing(), errors)?;
+    read(name, value, path, errors)
+}
+
 fn listen_address(
     value: &Value,
     path: &YamlPath,
     example: &str,
     errors: &mut Collector,
 ) -> Option<SocketAddr> {
-    let fix = format!(
-        "use IP:port, e.g. {example} or [::]:{}",
-        example.rsplit(':').next().unwrap_or("8080")
-    );
-    let Value::String(text) = value else {
-        errors.push(
-            path,
-            scalar_text(value).as_deref(),
-            format!("is {}, not an address", kind(value)),
-            fix,
-        );
-        return None;
-    };
-    match split_address(text.trim()) {
-        Ok((Host::Ip(ip), port)) => Some(SocketAddr::new(ip, port)),
-        Ok((Host::Name(_), _)) => {
-            errors.push(
-                path,
-                Some(text),
-                "is not a valid address (a listen address must be an IP, not a hostname)",
-                fix,
-            );
-            None
-        }
-        Err(detail) => {
-            errors.push(
-                path,
-                Some(text),
-                format!("is not a valid address ({detail})"),
-                fix,
-            );
-            None
-        }
-    }
+    read(Listen(example), value, path, errors)
 }
 
-/// A backend: IP:port or hostname:port, port 1..=65535. Hostnames are
-/// resolved now, once; the first address is used. Returns the name as written
-/// (trimmed) and the address.
 fn backend_address(
     value: &Value,
     path: &YamlPath,
     resolve: Resolve,
     errors: &mut Collector,
 ) -> Option<(String, SocketAddr)> {
-    const FIX: &str = "use host:port, e.g. 127.0.0.1:9001, [::1]:9001 or backend.internal:9001";
-    let Value::String(text) = value else {
-        errors.push(
-            path,
-            scalar_text(value).as_deref(),
-            format!("is {}, not an address", kind(value)),
-            FIX,
-        );
-        return None;
-    };
-    let name = text.trim();
-    let (host, port) = match split_address(name) {
-        Ok(parts) => parts,
-        Err(detail) => {
-            errors.push(
-                path,
-                Some(text),
-                format!("is not a valid address ({detail})"),
-                FIX,
-            );
-            return None;
-        }
-    };
-    if port == 0 {
-        errors.push(
-            path,
-            Some(text),
-            "is not a valid address (port 0 cannot be connected to)",
-            "use the port the backend listens on, 1 to 65535",
-        );
-        return None;
-    }
-    let addr = match host {
-        Host::Ip(ip) => SocketAddr::new(ip, port),
-        Host::Name(host) => match resolve(host, port) {
-            Ok(addr) => addr,
-            Err(e) => {
-                errors.push(
-                    path,
-                    Some(text),
-                    format!("could not be resolved ({e})"),
-                    "check the hostname and DNS, or use an IP address",
-                );
-                return None;
-            }
-        },
-    };
-    Some((name.to_owned(), addr))
+    read(Backend(resolve), value, path, errors)
 }
 
-enum Host<'a> {
-    Ip(IpAddr),
-    Name(&'a str),
+fn cidr_list(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Vec<Cidr>> {
+    read_or(cidr::LIST, value, Vec::new(), path, errors)
 }
 
-/// Splits `host:port`, saying precisely what is wrong when it is not one.
-fn split_address(text: &str) -> Result<(Host<'_>, u16), String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok((Host::Ip(addr.ip()), addr.port()));
-    }
-    if let Some((scheme, _)) = text.split_once("://") {
-        return Err(format!(
-            "{scheme}:// is a URL scheme; write host:port, e.g. 10.0.0.5:8080"
-        ));
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err("no port".to_owned());
+fn alpn_list(
+    value: Option<&Value>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<String>> {
+    read_or(sni::ALPN, value, Vec::new(), path, errors)
+}
+
+fn algorithm(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Algorithm> {
+    read_or(
+        algorithm::algorithm,
+        value,
+        Algorithm::RoundRobin,
+        path,
+        errors,
+    )
+}
+
+fn expect_status(
+    value: Option<&Value>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<RangeInclusive<u16>>> {
+    read_or(
+        status::expect_status,
+        value,
+        vec![DEFAULT_EXPECT_STATUS],
+        path,
+        errors,
+    )
+}
+
+/// `admin.allowed_hosts`: DNS names the admin API may be reached by (besides
+/// its IP addresses and `localhost`), as a browser would send them in `Host`.
+fn host_names(
+    value: Option<&Value>,
+    path: &YamlPath,
+    errors: &mut Collector,
+) -> Option<Vec<String>> {
+    let list = ListOf {
+        item: host_name,
+        not_a_list: &|_| HOST_NAMES_FIX.to_owned(),
+        empty: None,
     };
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {port:?} is not a number"));
-    }
-    let Ok(port) = port.parse::<u16>() else {
-        return Err(format!("port {port} is above 65535"));
-    };
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return match inner.parse::<Ipv6Addr>() {
-            Ok(ip) => Ok((Host::Ip(IpAddr::V6(ip)), port)),
-            Err(_) => Err(format!("{inner:?} is not an IPv6 address")),
-        };
-    }
-    if host.contains(':') {
-        return Err("an IPv6 address needs brackets, e.g. [::1]:9001".to_owned());
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        // Unreachable in practice (the whole string would have parsed), kept
-        // so an odd form is never misread as a hostname.
-        return Ok((Host::Ip(ip), port));
-    }
-    if is_hostname(host) {
-        Ok((Host::Name(host), port))
-    } else {
-        Err(format!("{host:?} is neither an IP address nor a hostname"))
-    }
-}
-
-/// RFC 1123-ish: dot-separated labels of letters, digits, '-' (and '_', which
-/// internal DNS often has), and a last label that is not all digits so a
-/// mistyped IPv4 address (`10.0.0.300`) is never sent to DNS as a name.
-fn is_hostname(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let labels_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    labels_ok
-        && !host
-            .rsplit('.')
-            .next()
-            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_exactly() {
-        let ok = [
-            ("250ms", Duration::from_millis(250)),
-            ("2s", Duration::from_secs(2)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("0.1s", Duration::from_millis(100)),
-            ("5m", Duration::from_secs(300)),
-            ("1h", Duration::from_secs(3600)),
-            ("0s", Duration::ZERO),
-            ("0.0005ms", Duration::from_nanos(500)),
-            ("007s", Duration::from_secs(7)),
-            ("8760h", MAX_DURATION),
-        ];
-        for (text, want) in ok {
-            assert_eq!(parse_duration(text), Ok(want), "{text}");
-        }
-    }
-
-    #[test]
-    fn bad_durations_say_why() {
-        for text in ["2", "0", "1.5", "0000"] {
-            assert_eq!(parse_duration(text), Err(BadDuration::NoUnit), "{text}");
-        }
-        for text in [
-            "", "s", "2 s", "2sec", "-1s", "1.s", ".5s", "1.2.3s", "1m30s", "2S", "+2s", "1e3s",
-            "∞s",
-        ] {
-            assert_eq!(parse_duration(text), Err(BadDuration::Malformed), "{text}");
-        }
-        for text in [
-            "8761h",
-            "99999999999999999999999999999999h",
-            "1000000000000000000000ms",
-        ] {
-            assert_eq!(parse_duration(text), Err(BadDuration::TooLong), "{text}");
-        }
-    }
-
-    #[test]
-    fn durations_print_as_written() {
-        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(format_duration(MAX_DURATION), "8760h");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-    }
-
-    #[test]
-    fn primes_for_maglev_tables() {
-        for prime in [2, 3, 1021, 1031, 65537, 65543, 1_000_003] {
-            assert!(is_prime(prime), "{prime}");
-        }
-        for composite in [-7, 0, 1, 4, 1023, 65536, 65541, 1_000_001] {
-            assert!(!is_prime(composite), "{composite}");
-        }
-        assert_eq!(next_prime(1000), 1009);
-        assert_eq!(next_prime(1021), 1021);
-        assert_eq!(next_prime(65536), 65537);
-        assert_eq!(next_prime(999_984), 1_000_003);
-        // The limits themselves are primes, so the largest suggestion is allowed.
-        assert!(is_prime(MIN_HASH_TABLE_SIZE.into()) && is_prime(MAX_HASH_TABLE_SIZE.into()));
-        assert!(is_prime(DEFAULT_HASH_TABLE_SIZE.into()));
-    }
-
-    #[test]
-    fn status_codes_and_ranges() {
-        let range = |yaml: &str| {
-            let mut errors = Collector::default();
-            let value: Value = serde_yaml::from_str(yaml).unwrap();
-            let path = YamlPath::root().key("expect_status");
-            status_range(&value, &path, &mut errors).ok_or_else(|| errors.finish().to_string())
-        };
-        assert_eq!(range("200"), Ok(200..=200));
-        assert_eq!(range("'404'"), Ok(404..=404));
-        assert_eq!(range("200-399"), Ok(200..=399));
-        assert_eq!(range("' 300 -302 '"), Ok(300..=302));
-        assert_eq!(range("100-599"), Ok(100..=599));
-        for bad in [
-            "99",
-            "600",
-            "0200-0399",
-            "-200",
-            "200-",
-            "2-3-4",
-            "200.0",
-            "ok",
-            "~",
-            "{a: 1}",
-        ] {
-            assert!(range(bad).is_err(), "{bad}");
-        }
-        assert!(range("5XX")
-            .unwrap_err()
-            .contains(r#"write the range as "500-599""#));
-        assert!(range("300-200")
-            .unwrap_err()
-            .contains("is a backwards range"));
-    }
-
-    #[test]
-    fn request_line_breakers() {
-        assert_eq!(header_breaker("/healthz?x=1&y=%20"), None);
-        assert_eq!(header_breaker("/a\r\nX-Evil: 1"), Some("a line break"));
-        assert_eq!(header_breaker("/a\tb"), Some("a space"));
-        assert_eq!(header_breaker("/a\u{7f}"), Some("a control character"));
-    }
-
-    #[test]
-    fn addresses_split_with_precise_reasons() {
-        let ip = |text: &str| match split_address(text) {
-            Ok((Host::Ip(ip), port)) => SocketAddr::new(ip, port),
-            _ => panic!("{text} should be an IP address"),
-        };
-        assert_eq!(ip("0.0.0.0:8080"), "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(ip("[::]:0"), "[::]:0".parse().unwrap());
-        assert_eq!(ip("[::1]:9001"), "[::1]:9001".parse().unwrap());
-        assert!(matches!(
-            split_address("db.internal:5432"),
-            Ok((Host::Name("db.internal"), 5432))
-        ));
-        assert!(matches!(
-            split_address("localhost:1"),
-            Ok((Host::Name("localhost"), 1))
-        ));
-
-        let reason = |text: &str| match split_address(text) {
-            Err(reason) => reason,
-            Ok(_) => panic!("{text} should be refused"),
-        };
-        assert_eq!(reason("0.0.0.0:99999"), "port 99999 is above 65535");
-        assert_eq!(reason("127.0.0.1"), "no port");
-        assert_eq!(reason("127.0.0.1:"), "port \"\" is not a number");
-        assert_eq!(reason("127.0.0.1:+80"), "port \"+80\" is not a number");
-        assert_eq!(reason("127.0.0.1:http"), "port \"http\" is not a number");
-        assert!(reason("::1:9001").contains("needs brackets"));
-        // Hardening #10b: a URL was answered with the IPv6 bracket hint.
-        assert!(reason("http://10.0.0.5:8080").contains("write host:port"));
-        assert!(reason("https://api.internal").contains("https:// is a URL scheme"));
-        assert!(reason("[1.2.3.4]:80").contains("not an IPv6 address"));
-        assert!(reason("10.0.0.300:80").contains("neither an IP address nor a hostname"));
-        assert!(reason("bad host:80").contains("neither"));
-        assert!(reason("-a.b:80").contains("neither"));
-        assert!(reason(":80").contains("neither"));
-    }
-    #[test]
-    fn sni_patterns_are_normalised() {
-        let exact = |s: &str| Ok(SniPattern::Exact(s.to_owned()));
-        let suffix = |s: &str| Ok(SniPattern::Suffix(s.to_owned()));
-        assert_eq!(
-            parse_sni_pattern("api.example.com"),
-            exact("api.example.com")
-        );
-        assert_eq!(
-            parse_sni_pattern("API.Example.COM."),
-            exact("api.example.com")
-        );
-        assert_eq!(parse_sni_pattern("localhost"), exact("localhost"));
-        assert_eq!(
-            parse_sni_pattern("xn--bcher-kva.example"),
-            exact("xn--bcher-kva.example")
-        );
-        assert_eq!(parse_sni_pattern("_acme.example"), exact("_acme.example"));
-        assert_eq!(parse_sni_pattern("*.example.com"), suffix(".example.com"));
-        assert_eq!(parse_sni_pattern("*.Example.com."), suffix(".example.com"));
-        assert_eq!(parse_sni_pattern("*.com"), suffix(".com"));
-        // 253 characters is the longest name; the wildcard counts too.
-        let label = "a".repeat(63);
-        let longest = format!("{label}.{label}.{label}.{}", "a".repeat(61));
-        assert_eq!(longest.len(), 253);
-        assert_eq!(parse_sni_pattern(&longest), exact(&longest));
-        assert_eq!(parse_sni_pattern(&format!("{longest}.")), exact(&longest));
-    }
-
-    #[test]
-    fn bad_sni_patterns_say_why() {
-        let problem = |s: &str| parse_sni_pattern(s).unwrap_err().0;
-        assert_eq!(problem(""), "is empty");
-        assert_eq!(
-            problem("."),
-            "has an empty label (a leading dot or two dots in a row)"
-        );
-        for spaced in ["api example.com", " api.example.com", "api.example.com\t"] {
-            assert_eq!(problem(spaced), "contains a space", "{spaced:?}");
-        }
-        for star in [
-            "a*.example.com",
-            "*example.com",
-            "api.*.com",
-            "*.*.com",
-            "**.com",
-            "example.*",
-        ] {
-            assert_eq!(
-                problem(star),
-                r#"has a * that is not a leading "*.""#,
-                "{star}"
-            );
-        }
-        assert_eq!(problem("*"), "matches every name");
-        assert_eq!(problem("*."), "matches every name");
-        for empty in [
-            ".example.com",
-            "api..example.com",
-            "example.com..",
-            "*..com",
-            "*.",
-            "*..",
-        ] {
-            assert!(
-                problem(empty).starts_with("has an empty label") || empty == "*.",
-                "{empty}: {}",
-                problem(empty)
-            );
-        }
-        let long = format!("{}.com", "a".repeat(250));
-        assert!(problem(&long).starts_with("is longer than 253"));
-        assert!(
-            problem(&format!("*.{}", "a.".repeat(125) + "com")).starts_with("is longer than 253")
-        );
-        assert!(
-            problem(&format!("{}.com", "a".repeat(64))).starts_with("has a label longer than 63")
-        );
-        assert_eq!(
-            parse_sni_pattern("api.example.com:443").unwrap_err(),
-            (
-                "contains ':', which is not allowed in a host name".to_owned(),
-                "SNI carries no port: write the name alone, e.g. api.example.com".to_owned()
-            )
-        );
-        assert!(parse_sni_pattern("https://api.example.com")
-            .unwrap_err()
-            .1
-            .contains("leave out the scheme"));
-        assert!(parse_sni_pattern("bücher.example")
-            .unwrap_err()
-            .1
-            .contains("punycode"));
-        assert!(problem("api/v1.example").starts_with("contains '/'"));
-        assert!(problem("10.0.0.1").starts_with("is an IP address"));
-        // A wildcard over digits is a name suffix, not an address.
-        assert!(parse_sni_pattern("*.0.0.1").is_ok());
-    }
-
-    #[test]
-    fn cidrs_parse_to_their_network() {
-        let cidr = |s: &str| parse_cidr(s).map(|c| c.to_string()).map_err(|e| e.0);
-        assert_eq!(cidr("10.0.0.0/8"), Ok("10.0.0.0/8".into()));
-        assert_eq!(cidr(" 192.0.2.7 "), Ok("192.0.2.7/32".into()));
-        assert_eq!(cidr("0.0.0.0/0"), Ok("0.0.0.0/0".into()));
-        assert_eq!(cidr("::1"), Ok("::1/128".into()));
-        assert_eq!(cidr("[::1]/128"), Ok("::1/128".into()));
-        assert_eq!(cidr("::/0"), Ok("::/0".into()));
-        assert_eq!(cidr("2001:DB8::/32"), Ok("2001:db8::/32".into()));
-        assert_eq!(cidr("fe80::/10"), Ok("fe80::/10".into()));
-        let net = parse_cidr("10.0.0.0/8").unwrap();
-        assert!(net.contains("10.255.0.1".parse().unwrap()));
-        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!net.contains("11.0.0.1".parse().unwrap()));
-    }
-
-    #[test]
-    fn bad_cidrs_say_why() {
-        let bad = |s: &str| parse_cidr(s).unwrap_err();
-        assert_eq!(
-            bad("10.0.0.1/8"),
-            (
-                "has host bits set".to_owned(),
-                "write the network, 10.0.0.0/8, or 10.0.0.1 alone for that one address".to_owned()
-            )
-        );
-        assert!(bad("fe80::1/10")
-            .1
-            .starts_with("write the network, fe80::/10,"));
-        assert!(bad("10.0.0.0/33")
-            .0
-            .starts_with("has prefix length /33, out of range"));
-        assert!(bad("::/129").1.contains("from 0 to 128"));
-        assert!(bad("10.0.0.0/999").0.contains("out of range"));
-        for odd in [
-            "10.0.0.0/",
-            "10.0.0.0/+8",
-            "10.0.0.0/8/8",
-            "10.0.0.0/ 8",
-            "10.0.0.0/x",
-        ] {
-            assert!(
-                bad(odd).0.contains("is not a number"),
-                "{odd}: {:?}",
-                bad(odd)
-            );
-        }
-        for odd in [
-            "",
-            "/8",
-            "10.0.0",
-            "10.0.0.256",
-            "010.0.0.1",
-            "1.2.3.4.5",
-            ":::1",
-            "10.0.0.0-10.0.0.9",
-        ] {
-            assert!(
-                bad(odd).0.starts_with("is not an IP network"),
-                "{odd}: {:?}",
-                bad(odd)
-            );
-        }
-        assert!(bad("lb.internal").1.ends_with("host names are not allowed"));
-        assert_eq!(bad("::ffff:10.0.0.0/104").1, "write it as 10.0.0.0/8");
-        assert_eq!(bad("::ffff:192.0.2.1").1, "write it as 192.0.2.1/32");
-        assert_eq!(
-            network_address("10.1.2.3".parse().unwrap(), 0),
-            IpAddr::from([0, 0, 0, 0])
-        );
-        assert_eq!(
-            network_address("10.1.2.3".parse().unwrap(), 32),
-            IpAddr::from([10, 1, 2, 3])
-        );
-        assert_eq!(
-            network_address("10.1.2.3".parse().unwrap(), 12),
-            IpAddr::from([10, 0, 0, 0])
-        );
-        assert_eq!(
-            network_address("2001:db8::1".parse().unwrap(), 16),
-            "2001::".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    fn rate(yaml: &str) -> Result<f64, String> {
-        let mut errors = Collector::default();
-        let value: Value = serde_yaml::from_str(yaml).unwrap();
-        connection_rate(&value, &YamlPath::root().key("per_ip_rate"), &mut errors)
-            .ok_or_else(|| errors.finish().to_string())
-    }
-
-    fn bytes(yaml: &str) -> Result<u64, String> {
-        let mut errors = Collector::default();
-        let value: Value = serde_yaml::from_str(yaml).unwrap();
-        bandwidth(
-            &value,
-            &YamlPath::root().key("per_ip_bandwidth"),
-            &mut errors,
-        )
-        .ok_or_else(|| errors.finish().to_string())
-    }
-
-    #[test]
-    fn connection_rates_are_per_second() {
-        assert_eq!(rate("50/s"), Ok(50.0));
-        assert_eq!(rate("'2.5/s'"), Ok(2.5));
-        assert_eq!(rate("30/m"), Ok(0.5));
-        assert_eq!(rate("1/m"), Ok(1.0 / 60.0));
-        assert_eq!(rate("' 6 / m '"), Ok(0.1));
-        assert_eq!(rate("1000000/s"), Ok(1_000_000.0));
-        for (bad, problem) in [
-            ("50", "is a number without a unit"),
-            ("'50'", "is a number without a unit"),
-            ("0/s", "must be more than zero"),
-            ("0.0/m", "must be more than zero"),
-            ("1000001/s", "is out of range"),
-            ("1e3/s", "is not a rate"),
-            ("-5/s", "is not a rate"),
-            ("inf/s", "is not a rate"),
-            ("NaN/s", "is not a rate"),
-            ("/s", "is not a rate"),
-            ("fast", "is not a rate"),
-            ("5/h", r#"has an unknown unit "/h""#),
-            ("5/sec", r#"has an unknown unit "/sec""#),
-            ("[5]", "is a list, not a rate"),
-        ] {
-            let shown = rate(bad).unwrap_err();
-            assert!(shown.contains(problem), "{bad}: {shown}");
-        }
-    }
-
-    #[test]
-    fn bandwidths_are_bytes_per_second() {
-        assert_eq!(bytes("10MB/s"), Ok(10_000_000));
-        assert_eq!(bytes("1B/s"), Ok(1));
-        assert_eq!(bytes("1.5KB/s"), Ok(1500));
-        assert_eq!(bytes("1kB/s"), Ok(1000));
-        assert_eq!(bytes("2KiB/s"), Ok(2048));
-        assert_eq!(bytes("1MiB/s"), Ok(1 << 20));
-        assert_eq!(bytes("1.5GiB/s"), Ok(3 << 29));
-        assert_eq!(bytes("'10 MB/s'"), Ok(10_000_000));
-        assert_eq!(bytes("1000GB/s"), Ok(1_000_000_000_000));
-        for (bad, problem) in [
-            ("1000", "is a number without a unit"),
-            ("10MB", "is not a rate per second"),
-            ("10MB/m", "is not a rate per second"),
-            ("10/s", "has no unit"),
-            ("10Mb/s", "did you mean MB/s (bytes)?"),
-            ("10mib/s", "did you mean MiB/s (bytes)?"),
-            ("10TB/s", r#"has an unknown unit "TB""#),
-            ("0MB/s", "must be more than zero"),
-            ("0.1B/s", "is less than one byte per second"),
-            ("1001GB/s", "is out of range"),
-            ("1e3B/s", r#"has an unknown unit "e3B""#),
-            ("MB/s", "is not a bandwidth"),
-            ("1..5MB/s", "is not a bandwidth"),
-            ("{a: 1}", "is a mapping, not a bandwidth"),
-        ] {
-            let shown = bytes(bad).unwrap_err();
-            assert!(shown.contains(problem), "{bad}: {shown}");
-        }
-    }
-
-    #[test]
-    fn plain_decimals_only() {
-        assert_eq!(decimal("50"), Some(50.0));
-        assert_eq!(decimal("0.25"), Some(0.25));
-        assert_eq!(decimal("007"), Some(7.0));
-        for odd in [
-            "", ".5", "5.", "-1", "+1", "1e3", "inf", "NaN", "1.2.3", " 1",
-        ] {
-            assert_eq!(decimal(odd), None, "{odd}");
-        }
-    }
+    read_or(list, value, Vec::new(), path, errors)
 }
