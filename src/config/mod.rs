@@ -19,6 +19,7 @@
 //! reading the file in [`load_file`] and resolving backend hostnames, which
 //! may block on DNS.
 
+mod bounds;
 mod check;
 mod error;
 pub mod model;

@@ -1,56 +1,46 @@
 //! The `access_log:` section: where finished connections are logged, and how.
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-#[allow(unused_imports)]
-use super::*;
+use std::path::PathBuf;
 
-pub(super) fn access_log_section(
-    log: &RawAccessLog,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<AccessLogConfig> {
-    let target_path = path.key("path");
-    let target = required(
-        log.path.as_ref(),
-        &target_path,
+use serde_yaml::Value;
+
+use super::fields::Fields;
+use crate::config::model::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
+use crate::config::raw::RawAccessLog;
+use crate::config::value::text::string;
+use crate::config::value::word::Word;
+use crate::config::value::Bad;
+
+pub(super) fn access_log(log: &RawAccessLog, mut f: Fields) -> Option<AccessLogConfig> {
+    let target = f.need(
+        "path",
+        &log.path,
         "add path: stderr, or a file such as /var/log/spliced/access.log",
-        errors,
-    )
-    .and_then(|v| string(v, &target_path, "stderr or a file path", errors))
-    .and_then(|text| match text.trim() {
-        "" => {
-            errors.push(
-                &target_path,
-                Some(text),
-                "is an empty path",
-                "write stderr, or a file such as /var/log/spliced/access.log",
-            );
-            None
-        }
-        "stderr" => Some(AccessLogTarget::Stderr),
-        file => Some(AccessLogTarget::File(PathBuf::from(file))),
-    });
-    let format = match log.format.as_ref() {
-        None => Some(AccessLogFormat::Json),
-        Some(value) => {
-            let names = AccessLogFormat::ALL.map(AccessLogFormat::as_str);
-            keyword(
-                value,
-                &path.key("format"),
-                &names,
-                "access log format",
-                errors,
-            )
-            .and_then(|word| {
-                AccessLogFormat::ALL
-                    .into_iter()
-                    .find(|f| f.as_str() == word)
-            })
-        }
-    };
+        target,
+    );
+    let format = f.or("format", &log.format, AccessLogFormat::Json, FORMAT);
     Some(AccessLogConfig {
         target: target?,
         format: format?,
     })
+}
+
+const FORMAT: Word<'static, AccessLogFormat> = Word {
+    all: &AccessLogFormat::ALL,
+    name: AccessLogFormat::as_str,
+    what: "access log format",
+};
+
+/// `path:`: `stderr` or a file.
+fn target(value: &Value) -> Result<AccessLogTarget, Bad> {
+    let text = string(value, "stderr or a file path")?;
+    match text.trim() {
+        "" => Err(Bad::new(
+            Some(text),
+            "is an empty path",
+            "write stderr, or a file such as /var/log/spliced/access.log",
+        )),
+        "stderr" => Ok(AccessLogTarget::Stderr),
+        file => Ok(AccessLogTarget::File(PathBuf::from(file))),
+    }
 }

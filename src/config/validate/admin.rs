@@ -1,67 +1,44 @@
 //! The `admin:` section: where the admin API listens and who may use it.
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-#[allow(unused_imports)]
-use super::*;
+use std::path::PathBuf;
 
-pub(super) fn admin_section(
-    admin: &RawAdmin,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<AdminConfig> {
-    let listen_path = path.key("listen");
-    let listen = required(
-        admin.listen.as_ref(),
-        &listen_path,
+use serde_yaml::Value;
+
+use super::fields::Fields;
+use crate::config::model::AdminConfig;
+use crate::config::raw::RawAdmin;
+use crate::config::value::address::Listen;
+use crate::config::value::text::{host_name, string, HOST_NAMES_FIX};
+use crate::config::value::word::Flag;
+use crate::config::value::{Bad, ListOf, ReadFn};
+
+pub(super) fn admin(admin: &RawAdmin, mut f: Fields) -> Option<AdminConfig> {
+    let listen = f.need(
+        "listen",
+        &admin.listen,
         "add listen: 127.0.0.1:9090",
-        errors,
-    )
-    .and_then(|v| listen_address(v, &listen_path, "127.0.0.1:9090", errors));
-    let token_path = path.key("token_file");
-    let token_file = match admin.token_file.as_ref() {
-        None => Some(None),
-        Some(v) => string(
-            v,
-            &token_path,
-            "a file path, e.g. /etc/spliced/admin.token",
-            errors,
-        )
-        .and_then(|text| {
-            if text.trim().is_empty() {
-                errors.push(
-                    &token_path,
-                    Some(text),
-                    "is an empty path",
-                    "give the path of a file holding the token, or remove token_file",
-                );
-                None
-            } else {
-                Some(Some(PathBuf::from(text)))
-            }
-        }),
-    };
-    let allowed_hosts = host_names(
-        admin.allowed_hosts.as_ref(),
-        &path.key("allowed_hosts"),
-        errors,
+        Listen("127.0.0.1:9090"),
     );
-    let allow_unauthenticated = boolean(
-        admin.allow_unauthenticated.as_ref(),
-        &path.key("allow_unauthenticated"),
+    let token_file = f.opt("token_file", &admin.token_file, token_file);
+    let allowed_hosts = f.or("allowed_hosts", &admin.allowed_hosts, Vec::new(), HOSTS);
+    let allow_unauthenticated = f.or(
+        "allow_unauthenticated",
+        &admin.allow_unauthenticated,
         false,
-        errors,
+        Flag,
     );
     // Beyond loopback and without a token, anyone who reaches the port can
     // add a backend (hijacking traffic) or replace the config: refuse that
     // unless the operator says so in writing.
     if let (Some(listen), Some(None), Some(false)) = (listen, &token_file, allow_unauthenticated) {
         if !listen.ip().is_loopback() {
-            errors.push(
-                &listen_path,
-                Some(&listen.to_string()),
-                "is reachable from other machines, and without admin.token_file anyone who reaches it can change backends and the config",
-                "set admin.token_file, listen on 127.0.0.1, or set admin.allow_unauthenticated: true if a firewall already guards this port",
+            f.report(
+                "listen",
+                Bad::new(
+                    Some(&listen.to_string()),
+                    "is reachable from other machines, and without admin.token_file anyone who reaches it can change backends and the config",
+                    "set admin.token_file, listen on 127.0.0.1, or set admin.allow_unauthenticated: true if a firewall already guards this port",
+                ),
             );
         }
     }
@@ -73,17 +50,22 @@ pub(super) fn admin_section(
     })
 }
 
-/// `admin.allowed_hosts`: DNS names the admin API may be reached by (besides
-/// its IP addresses and `localhost`), as a browser would send them in `Host`.
-pub(super) fn host_names(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<String>> {
-    let list = ListOf {
-        item: host_name,
-        not_a_list: &|_| HOST_NAMES_FIX.to_owned(),
-        empty: None,
-    };
-    read_or(list, value, Vec::new(), path, errors)
+/// `allowed_hosts`: DNS names the admin API may be reached by (besides its IP
+/// addresses and `localhost`), as a browser would send them in `Host`.
+const HOSTS: ListOf<'static, ReadFn<String>> = ListOf {
+    item: host_name,
+    not_a_list: &|_| HOST_NAMES_FIX.to_owned(),
+    empty: None,
+};
+
+fn token_file(value: &Value) -> Result<PathBuf, Bad> {
+    let text = string(value, "a file path, e.g. /etc/spliced/admin.token")?;
+    if text.trim().is_empty() {
+        return Err(Bad::new(
+            Some(text),
+            "is an empty path",
+            "give the path of a file holding the token, or remove token_file",
+        ));
+    }
+    Ok(PathBuf::from(text))
 }

@@ -1,17 +1,28 @@
-//! The `backends:` of a pool: each entry's address and settings.
+//! The `backends:` of a pool: each entry's address and settings, and the
+//! rules between entries (no backend twice, not only backups).
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-#[allow(unused_imports)]
-use super::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde_yaml::Value;
+
+use super::fields::Fields;
+use super::Resolve;
+use crate::config::bounds;
+use crate::config::error::YamlPath;
+use crate::config::model::{BackendConfig, DEFAULT_WEIGHT};
+use crate::config::raw::RawBackend;
+use crate::config::value::address::Backend;
+use crate::config::value::count::Count;
+use crate::config::value::word::Flag;
+use crate::config::value::Kind;
 
 /// The entries of a pool's `backends:`: each one read whole (every bad field
 /// reported, not just the first), then checked against the others.
-pub(super) fn backend_list(
+pub(super) fn backends(
     backends: Vec<Option<RawBackend>>,
-    path: &YamlPath,
+    mut f: Fields,
     resolve: Resolve,
-    errors: &mut Collector,
 ) -> Option<Vec<BackendConfig>> {
     let mut seen: HashMap<SocketAddr, YamlPath> = HashMap::new();
     let mut seen_names: HashMap<String, YamlPath> = HashMap::new();
@@ -25,7 +36,7 @@ pub(super) fn backend_list(
             list.push(None);
             continue;
         };
-        let entry = backend_entry(backend, &path.index(i), resolve, errors);
+        let entry = entry(backend, f.entry(i), resolve);
         only_backups &= entry.backup == Some(true);
         let Some(backend) = entry.config else {
             list.push(None);
@@ -37,7 +48,7 @@ pub(super) fn backend_list(
             .get(&backend.name.to_ascii_lowercase())
             .or_else(|| seen.get(&backend.addr));
         if let Some(earlier) = earlier {
-            errors.push(
+            f.errors().push(
                 &entry.address_path,
                 Some(&backend.name),
                 format!("is the same backend as {earlier}"),
@@ -51,8 +62,9 @@ pub(super) fn backend_list(
         list.push(Some(backend));
     }
     if only_backups {
-        errors.push(
-            path,
+        let at = f.at().clone();
+        f.errors().push(
+            &at,
             None,
             "has only backup backends",
             "make at least one a primary (leave out backup: true): backups only take traffic when no primary is up",
@@ -63,75 +75,60 @@ pub(super) fn backend_list(
 
 /// One item of `backends:`, with where its address was written (for errors
 /// about it) and whether it is a backup, known even when another field is bad.
-pub(super) struct BackendEntry {
+struct Entry {
     config: Option<BackendConfig>,
     address_path: YamlPath,
     backup: Option<bool>,
 }
 
-pub(super) fn backend_entry(
-    backend: RawBackend,
-    path: &YamlPath,
-    resolve: Resolve,
-    errors: &mut Collector,
-) -> BackendEntry {
+fn entry(backend: RawBackend, mut f: Fields, resolve: Resolve) -> Entry {
     let entry = match backend {
         RawBackend::Short(text) => {
-            let address = backend_address(&Value::String(text), path, resolve, errors);
-            return BackendEntry {
+            let address = f.here(Backend(resolve).read(&Value::String(text)));
+            return Entry {
                 config: address.map(|(name, addr)| BackendConfig::new(name, addr)),
-                address_path: path.clone(),
+                address_path: f.at().clone(),
                 backup: Some(false),
             };
         }
         RawBackend::Full(entry) => entry,
     };
-    let address_path = path.key("address");
-    let address = required(
-        entry.address.as_ref(),
-        &address_path,
+    let address = f.need(
+        "address",
+        &entry.address,
         "add address: host:port, e.g. address: 127.0.0.1:9001",
-        errors,
-    )
-    .and_then(|value| backend_address(value, &address_path, resolve, errors));
-    let weight = integer(
-        entry.weight.as_ref(),
-        &path.key("weight"),
-        DEFAULT_WEIGHT.into(),
-        0..=MAX_WEIGHT.into(),
-        errors,
+        Backend(resolve),
     );
-    let backup = boolean(entry.backup.as_ref(), &path.key("backup"), false, errors);
-    let max_connections = integer(
-        entry.max_connections.as_ref(),
-        &path.key("max_connections"),
+    let weight = f.or(
+        "weight",
+        &entry.weight,
+        DEFAULT_WEIGHT,
+        Count::new(bounds::WEIGHT),
+    );
+    let backup = f.or("backup", &entry.backup, false, Flag);
+    let max_connections = f.or(
+        "max_connections",
+        &entry.max_connections,
         0,
-        0..=u32::MAX.into(),
-        errors,
+        Count::new(bounds::BACKEND_MAX_CONNECTIONS),
     );
-    let drain = boolean(entry.drain.as_ref(), &path.key("drain"), false, errors);
-    let disabled = boolean(
-        entry.disabled.as_ref(),
-        &path.key("disabled"),
-        false,
-        errors,
-    );
+    let drain = f.or("drain", &entry.drain, false, Flag);
+    let disabled = f.or("disabled", &entry.disabled, false, Flag);
     let config = (|| {
         let (name, addr) = address?;
         Some(BackendConfig {
             name,
             addr,
-            // The ranges checked above fit in u32.
-            weight: u32::try_from(weight?).ok()?,
+            weight: weight?,
             backup: backup?,
-            max_connections: u32::try_from(max_connections?).ok()?,
+            max_connections: max_connections?,
             drain: drain?,
             disabled: disabled?,
         })
     })();
-    BackendEntry {
+    Entry {
         config,
-        address_path,
+        address_path: f.path("address"),
         backup,
     }
 }

@@ -1,108 +1,98 @@
 //! A pool's `health_check:` section: tcp or http probes and their timing.
+//! Which keys a check may have depends on the *value* of its `kind`, so the
+//! raw struct takes every key of both kinds and this file sorts them out.
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-#[allow(unused_imports)]
-use super::*;
+use serde_yaml::Value;
 
-/// Upper bound for a health check's `rise` and `fall`: at the shortest sane
-/// interval, more than 100 probes is minutes of ignoring a change of state.
-pub(super) const MAX_HEALTH_COUNT: u64 = 100;
+use super::fields::Fields;
+use crate::config::bounds;
+use crate::config::model::{
+    HealthCheck, HealthKind, DEFAULT_EXPECT_STATUS, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT,
+};
+use crate::config::raw::RawHealthCheck;
+use crate::config::value::count::Count;
+use crate::config::value::duration::{self, format as format_duration};
+use crate::config::value::text::{header_breaker, string};
+use crate::config::value::word::Word;
+use crate::config::value::{status, Bad};
 
-pub(super) fn health_check(
-    check: &RawHealthCheck,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<HealthCheck> {
-    let kind_path = path.key("kind");
-    let kind = required(
-        check.kind.as_ref(),
-        &kind_path,
+const KIND: Word<'static, &str> = Word {
+    all: &["tcp", "http"],
+    name: |kind| kind,
+    what: "health check kind",
+};
+
+pub(super) fn health_check(c: &RawHealthCheck, mut f: Fields) -> Option<HealthCheck> {
+    let kind = f.need(
+        "kind",
+        &c.kind,
         "add kind: tcp (connect, optionally send and expect bytes) or kind: http (GET a path)",
-        errors,
-    )
-    .and_then(|value| {
-        keyword(
-            value,
-            &kind_path,
-            &["tcp", "http"],
-            "health check kind",
-            errors,
-        )
-    });
-
-    let interval = duration(
-        check.interval.as_ref(),
-        &path.key("interval"),
-        DEFAULT_HEALTH_INTERVAL,
-        POSITIVE,
-        errors,
+        KIND,
     );
-    let timeout_path = path.key("timeout");
-    let timeout = match check.timeout.as_ref() {
-        // WHY: the default shrinks to a shorter interval rather than make a
-        // file that only sets `interval: 500ms` fail on a key it never wrote.
-        None => Some(interval.map_or(DEFAULT_HEALTH_TIMEOUT, |i| i.min(DEFAULT_HEALTH_TIMEOUT))),
-        Some(value) => duration(
-            Some(value),
-            &timeout_path,
-            DEFAULT_HEALTH_TIMEOUT,
-            POSITIVE,
-            errors,
-        )
-        .and_then(|timeout| match interval {
-            Some(interval) if timeout > interval => {
-                errors.push(
-                    &timeout_path,
-                    scalar_text(value).as_deref(),
-                    format!("is longer than interval ({})", format_duration(interval)),
-                    format!(
-                        "a probe must end before the next one starts: use at most {}, or raise interval",
-                        format_duration(interval)
+    let interval = f.or(
+        "interval",
+        &c.interval,
+        DEFAULT_HEALTH_INTERVAL,
+        duration::POSITIVE,
+    );
+    let timeout = f
+        .or("timeout", &c.timeout, DEFAULT_HEALTH_TIMEOUT, duration::POSITIVE)
+        .and_then(|timeout| match (interval, &c.timeout) {
+            // WHY: the default shrinks to a shorter interval rather than make
+            // a file that only sets `interval: 500ms` fail on a key it never wrote.
+            (Some(interval), None) => Some(timeout.min(interval)),
+            (Some(interval), Some(value)) if timeout > interval => {
+                f.report(
+                    "timeout",
+                    Bad::at(
+                        value,
+                        format!("is longer than interval ({})", format_duration(interval)),
+                        format!(
+                            "a probe must end before the next one starts: use at most {}, or raise interval",
+                            format_duration(interval)
+                        ),
                     ),
                 );
                 None
             }
             _ => Some(timeout),
-        }),
-    };
-    let rise = integer(
-        check.rise.as_ref(),
-        &path.key("rise"),
-        DEFAULT_HEALTH_RISE.into(),
-        1..=MAX_HEALTH_COUNT,
-        errors,
+        });
+    let rise = f.or(
+        "rise",
+        &c.rise,
+        DEFAULT_HEALTH_RISE,
+        Count::new(bounds::HEALTH_COUNT),
     );
-    let fall = integer(
-        check.fall.as_ref(),
-        &path.key("fall"),
-        DEFAULT_HEALTH_FALL.into(),
-        1..=MAX_HEALTH_COUNT,
-        errors,
+    let fall = f.or(
+        "fall",
+        &c.fall,
+        DEFAULT_HEALTH_FALL,
+        Count::new(bounds::HEALTH_COUNT),
     );
 
-    let tcp_keys = [("send", &check.send), ("expect", &check.expect)];
+    let tcp_keys = [("send", &c.send), ("expect", &c.expect)];
     let http_keys = [
-        ("path", &check.path),
-        ("host", &check.host),
-        ("expect_status", &check.expect_status),
+        ("path", &c.path),
+        ("host", &c.host),
+        ("expect_status", &c.expect_status),
     ];
     let kind = match kind {
         // Errors follow the order of the keys above, whichever kind is wrong.
         Some("tcp") => {
-            let kind = tcp_check(check, path, errors);
-            wrong_kind(&http_keys, "tcp", "http", path, errors);
+            let kind = tcp_check(c, &mut f);
+            wrong_kind(&http_keys, "tcp", "http", &mut f);
             kind
         }
         Some("http") => {
-            wrong_kind(&tcp_keys, "http", "tcp", path, errors);
-            http_check(check, path, errors)
+            wrong_kind(&tcp_keys, "http", "tcp", &mut f);
+            http_check(c, &mut f)
         }
         // The kind is missing or wrong (reported): still check the values of
         // both kinds' keys, so the next run has nothing new to say.
         _ => {
-            tcp_check(check, path, errors);
-            http_check(check, path, errors);
+            tcp_check(c, &mut f);
+            http_check(c, &mut f);
             None
         }
     };
@@ -111,141 +101,111 @@ pub(super) fn health_check(
         kind: kind?,
         interval: interval?,
         timeout: timeout?,
-        // The ranges checked above fit in u32.
-        rise: u32::try_from(rise?).ok()?,
-        fall: u32::try_from(fall?).ok()?,
+        rise: rise?,
+        fall: fall?,
     })
 }
 
 /// Reports each key in `keys` that is set, as belonging to the other kind.
-pub(super) fn wrong_kind(
-    keys: &[(&str, &Option<Value>)],
-    kind: &str,
-    other: &str,
-    path: &YamlPath,
-    errors: &mut Collector,
-) {
+fn wrong_kind(keys: &[(&str, &Option<Value>)], kind: &str, other: &str, f: &mut Fields) {
     for (key, value) in keys {
         if value.is_some() {
-            errors.push(
-                &path.key(key),
-                None,
-                format!("is only for kind: {other}, and this check is kind: {kind}"),
-                format!("remove {key}, or change kind to {other}"),
+            f.report(
+                key,
+                Bad::new(
+                    None,
+                    format!("is only for kind: {other}, and this check is kind: {kind}"),
+                    format!("remove {key}, or change kind to {other}"),
+                ),
             );
         }
     }
 }
 
-pub(super) fn tcp_check(
-    check: &RawHealthCheck,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<HealthKind> {
-    let send = match check.send.as_ref() {
-        None => Some(None),
-        Some(value) => string(
-            value,
-            &path.key("send"),
-            "the bytes to send, e.g. \"PING\\r\\n\"",
-            errors,
-        )
-        // Sending nothing is the same as not setting `send`.
-        .map(|text| (!text.is_empty()).then(|| text.as_bytes().to_vec())),
-    };
-    let expect_path = path.key("expect");
-    let expect = match check.expect.as_ref() {
-        None => Some(None),
-        Some(value) => string(
-            value,
-            &expect_path,
-            "the bytes the reply must contain, e.g. \"+PONG\"",
-            errors,
-        )
-        .and_then(|text| {
-            if text.is_empty() {
-                // Every reply contains nothing: the check could never fail.
-                errors.push(
-                    &expect_path,
-                    Some(text),
-                    "is empty, so every reply would match",
-                    "give the bytes the reply must contain, or remove expect to only check the connect",
-                );
-                None
-            } else {
-                Some(Some(text.as_bytes().to_vec()))
-            }
-        }),
-    };
+fn tcp_check(c: &RawHealthCheck, f: &mut Fields) -> Option<HealthKind> {
+    let send = f.opt("send", &c.send, send);
+    let expect = f.opt("expect", &c.expect, expect);
     Some(HealthKind::Tcp {
-        send: send?,
+        // Sending nothing is the same as not setting `send`.
+        send: send?.flatten(),
         expect: expect?,
     })
 }
 
-pub(super) fn http_check(
-    check: &RawHealthCheck,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<HealthKind> {
-    let path_path = path.key("path");
-    let http_path = match check.path.as_ref() {
-        None => Some(DEFAULT_HEALTH_PATH.to_owned()),
-        Some(value) => string(value, &path_path, "a URL path, e.g. /healthz", errors)
-            .and_then(|text| {
-                if !text.starts_with('/') {
-                    errors.push(
-                        &path_path,
-                        Some(text),
-                        "does not start with '/'",
-                        "write the path from its leading slash, e.g. /healthz (the host goes in host:)",
-                    );
-                    None
-                } else if let Some(bad) = header_breaker(text) {
-                    errors.push(
-                        &path_path,
-                        Some(text),
-                        format!("contains {bad}, which cannot go in a request line"),
-                        "percent-encode it, e.g. %20 for a space",
-                    );
-                    None
-                } else {
-                    Some(text.to_owned())
-                }
-            }),
-    };
-    let host_path = path.key("host");
-    let host = match check.host.as_ref() {
-        None => Some(None),
-        Some(value) => string(value, &host_path, "a host name, e.g. app.internal", errors)
-            .and_then(|text| {
-                let problem = if text.is_empty() {
-                    Some("is empty".to_owned())
-                } else {
-                    header_breaker(text).map(|bad| format!("contains {bad}"))
-                };
-                match problem {
-                    Some(problem) => {
-                        errors.push(
-                            &host_path,
-                            Some(text),
-                            problem,
-                            "write the Host header value, e.g. app.internal or app.internal:8080, or remove host to send the backend's address",
-                        );
-                        None
-                    }
-                    None => Some(Some(text.to_owned())),
-                }
-            }),
-    };
-    let expect_status = expect_status(
-        check.expect_status.as_ref(),
-        &path.key("expect_status"),
-        errors,
+fn http_check(c: &RawHealthCheck, f: &mut Fields) -> Option<HealthKind> {
+    let path = f.or(
+        "path",
+        &c.path,
+        DEFAULT_HEALTH_PATH.to_owned(),
+        request_path,
+    );
+    let host = f.opt("host", &c.host, host);
+    let expect_status = f.or(
+        "expect_status",
+        &c.expect_status,
+        vec![DEFAULT_EXPECT_STATUS],
+        status::expect_status,
     );
     Some(HealthKind::Http {
-        path: http_path?,
+        path: path?,
         host: host?,
         expect_status: expect_status?,
     })
+}
+
+/// `send`: the bytes to write after connecting (`None` when empty).
+fn send(value: &Value) -> Result<Option<Vec<u8>>, Bad> {
+    let text = string(value, "the bytes to send, e.g. \"PING\\r\\n\"")?;
+    Ok((!text.is_empty()).then(|| text.as_bytes().to_vec()))
+}
+
+/// `expect`: the bytes the reply must contain.
+fn expect(value: &Value) -> Result<Vec<u8>, Bad> {
+    let text = string(value, "the bytes the reply must contain, e.g. \"+PONG\"")?;
+    if text.is_empty() {
+        // Every reply contains nothing: the check could never fail.
+        return Err(Bad::new(
+            Some(text),
+            "is empty, so every reply would match",
+            "give the bytes the reply must contain, or remove expect to only check the connect",
+        ));
+    }
+    Ok(text.as_bytes().to_vec())
+}
+
+/// `path`: what goes in the request line.
+fn request_path(value: &Value) -> Result<String, Bad> {
+    let text = string(value, "a URL path, e.g. /healthz")?;
+    if !text.starts_with('/') {
+        return Err(Bad::new(
+            Some(text),
+            "does not start with '/'",
+            "write the path from its leading slash, e.g. /healthz (the host goes in host:)",
+        ));
+    }
+    if let Some(bad) = header_breaker(text) {
+        return Err(Bad::new(
+            Some(text),
+            format!("contains {bad}, which cannot go in a request line"),
+            "percent-encode it, e.g. %20 for a space",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `host`: the `Host` header sent instead of the backend's address.
+fn host(value: &Value) -> Result<String, Bad> {
+    let text = string(value, "a host name, e.g. app.internal")?;
+    let problem = if text.is_empty() {
+        "is empty".to_owned()
+    } else if let Some(bad) = header_breaker(text) {
+        format!("contains {bad}")
+    } else {
+        return Ok(text.to_owned());
+    };
+    Err(Bad::new(
+        Some(text),
+        problem,
+        "write the Host header value, e.g. app.internal or app.internal:8080, or remove host to send the backend's address",
+    ))
 }

@@ -1,72 +1,56 @@
 //! A listener's `limits:` section: per-client rates, counts and bandwidth.
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-#[allow(unused_imports)]
-use super::*;
+use super::fields::Fields;
+use crate::config::bounds;
+use crate::config::model::{
+    LimitAction, Limits, DEFAULT_IPV6_PREFIX, DEFAULT_LIMIT_ACTION, DEFAULT_TARPIT_DELAY,
+};
+use crate::config::raw::RawLimits;
+use crate::config::value::count::Count;
+use crate::config::value::rate::{Bandwidth, ConnectionRate};
+use crate::config::value::word::Word;
+use crate::config::value::{duration, Bad};
 
-pub(super) fn limits_section(
-    limits: &RawLimits,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Limits> {
-    let per_ip_rate = match &limits.per_ip_rate {
-        None => Some(None),
-        Some(value) => read(ConnectionRate, value, &path.key("per_ip_rate"), errors).map(Some),
-    };
-    let burst_path = path.key("per_ip_burst");
-    let per_ip_burst = match &limits.per_ip_burst {
-        None => Some(None),
-        Some(value) if limits.per_ip_rate.is_none() => {
-            errors.push(
-                &burst_path,
-                scalar_text(value).as_deref(),
-                "only applies with per_ip_rate",
-                "add per_ip_rate, e.g. per_ip_rate: 50/s, or remove per_ip_burst",
+const ACTION: Word<'static, LimitAction> = Word {
+    all: &LimitAction::ALL,
+    name: LimitAction::as_str,
+    what: "limit action",
+};
+
+pub(super) fn limits(l: &RawLimits, mut f: Fields) -> Option<Limits> {
+    let per_ip_rate = f.opt("per_ip_rate", &l.per_ip_rate, ConnectionRate);
+    let per_ip_burst = match (&l.per_ip_burst, &l.per_ip_rate) {
+        (Some(burst), None) => {
+            f.report(
+                "per_ip_burst",
+                Bad::at(
+                    burst,
+                    "only applies with per_ip_rate",
+                    "add per_ip_rate, e.g. per_ip_rate: 50/s, or remove per_ip_burst",
+                ),
             );
             None
         }
-        Some(value) => integer(Some(value), &burst_path, 1, 1..=u32::MAX.into(), errors)
-            .and_then(|n| u32::try_from(n).ok())
-            .map(Some),
+        (burst, _) => f.opt("per_ip_burst", burst, Count::new(bounds::PER_IP)),
     };
-    let per_ip_connections = match &limits.per_ip_connections {
-        None => Some(None),
-        Some(value) => integer(
-            Some(value),
-            &path.key("per_ip_connections"),
-            1,
-            1..=u32::MAX.into(),
-            errors,
-        )
-        .and_then(|n| u32::try_from(n).ok())
-        .map(Some),
-    };
-    let per_ip_bandwidth = match &limits.per_ip_bandwidth {
-        None => Some(None),
-        Some(value) => read(Bandwidth, value, &path.key("per_ip_bandwidth"), errors).map(Some),
-    };
-    let action = match &limits.action {
-        None => Some(DEFAULT_LIMIT_ACTION),
-        Some(value) => {
-            let names = LimitAction::ALL.map(LimitAction::as_str);
-            keyword(value, &path.key("action"), &names, "limit action", errors)
-                .and_then(|word| LimitAction::ALL.into_iter().find(|a| a.as_str() == word))
-        }
-    };
-    let tarpit_delay = duration(
-        limits.tarpit_delay.as_ref(),
-        &path.key("tarpit_delay"),
-        DEFAULT_TARPIT_DELAY,
-        POSITIVE,
-        errors,
+    let per_ip_connections = f.opt(
+        "per_ip_connections",
+        &l.per_ip_connections,
+        Count::new(bounds::PER_IP),
     );
-    let ipv6_prefix = integer(
-        limits.ipv6_prefix.as_ref(),
-        &path.key("ipv6_prefix"),
-        DEFAULT_IPV6_PREFIX.into(),
-        1..=128,
-        errors,
+    let per_ip_bandwidth = f.opt("per_ip_bandwidth", &l.per_ip_bandwidth, Bandwidth);
+    let action = f.or("action", &l.action, DEFAULT_LIMIT_ACTION, ACTION);
+    let tarpit_delay = f.or(
+        "tarpit_delay",
+        &l.tarpit_delay,
+        DEFAULT_TARPIT_DELAY,
+        duration::POSITIVE,
+    );
+    let ipv6_prefix = f.or(
+        "ipv6_prefix",
+        &l.ipv6_prefix,
+        DEFAULT_IPV6_PREFIX,
+        Count::new(bounds::IPV6_PREFIX),
     );
     Some(Limits {
         per_ip_rate: per_ip_rate?,
@@ -75,7 +59,6 @@ pub(super) fn limits_section(
         per_ip_bandwidth: per_ip_bandwidth?,
         action: action?,
         tarpit_delay: tarpit_delay?,
-        // The range checked above fits in u8.
-        ipv6_prefix: u8::try_from(ipv6_prefix?).ok()?,
+        ipv6_prefix: ipv6_prefix?,
     })
 }

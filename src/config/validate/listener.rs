@@ -1,184 +1,165 @@
 //! One item of `listeners:`: its address, pool, timeouts, SNI routes, PROXY
 //! protocol and client lists.
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-use super::limits::limits_section;
-#[allow(unused_imports)]
-use super::*;
+use serde_yaml::Value;
 
-/// Upper bound for `retries`: each retry costs a connect timeout, so more than
-/// this only delays the client's error.
-pub(super) const MAX_RETRIES: u64 = 16;
+use super::fields::Fields;
+use super::limits::limits;
+use super::{PoolNames, Seen};
+use crate::config::bounds;
+use crate::config::model::{
+    ListenerConfig, ProxyProtocolAccept, ProxyProtocolSend, SniPattern, SniRoute, DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_TLS_INSPECT_TIMEOUT,
+};
+use crate::config::raw::{RawListener, RawSniRoute};
+use crate::config::value::address::Listen;
+use crate::config::value::count::Count;
+use crate::config::value::proxy::{ACCEPT, SEND};
+use crate::config::value::text::Name;
+use crate::config::value::word::Flag;
+use crate::config::value::{cidr, duration, sni, Bad};
 
-/// `listen(2)` backlog limit; the kernel further caps it at `net.core.somaxconn`.
-pub(super) const MAX_BACKLOG: u64 = 65535;
-
-pub(super) fn listener_section(
-    listener: &RawListener,
-    path: &YamlPath,
+pub(super) fn listener(
+    l: &RawListener,
+    mut f: Fields,
     pools: &PoolNames,
     seen: &mut Seen,
-    errors: &mut Collector,
 ) -> Option<ListenerConfig> {
-    let name_path = path.key("name");
-    let name = name(listener.name.as_ref(), &name_path, "web", errors);
+    let name = f.need("name", &l.name, &Name("web").missing(), Name("web"));
     if let Some(name) = &name {
-        seen.name(name, path, &name_path, "listener", errors);
+        let (item, at) = (f.at().clone(), f.path("name"));
+        seen.name(name, &item, &at, "listener", f.errors());
     }
-
-    let listen_path = path.key("listen");
-    let listen = required(
-        listener.listen.as_ref(),
-        &listen_path,
+    let listen = f.need(
+        "listen",
+        &l.listen,
         "add listen: 0.0.0.0:8080",
-        errors,
-    )
-    .and_then(|v| listen_address(v, &listen_path, "0.0.0.0:8080", errors));
+        Listen("0.0.0.0:8080"),
+    );
     if let Some(listen) = listen {
         // Port 0 means "any free port": two of those never collide. Otherwise
         // SO_REUSEPORT would let both bind and silently split the traffic.
         if listen.port() != 0 {
-            let label = format!("{path} ({})", name.as_deref().unwrap_or("unnamed"));
+            let label = format!("{} ({})", f.at(), name.as_deref().unwrap_or("unnamed"));
             if let Some(first) = seen.addresses.get(&listen) {
-                errors.push(
-                    &listen_path,
-                    Some(&listen.to_string()),
-                    format!("is already used by {first}"),
-                    "give each listener its own address (port 0 lets the kernel pick one)",
+                f.report(
+                    "listen",
+                    Bad::new(
+                        Some(&listen.to_string()),
+                        format!("is already used by {first}"),
+                        "give each listener its own address (port 0 lets the kernel pick one)",
+                    ),
                 );
             } else {
                 seen.addresses.insert(listen, label);
             }
         }
     }
-
-    let pool_path = path.key("pool");
-    let pool = required(
-        listener.pool.as_ref(),
-        &pool_path,
-        "add pool: <name of a pool>",
-        errors,
-    )
-    .and_then(|v| string(v, &pool_path, "the name of a pool", errors))
-    .and_then(|wanted| pools.find(wanted, &pool_path, errors));
-
-    let connect_timeout = duration(
-        listener.connect_timeout.as_ref(),
-        &path.key("connect_timeout"),
+    let pool = f.need("pool", &l.pool, "add pool: <name of a pool>", pools);
+    let connect_timeout = f.or(
+        "connect_timeout",
+        &l.connect_timeout,
         DEFAULT_CONNECT_TIMEOUT,
-        POSITIVE,
-        errors,
+        duration::POSITIVE,
     );
-    let idle_timeout = duration(
-        listener.idle_timeout.as_ref(),
-        &path.key("idle_timeout"),
+    let idle_timeout = f.or(
+        "idle_timeout",
+        &l.idle_timeout,
         DEFAULT_IDLE_TIMEOUT,
-        POSITIVE,
-        errors,
+        duration::POSITIVE,
     );
-    let retries = integer(
-        listener.retries.as_ref(),
-        &path.key("retries"),
-        DEFAULT_RETRIES.into(),
-        0..=MAX_RETRIES,
-        errors,
+    let retries = f.or(
+        "retries",
+        &l.retries,
+        DEFAULT_RETRIES,
+        Count::new(bounds::RETRIES),
     );
-    let max_connections = integer(
-        listener.max_connections.as_ref(),
-        &path.key("max_connections"),
-        DEFAULT_MAX_CONNECTIONS.into(),
-        1..=u32::MAX.into(),
-        errors,
+    let max_connections = f.or(
+        "max_connections",
+        &l.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        Count::new(bounds::MAX_CONNECTIONS),
     );
-    let backlog = integer(
-        listener.backlog.as_ref(),
-        &path.key("backlog"),
-        DEFAULT_BACKLOG.into(),
-        1..=MAX_BACKLOG,
-        errors,
+    let backlog = f.or(
+        "backlog",
+        &l.backlog,
+        DEFAULT_BACKLOG,
+        Count::new(bounds::BACKLOG),
     );
 
     // TLS passthrough.
-    let sni_routes = match &listener.sni {
+    let sni_routes = match &l.sni {
         None => Some(Vec::new()),
-        Some(routes) => sni_routes(routes, &path.key("sni"), pools, errors),
+        Some(routes) => sni_routes(routes, &mut f, pools),
     };
-    let require_sni_path = path.key("require_sni");
-    let require_sni = boolean(
-        listener.require_sni.as_ref(),
-        &require_sni_path,
-        false,
-        errors,
-    )
-    .and_then(|require| {
+    let require_sni = f.or("require_sni", &l.require_sni, false, Flag).and_then(|require| {
         // Counted before reading: a route already reported as malformed is
         // still a route, so the fix is there and not here.
-        if require && listener.sni.as_ref().map_or(0, Vec::len) == 0 {
-            errors.push(
-                &require_sni_path,
-                Some("true"),
-                "needs sni routes, and this listener has none",
-                "add sni: routes, or remove require_sni (without routes the ClientHello is never read)",
+        if require && l.sni.as_ref().map_or(0, Vec::len) == 0 {
+            f.report(
+                "require_sni",
+                Bad::new(
+                    Some("true"),
+                    "needs sni routes, and this listener has none",
+                    "add sni: routes, or remove require_sni (without routes the ClientHello is never read)",
+                ),
             );
             return None;
         }
         Some(require)
     });
-    let tls_inspect_timeout = duration(
-        listener.tls_inspect_timeout.as_ref(),
-        &path.key("tls_inspect_timeout"),
+    let tls_inspect_timeout = f.or(
+        "tls_inspect_timeout",
+        &l.tls_inspect_timeout,
         DEFAULT_TLS_INSPECT_TIMEOUT,
-        POSITIVE,
-        errors,
+        duration::POSITIVE,
     );
 
     // PROXY protocol, both ways.
-    let proxy_protocol = read_or(
-        ProxySetting {
-            all: &ProxyProtocolSend::ALL,
-            name: ProxyProtocolSend::as_str,
-        },
-        listener.proxy_protocol.as_ref(),
+    let proxy_protocol = f.or(
+        "proxy_protocol",
+        &l.proxy_protocol,
         ProxyProtocolSend::Off,
-        &path.key("proxy_protocol"),
-        errors,
+        SEND,
     );
-    let accept_proxy_protocol = read_or(
-        ProxySetting {
-            all: &ProxyProtocolAccept::ALL,
-            name: ProxyProtocolAccept::as_str,
-        },
-        listener.accept_proxy_protocol.as_ref(),
+    let accept_proxy_protocol = f.or(
+        "accept_proxy_protocol",
+        &l.accept_proxy_protocol,
         ProxyProtocolAccept::Off,
-        &path.key("accept_proxy_protocol"),
-        errors,
+        ACCEPT,
     );
-    let trusted_path = path.key("trusted_proxies");
-    let trusted_proxies = cidr_list(listener.trusted_proxies.as_ref(), &trusted_path, errors)
+    let trusted_proxies = f
+        .or(
+            "trusted_proxies",
+            &l.trusted_proxies,
+            Vec::new(),
+            cidr::LIST,
+        )
         .and_then(|trusted| {
-            trusted_proxies(
-                trusted,
-                listener.trusted_proxies.is_some(),
-                accept_proxy_protocol,
-                &trusted_path,
-                errors,
-            )
+            let written = l.trusted_proxies.is_some();
+            let problem = trusted_proxies(trusted.is_empty(), written, accept_proxy_protocol);
+            match problem {
+                Some(bad) => {
+                    f.report("trusted_proxies", bad);
+                    None
+                }
+                None => Some(trusted),
+            }
         });
-    let proxy_header_timeout = duration(
-        listener.proxy_header_timeout.as_ref(),
-        &path.key("proxy_header_timeout"),
+    let proxy_header_timeout = f.or(
+        "proxy_header_timeout",
+        &l.proxy_header_timeout,
         DEFAULT_PROXY_HEADER_TIMEOUT,
-        POSITIVE,
-        errors,
+        duration::POSITIVE,
     );
 
     // Traffic control.
-    let allow = cidr_list(listener.allow.as_ref(), &path.key("allow"), errors);
-    let deny = cidr_list(listener.deny.as_ref(), &path.key("deny"), errors);
-    let limits = match &listener.limits {
+    let allow = f.or("allow", &l.allow, Vec::new(), cidr::LIST);
+    let deny = f.or("deny", &l.deny, Vec::new(), cidr::LIST);
+    let limits = match &l.limits {
         None => Some(None),
-        Some(limits) => limits_section(limits, &path.key("limits"), errors).map(Some),
+        Some(raw) => limits(raw, f.section("limits")).map(Some),
     };
 
     Some(ListenerConfig {
@@ -187,10 +168,9 @@ pub(super) fn listener_section(
         pool: pool?,
         connect_timeout: connect_timeout?,
         idle_timeout: idle_timeout?,
-        // The ranges above all fit in u32.
-        retries: u32::try_from(retries?).ok()?,
-        max_connections: u32::try_from(max_connections?).ok()?,
-        backlog: u32::try_from(backlog?).ok()?,
+        retries: retries?,
+        max_connections: max_connections?,
+        backlog: backlog?,
         sni_routes: sni_routes?,
         require_sni: require_sni?,
         tls_inspect_timeout: tls_inspect_timeout?,
@@ -212,11 +192,10 @@ pub(super) fn listener_section(
 /// `app.example.com` splits clients by protocol). A route an earlier one
 /// always wins over can never be chosen, and is reported: that includes the
 /// same name listed twice.
-pub(super) fn sni_routes(
+fn sni_routes(
     routes: &[Option<RawSniRoute>],
-    path: &YamlPath,
+    f: &mut Fields,
     pools: &PoolNames,
-    errors: &mut Collector,
 ) -> Option<Vec<SniRoute>> {
     // Each readable route so far: its pattern, alpn, and how to name it.
     let mut earlier: Vec<(SniPattern, Vec<String>, String)> = Vec::new();
@@ -226,25 +205,20 @@ pub(super) fn sni_routes(
             list.push(None);
             continue;
         };
-        let route_path = path.index(i);
-        let match_path = route_path.key("match");
-        let pattern = required(
-            route.pattern.as_ref(),
-            &match_path,
+        let mut r = f.item("sni", i);
+        let pattern = r.need(
+            "match",
+            &route.pattern,
             "add match: a host name, e.g. match: api.example.com, or match: \"*.example.com\"",
-            errors,
-        )
-        .and_then(|value| read(sni::pattern, value, &match_path, errors));
-        let pool_path = route_path.key("pool");
-        let pool = required(
-            route.pool.as_ref(),
-            &pool_path,
+            sni::pattern,
+        );
+        let pool = r.need(
+            "pool",
+            &route.pool,
             "add pool: <name of a pool>, where clients asking for this name go",
-            errors,
-        )
-        .and_then(|v| string(v, &pool_path, "the name of a pool", errors))
-        .and_then(|wanted| pools.find(wanted, &pool_path, errors));
-        let alpn = alpn_list(route.alpn.as_ref(), &route_path.key("alpn"), errors);
+            pools,
+        );
+        let alpn = r.or("alpn", &route.alpn, Vec::new(), sni::ALPN);
         let pattern = match (pattern, &alpn) {
             (Some((text, pattern)), Some(alpn)) => {
                 let shadow = earlier
@@ -252,14 +226,11 @@ pub(super) fn sni_routes(
                     .find(|(p, before, _)| *p == pattern && shadows(before, alpn));
                 if let Some((_, before, first)) = shadow {
                     let (problem, fix) = shadowed(first, before, alpn);
-                    errors.push(&match_path, Some(&text), problem, fix);
+                    r.report("match", Bad::new(Some(&text), problem, fix));
                     None
                 } else {
-                    earlier.push((
-                        pattern.clone(),
-                        alpn.clone(),
-                        format!("{match_path} ({text})"),
-                    ));
+                    let shown = format!("{} ({text})", r.path("match"));
+                    earlier.push((pattern.clone(), alpn.clone(), shown));
                     Some(pattern)
                 }
             }
@@ -279,12 +250,12 @@ pub(super) fn sni_routes(
 /// Whether an earlier route for the same name with `before` as its alpn list
 /// takes every client a later one with `later` could: it takes any protocol,
 /// or every protocol the later one names.
-pub(super) fn shadows(before: &[String], later: &[String]) -> bool {
+fn shadows(before: &[String], later: &[String]) -> bool {
     before.is_empty() || (!later.is_empty() && later.iter().all(|p| before.contains(p)))
 }
 
 /// The (problem, fix) for a route that `first` (with alpn `before`) hides.
-pub(super) fn shadowed(first: &str, before: &[String], later: &[String]) -> (String, String) {
+fn shadowed(first: &str, before: &[String], later: &[String]) -> (String, String) {
     if before.is_empty() && later.is_empty() {
         (
             format!("is the same pattern as {first}"),
@@ -307,40 +278,36 @@ pub(super) fn shadowed(first: &str, before: &[String], later: &[String]) -> (Str
     }
 }
 
-/// Checks `trusted_proxies` against `accept_proxy_protocol` (`None` when that
-/// is itself wrong, already reported).
-pub(super) fn trusted_proxies(
-    trusted: Vec<Cidr>,
-    written: bool,
-    accept: Option<ProxyProtocolAccept>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<Cidr>> {
+/// What is wrong with `trusted_proxies` given `accept_proxy_protocol`
+/// (`None` when that is itself wrong, already reported).
+fn trusted_proxies(empty: bool, written: bool, accept: Option<ProxyProtocolAccept>) -> Option<Bad> {
     match accept {
-        Some(ProxyProtocolAccept::Off) if !trusted.is_empty() => {
-            errors.push(
-                path,
-                None,
-                "is set, but accept_proxy_protocol is off",
-                "set accept_proxy_protocol: v1, v2 or any to read PROXY headers from these sources, or remove trusted_proxies",
-            );
-            None
-        }
-        Some(accept) if accept != ProxyProtocolAccept::Off && trusted.is_empty() => {
-            // WHY: a PROXY header sets the client address that allow/deny,
-            // limits and ip_hash trust; accepting it from anyone would let
-            // any client claim any address.
-            errors.push(
-                path,
-                None,
-                if written { "is empty" } else { "is missing" },
-                format!(
-                    "accept_proxy_protocol: {} needs the addresses of the balancers in front, e.g. trusted_proxies: [10.0.0.0/8]; only they may send a PROXY header",
-                    accept.as_str()
-                ),
-            );
-            None
-        }
-        _ => Some(trusted),
+        Some(ProxyProtocolAccept::Off) if !empty => Some(Bad::new(
+            None,
+            "is set, but accept_proxy_protocol is off",
+            "set accept_proxy_protocol: v1, v2 or any to read PROXY headers from these sources, or remove trusted_proxies",
+        )),
+        // WHY: a PROXY header sets the client address that allow/deny,
+        // limits and ip_hash trust; accepting it from anyone would let
+        // any client claim any address.
+        Some(accept) if accept != ProxyProtocolAccept::Off && empty => Some(Bad::new(
+            None,
+            if written { "is empty" } else { "is missing" },
+            format!(
+                "accept_proxy_protocol: {} needs the addresses of the balancers in front, e.g. trusted_proxies: [10.0.0.0/8]; only they may send a PROXY header",
+                accept.as_str()
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// A `pool:` reads as the pool it names.
+impl crate::config::value::Kind for &PoolNames {
+    type Out = crate::config::model::PoolId;
+
+    fn read(&self, value: &Value) -> Result<Self::Out, Bad> {
+        let wanted = crate::config::value::text::string(value, "the name of a pool")?;
+        self.find(wanted)
     }
 }

@@ -1,118 +1,80 @@
 //! Turns a [`RawConfig`] into the typed [`Config`]: interprets every value
-//! (durations, addresses, names, counts), fills in defaults, and checks the
+//! (through the kinds in `value`), fills in defaults, and checks the
 //! cross-references (listener and SNI route → pool, unique names and
-//! addresses, SNI routes that could never be chosen). It reports
-//! *all* problems, each with its YAML path, the bad value and a fix.
+//! addresses, SNI routes that could never be chosen). It reports *all*
+//! problems, each with its YAML path, the bad value and a fix.
+//!
+//! One file per section of the file (`top`, `admin`, `access_log`,
+//! `listener`, `limits`, `pool`, `backend`, `health`), each written with the
+//! [`Fields`] reader: one line per key. This file only orders them: pool
+//! names are gathered first so a listener's `pool:` can be resolved in file
+//! order.
 //!
 //! It must never read files or stop at the first error, and it does no I/O of
 //! its own: resolving backend hostnames goes through the [`Resolve`] function
 //! it is given, so tests and the fuzz target never touch DNS.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::num::NonZeroUsize;
-use std::ops::RangeInclusive;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use serde_yaml::Value;
-
-use super::error::{Collector, YamlPath};
-use super::model::{
-    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Algorithm, BackendConfig, Cidr,
-    Config, HealthCheck, HealthKind, LimitAction, Limits, ListenerConfig, OnAllDown, PoolConfig,
-    PoolId, ProxyProtocolAccept, ProxyProtocolSend, SniPattern, SniRoute, DEFAULT_BACKLOG,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER, DEFAULT_EXPECT_STATUS,
-    DEFAULT_HASH_TABLE_SIZE, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL, DEFAULT_HEALTH_PATH,
-    DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_IPV6_PREFIX,
-    DEFAULT_LIMITS_TABLE_SIZE, DEFAULT_LIMIT_ACTION, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME, DEFAULT_ON_ALL_DOWN,
-    DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLOW_START,
-    DEFAULT_TARPIT_DELAY, DEFAULT_TLS_INSPECT_TIMEOUT, DEFAULT_WEIGHT, MAX_WEIGHT,
-};
-use super::raw::{
-    closest, kind, scalar_text, RawAccessLog, RawAdmin, RawBackend, RawConfig, RawHealthCheck,
-    RawLimits, RawListener, RawPool, RawSniRoute,
-};
-pub(super) use super::value::address::Resolve;
-use super::value::address::{Backend, Listen};
-use super::value::count::{is_prime, next_prime, whole_number, Count};
-use super::value::duration::{format as format_duration, Dur, POSITIVE, ZERO_OK};
-use super::value::proxy::ProxySetting;
-use super::value::rate::{Bandwidth, ConnectionRate};
-use super::value::text::{self, header_breaker, host_name, Name, HOST_NAMES_FIX};
-use super::value::word::{Flag, Word};
-use super::value::{algorithm, cidr, sni, status, Bad, Kind, ListOf};
-
 mod access_log;
 mod admin;
 mod backend;
+mod fields;
 mod health;
 mod limits;
 mod listener;
 mod pool;
 mod top;
 
-use access_log::access_log_section;
-use admin::admin_section;
-use listener::listener_section;
-use pool::pool_section;
-use top::{workers, MAX_LIMITS_TABLE_SIZE, MIN_LIMITS_TABLE_SIZE};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde_yaml::Value;
+
+use super::error::{Collector, YamlPath};
+use super::model::{Config, PoolId};
+use super::raw::{closest, RawConfig, RawPool};
+pub(super) use super::value::address::Resolve;
+use super::value::Bad;
+use fields::{non_empty, Fields};
 
 /// Checks and converts the whole config. Returns `Some` only when nothing at
 /// all was wrong, so a caller never sees a half-valid config.
 pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector) -> Option<Config> {
     let root = YamlPath::root();
+    let mut f = Fields::new(root.clone(), errors);
 
-    let workers = workers(raw.workers.as_ref(), &root.key("workers"), errors);
-    let shutdown_timeout = duration(
-        raw.shutdown_timeout.as_ref(),
-        &root.key("shutdown_timeout"),
-        DEFAULT_SHUTDOWN_TIMEOUT,
-        ZERO_OK,
-        errors,
-    );
-    let limits_table_size = integer(
-        raw.limits_table_size.as_ref(),
-        &root.key("limits_table_size"),
-        u64::try_from(DEFAULT_LIMITS_TABLE_SIZE).unwrap_or(u64::MAX),
-        MIN_LIMITS_TABLE_SIZE..=MAX_LIMITS_TABLE_SIZE,
-        errors,
-    );
+    let settings = top::settings(&raw, &mut f);
     let admin = raw
         .admin
         .as_ref()
-        .map(|admin| admin_section(admin, &root.key("admin"), errors));
+        .map(|raw| admin::admin(raw, f.section("admin")));
     let access_log = raw
         .access_log
         .as_ref()
-        .map(|log| access_log_section(log, &root.key("access_log"), errors));
+        .map(|raw| access_log::access_log(raw, f.section("access_log")));
 
     // Pool names first, so a listener's `pool:` can be checked in file order.
-    let pools_path = root.key("pools");
-    let raw_pools = non_empty_list(
+    let raw_pools = non_empty(
         raw.pools,
-        &pools_path,
+        &root.key("pools"),
         "add at least one pool, e.g. pools: [{ name: web, backends: [127.0.0.1:9001] }]",
-        errors,
+        f.errors(),
     );
     let pool_names = PoolNames::new(raw_pools.as_deref().unwrap_or_default());
 
-    let listeners_path = root.key("listeners");
-    let listeners = non_empty_list(
+    let listeners = non_empty(
         raw.listeners,
-        &listeners_path,
+        &root.key("listeners"),
         "add at least one listener, e.g. listeners: [{ name: web, listen: 0.0.0.0:8080, pool: web }]",
-        errors,
+        f.errors(),
     )
     .map(|listeners| {
         let mut seen = Seen::default();
         listeners
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, listener)| {
-                let path = listeners_path.index(i);
-                listener_section(listener.as_ref()?, &path, &pool_names, &mut seen, errors)
+            .map(|(i, l)| {
+                let item = f.item("listeners", i);
+                listener::listener(l.as_ref()?, item, &pool_names, &mut seen)
             })
             .collect::<Vec<_>>()
     });
@@ -122,7 +84,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         pools
             .into_iter()
             .enumerate()
-            .map(|(i, pool)| pool_section(pool?, &pools_path.index(i), resolve, &mut seen, errors))
+            .map(|(i, p)| pool::pool(p?, f.item("pools", i), resolve, &mut seen))
             .collect::<Vec<_>>()
     });
 
@@ -133,31 +95,26 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
             .enumerate()
             .find(|(_, l)| matches!(l, Some(l) if l.listen == admin.listen));
         if let Some((i, Some(listener))) = clash.filter(|_| admin.listen.port() != 0) {
-            errors.push(
-                &root.key("admin").key("listen"),
-                Some(&admin.listen.to_string()),
-                format!("is already used by listeners[{i}] ({})", listener.name),
-                "give the admin API its own port, e.g. 127.0.0.1:9090",
+            f.section("admin").report(
+                "listen",
+                Bad::new(
+                    Some(&admin.listen.to_string()),
+                    format!("is already used by listeners[{i}] ({})", listener.name),
+                    "give the admin API its own port, e.g. 127.0.0.1:9090",
+                ),
             );
         }
     }
 
-    if !errors.is_empty() {
+    if !f.errors().is_empty() {
         return None;
     }
     Some(Config {
-        workers: workers?,
-        admin: match admin {
-            None => None,
-            Some(admin) => Some(admin?),
-        },
-        shutdown_timeout: shutdown_timeout?,
-        // The range checked above fits in usize.
-        limits_table_size: usize::try_from(limits_table_size?).ok()?,
-        access_log: match access_log {
-            None => None,
-            Some(log) => Some(log?),
-        },
+        workers: settings.workers?,
+        admin: admin.map(|admin| admin.ok_or(())).transpose().ok()?,
+        shutdown_timeout: settings.shutdown_timeout?,
+        limits_table_size: settings.limits_table_size?,
+        access_log: access_log.map(|log| log.ok_or(())).transpose().ok()?,
         listeners: listeners?.into_iter().collect::<Option<_>>()?,
         pools: pools?.into_iter().collect::<Option<_>>()?,
     })
@@ -210,9 +167,9 @@ impl PoolNames {
         PoolNames { by_name }
     }
 
-    fn find(&self, wanted: &str, path: &YamlPath, errors: &mut Collector) -> Option<PoolId> {
+    fn find(&self, wanted: &str) -> Result<PoolId, Bad> {
         if let Some(&i) = self.by_name.get(wanted) {
-            return Some(PoolId(i));
+            return Ok(PoolId(i));
         }
         // Reported even when some pool entry was unreadable and might have been
         // the one meant: a second, related error beats a hidden one.
@@ -226,203 +183,6 @@ impl PoolNames {
                 names.join(", ")
             ),
         };
-        errors.push(path, Some(wanted), "does not name a pool", fix);
-        None
+        Err(Bad::new(Some(wanted), "does not name a pool", fix))
     }
-}
-
-fn required<'a>(
-    value: Option<&'a Value>,
-    path: &YamlPath,
-    fix: &str,
-    errors: &mut Collector,
-) -> Option<&'a Value> {
-    if value.is_none() {
-        errors.push(path, None, "is missing", fix);
-    }
-    value
-}
-
-fn non_empty_list<T>(
-    list: Option<Vec<T>>,
-    path: &YamlPath,
-    fix: &str,
-    errors: &mut Collector,
-) -> Option<Vec<T>> {
-    match list {
-        None => {
-            errors.push(path, None, "is missing", fix);
-            None
-        }
-        Some(list) if list.is_empty() => {
-            errors.push(path, None, "is empty", fix);
-            None
-        }
-        Some(list) => Some(list),
-    }
-}
-
-/// Records `bad` at `path`, each bad item of a list at its index.
-fn record(path: &YamlPath, bad: Bad, errors: &mut Collector) {
-    match bad {
-        Bad::Value {
-            shown,
-            problem,
-            fix,
-        } => errors.push(path, shown.as_deref(), problem, fix),
-        Bad::Items(items) => {
-            for (i, bad) in items {
-                record(&path.index(i), bad, errors);
-            }
-        }
-    }
-}
-
-/// `value` read as `kind`, or `None` with the problem recorded at `path`.
-fn read<K: Kind>(
-    kind: K,
-    value: &Value,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<K::Out> {
-    kind.read(value)
-        .map_err(|bad| record(path, bad, errors))
-        .ok()
-}
-
-/// As [`read`], with `default` when the value is absent.
-fn read_or<K: Kind>(
-    kind: K,
-    value: Option<&Value>,
-    default: K::Out,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<K::Out> {
-    match value {
-        None => Some(default),
-        Some(value) => kind
-            .read_or(value, &default)
-            .map_err(|bad| record(path, bad, errors))
-            .ok(),
-    }
-}
-
-fn duration(
-    value: Option<&Value>,
-    path: &YamlPath,
-    default: Duration,
-    kind: Dur,
-    errors: &mut Collector,
-) -> Option<Duration> {
-    read_or(kind, value, default, path, errors)
-}
-
-fn integer(
-    value: Option<&Value>,
-    path: &YamlPath,
-    default: u64,
-    range: RangeInclusive<u64>,
-    errors: &mut Collector,
-) -> Option<u64> {
-    read_or(Count::new(range), value, default, path, errors)
-}
-
-fn boolean(
-    value: Option<&Value>,
-    path: &YamlPath,
-    default: bool,
-    errors: &mut Collector,
-) -> Option<bool> {
-    read_or(Flag, value, default, path, errors)
-}
-
-fn keyword(
-    value: &Value,
-    path: &YamlPath,
-    allowed: &[&'static str],
-    what: &str,
-    errors: &mut Collector,
-) -> Option<&'static str> {
-    let word = Word {
-        all: allowed,
-        name: |w| w,
-        what,
-    };
-    read(word, value, path, errors)
-}
-
-fn string<'a>(
-    value: &'a Value,
-    path: &YamlPath,
-    expected: &str,
-    errors: &mut Collector,
-) -> Option<&'a str> {
-    text::string(value, expected)
-        .map_err(|bad| record(path, bad, errors))
-        .ok()
-}
-
-fn name(
-    value: Option<&Value>,
-    path: &YamlPath,
-    example: &str,
-    errors: &mut Collector,
-) -> Option<String> {
-    let name = Name(example);
-    let value = required(value, path, &name.missing(), errors)?;
-    read(name, value, path, errors)
-}
-
-fn listen_address(
-    value: &Value,
-    path: &YamlPath,
-    example: &str,
-    errors: &mut Collector,
-) -> Option<SocketAddr> {
-    read(Listen(example), value, path, errors)
-}
-
-fn backend_address(
-    value: &Value,
-    path: &YamlPath,
-    resolve: Resolve,
-    errors: &mut Collector,
-) -> Option<(String, SocketAddr)> {
-    read(Backend(resolve), value, path, errors)
-}
-
-fn cidr_list(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Vec<Cidr>> {
-    read_or(cidr::LIST, value, Vec::new(), path, errors)
-}
-
-fn alpn_list(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<String>> {
-    read_or(sni::ALPN, value, Vec::new(), path, errors)
-}
-
-fn algorithm(value: Option<&Value>, path: &YamlPath, errors: &mut Collector) -> Option<Algorithm> {
-    read_or(
-        algorithm::algorithm,
-        value,
-        Algorithm::RoundRobin,
-        path,
-        errors,
-    )
-}
-
-fn expect_status(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<Vec<RangeInclusive<u16>>> {
-    read_or(
-        status::expect_status,
-        value,
-        vec![DEFAULT_EXPECT_STATUS],
-        path,
-        errors,
-    )
 }

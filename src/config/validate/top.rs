@@ -1,49 +1,91 @@
-//! The top-level settings: `workers`, `shutdown_timeout`, `limits_table_size`.
+//! The settings at the top level of the file: `workers`, `shutdown_timeout`
+//! and `limits_table_size` (the sections under it have files of their own).
 
-// WHY: moved here whole from validate.rs; each section gets its own imports
-// when its reads move to the field reader.
-#[allow(unused_imports)]
-use super::*;
+use std::num::NonZeroUsize;
+use std::time::Duration;
 
-/// Upper bound for an explicit `workers: N`: far above any machine we target,
-/// low enough to catch a typo such as `workers: 80000` before it spawns threads.
-pub(super) const MAX_WORKERS: u64 = 1024;
+use serde_yaml::Value;
 
-/// `limits_table_size` bounds. Below ~1000 entries a handful of busy clients
-/// would evict each other's counts; ten million entries is already around a
-/// gigabyte of state, which only a typo asks for.
-pub(super) const MIN_LIMITS_TABLE_SIZE: u64 = 1024;
+use super::fields::Fields;
+use crate::config::bounds;
+use crate::config::model::{DEFAULT_LIMITS_TABLE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
+use crate::config::raw::RawConfig;
+use crate::config::value::count::{whole_number, Count};
+use crate::config::value::{duration, Bad};
 
-pub(super) const MAX_LIMITS_TABLE_SIZE: u64 = 10_000_000;
+/// The top-level settings, each `None` when it was bad (and reported).
+pub(super) struct Settings {
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Option<Duration>,
+    pub limits_table_size: Option<usize>,
+}
 
-pub(super) fn workers(
-    value: Option<&Value>,
-    path: &YamlPath,
-    errors: &mut Collector,
-) -> Option<usize> {
-    const FIX: &str = "use auto (one per CPU) or a whole number from 1 to 1024";
-    let Some(value) = value else {
-        return Some(auto_workers());
-    };
-    if value.as_str() == Some("auto") {
-        return Some(auto_workers());
+pub(super) fn settings(raw: &RawConfig, f: &mut Fields) -> Settings {
+    Settings {
+        workers: f.or("workers", &raw.workers, auto_workers(), workers),
+        shutdown_timeout: f.or(
+            "shutdown_timeout",
+            &raw.shutdown_timeout,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            duration::ZERO_OK,
+        ),
+        limits_table_size: f.or(
+            "limits_table_size",
+            &raw.limits_table_size,
+            DEFAULT_LIMITS_TABLE_SIZE,
+            Count::new(bounds::LIMITS_TABLE_SIZE),
+        ),
     }
+}
+
+/// `workers`: `auto` (one per CPU) or a count.
+fn workers(value: &Value) -> Result<usize, Bad> {
+    const FIX: &str = "use auto (one per CPU) or a whole number from 1 to 1024";
+    if value.as_str() == Some("auto") {
+        return Ok(auto_workers());
+    }
+    let out_of_range = || Bad::at(value, "is out of range", FIX);
     match whole_number(value) {
-        Ok(n) if (1..=i128::from(MAX_WORKERS)).contains(&n) => usize::try_from(n).ok(),
-        Ok(_) => {
-            errors.push(path, scalar_text(value).as_deref(), "is out of range", FIX);
-            None
+        Ok(n)
+            if n >= i128::from(*bounds::WORKERS.start())
+                && n <= i128::from(*bounds::WORKERS.end()) =>
+        {
+            usize::try_from(n).map_err(|_| out_of_range())
         }
-        Err(problem) => {
-            let problem = problem.unwrap_or_else(|| "is not a worker count".to_owned());
-            errors.push(path, scalar_text(value).as_deref(), problem, FIX);
-            None
-        }
+        Ok(_) => Err(out_of_range()),
+        Err(problem) => Err(Bad::at(
+            value,
+            problem.unwrap_or_else(|| "is not a worker count".to_owned()),
+            FIX,
+        )),
     }
 }
 
 /// One worker per CPU the process may run on.
-pub(super) fn auto_workers() -> usize {
+fn auto_workers() -> usize {
     // If the count is unknowable (some sandboxes), one worker still works.
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::value::testing::read;
+
+    #[test]
+    fn workers_are_auto_or_a_count_up_to_1024() {
+        assert_eq!(read(&workers, "auto"), Ok(auto_workers()));
+        assert_eq!(read(&workers, "'8'"), Ok(8));
+        assert_eq!(read(&workers, "1024"), Ok(1024));
+        assert_eq!(
+            read(&workers, "1025"),
+            Err(r#""1025" is out of range: use auto (one per CPU) or a whole number from 1 to 1024"#.into())
+        );
+        assert!(read(&workers, "many")
+            .unwrap_err()
+            .starts_with(r#""many" is not a worker count"#));
+        assert!(read(&workers, "[1]")
+            .unwrap_err()
+            .starts_with("is a list, not a number"));
+    }
 }

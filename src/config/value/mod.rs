@@ -123,7 +123,7 @@ impl<T, F: Fn(&Value) -> Result<T, Bad>> Kind for F {
 }
 
 /// A kind that is a plain function, as a type to name in a `const`.
-pub(super) type ReadFn<T> = fn(&Value) -> Result<T, Bad>;
+pub(in crate::config) type ReadFn<T> = fn(&Value) -> Result<T, Bad>;
 
 /// A list of `item`s, every bad item reported at its index (not just the
 /// first). Absent is empty; `not_a_list` says how to fix a value that is not

@@ -5,6 +5,18 @@ use serde_yaml::Value;
 
 use super::word::Word;
 use super::{one_of, Bad, Kind};
+use crate::config::model::{ProxyProtocolAccept, ProxyProtocolSend};
+
+/// `proxy_protocol`: the header sent to backends.
+pub(in crate::config) const SEND: ProxySetting<ProxyProtocolSend> = ProxySetting {
+    all: &ProxyProtocolSend::ALL,
+    name: ProxyProtocolSend::as_str,
+};
+/// `accept_proxy_protocol`: the header expected from balancers in front.
+pub(in crate::config) const ACCEPT: ProxySetting<ProxyProtocolAccept> = ProxySetting {
+    all: &ProxyProtocolAccept::ALL,
+    name: ProxyProtocolAccept::as_str,
+};
 
 /// One of `all` (whose first value is off) by name.
 pub(in crate::config) struct ProxySetting<T: 'static> {
@@ -65,16 +77,6 @@ impl<T: Copy> ProxySetting<T> {
 mod tests {
     use super::super::testing::read;
     use super::*;
-    use crate::config::model::{ProxyProtocolAccept, ProxyProtocolSend};
-
-    const SEND: ProxySetting<ProxyProtocolSend> = ProxySetting {
-        all: &ProxyProtocolSend::ALL,
-        name: ProxyProtocolSend::as_str,
-    };
-    const ACCEPT: ProxySetting<ProxyProtocolAccept> = ProxySetting {
-        all: &ProxyProtocolAccept::ALL,
-        name: ProxyProtocolAccept::as_str,
-    };
 
     #[test]
     fn off_may_be_written_as_false() {
