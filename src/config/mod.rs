@@ -1,12 +1,16 @@
 //! Configuration: reading a YAML file into a checked, typed [`Config`].
 //!
-//! Three stages, one file each (STYLE.md rule 6):
+//! Three stages (STYLE.md rule 6), each in its own place:
 //! - `raw`: the YAML document into serde structs that mirror it, reporting
 //!   syntax errors, unknown keys and wrongly-shaped sections;
-//! - `validate`: raw into [`model`] types, interpreting every value, applying
-//!   defaults and checking cross-references;
-//! - `check`: rules over the whole typed config, which the admin API's
-//!   mutations (that edit a `Config` directly) go through too;
+//! - `validate` (one file per section): raw into [`model`] types, one line
+//!   per key naming its default and its kind; the kinds themselves (duration,
+//!   address, CIDR, rate, SNI pattern, count, words...) live in `value`, one
+//!   file each, and the ranges of counts in `bounds`;
+//! - `check`: the rules across values (unique names, references, a primary
+//!   per pool...), which `validate` applies as it reads and which the admin
+//!   API's mutations (that edit a `Config` directly) go through too, so both
+//!   get the same words;
 //! - `error`: how problems are located and printed, one per line with the YAML
 //!   path, the bad value, what is wrong and how to fix it.
 //!

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde_yaml::Value;
 
 use super::fields::Fields;
+use crate::config::check;
 use crate::config::model::AdminConfig;
 use crate::config::raw::RawAdmin;
 use crate::config::value::address::Listen;
@@ -27,20 +28,11 @@ pub(super) fn admin(admin: &RawAdmin, mut f: Fields) -> Option<AdminConfig> {
         false,
         Flag,
     );
-    // Beyond loopback and without a token, anyone who reaches the port can
-    // add a backend (hijacking traffic) or replace the config: refuse that
-    // unless the operator says so in writing.
-    if let (Some(listen), Some(None), Some(false)) = (listen, &token_file, allow_unauthenticated) {
-        if !listen.ip().is_loopback() {
-            f.report(
-                "listen",
-                Bad::new(
-                    Some(&listen.to_string()),
-                    "is reachable from other machines, and without admin.token_file anyone who reaches it can change backends and the config",
-                    "set admin.token_file, listen on 127.0.0.1, or set admin.allow_unauthenticated: true if a firewall already guards this port",
-                ),
-            );
-        }
+    if let (Some(listen), Some(token), Some(allow)) = (listen, &token_file, allow_unauthenticated) {
+        f.keep(
+            "listen",
+            check::admin_exposed(listen, token.is_some(), allow),
+        );
     }
     Some(AdminConfig {
         listen: listen?,

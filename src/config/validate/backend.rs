@@ -1,14 +1,12 @@
-//! The `backends:` of a pool: each entry's address and settings, and the
-//! rules between entries (no backend twice, not only backups).
-
-use std::collections::HashMap;
-use std::net::SocketAddr;
+//! The `backends:` of a pool: each entry's address and settings; the rules
+//! between entries (no backend twice, not only backups) are `check`'s.
 
 use serde_yaml::Value;
 
 use super::fields::Fields;
 use super::Resolve;
 use crate::config::bounds;
+use crate::config::check::Backends;
 use crate::config::error::YamlPath;
 use crate::config::model::{BackendConfig, DEFAULT_WEIGHT};
 use crate::config::raw::RawBackend;
@@ -24,52 +22,26 @@ pub(super) fn backends(
     mut f: Fields,
     resolve: Resolve,
 ) -> Option<Vec<BackendConfig>> {
-    let mut seen: HashMap<SocketAddr, YamlPath> = HashMap::new();
-    let mut seen_names: HashMap<String, YamlPath> = HashMap::new();
-    // Whether every entry is known to be a backup; an unreadable entry (already
-    // reported) might be a primary, so it clears this.
-    let mut only_backups = true;
+    let mut seen = Backends::default();
     let mut list = Vec::with_capacity(backends.len());
     for (i, backend) in backends.into_iter().enumerate() {
         let Some(backend) = backend else {
-            only_backups = false;
+            // Reported already; it might have been the primary.
+            seen.backup(None);
             list.push(None);
             continue;
         };
         let entry = entry(backend, f.entry(i), resolve);
-        only_backups &= entry.backup == Some(true);
-        let Some(backend) = entry.config else {
-            list.push(None);
-            continue;
-        };
-        // Listing a backend twice would double its share silently; weights
-        // are the way to do that on purpose.
-        let earlier = seen_names
-            .get(&backend.name.to_ascii_lowercase())
-            .or_else(|| seen.get(&backend.addr));
-        if let Some(earlier) = earlier {
-            f.errors().push(
-                &entry.address_path,
-                Some(&backend.name),
-                format!("is the same backend as {earlier}"),
-                "list each backend once per pool",
-            );
-            list.push(None);
-            continue;
-        }
-        seen.insert(backend.addr, entry.address_path.clone());
-        seen_names.insert(backend.name.to_ascii_lowercase(), entry.address_path);
-        list.push(Some(backend));
+        seen.backup(entry.backup);
+        let config = entry.config.filter(|backend| {
+            let first = seen.first(backend, &entry.address_path);
+            first
+                .map_err(|bad| bad.record(&entry.address_path, f.errors()))
+                .is_ok()
+        });
+        list.push(config);
     }
-    if only_backups {
-        let at = f.at().clone();
-        f.errors().push(
-            &at,
-            None,
-            "has only backup backends",
-            "make at least one a primary (leave out backup: true): backups only take traffic when no primary is up",
-        );
-    }
+    f.here(seen.some_primary());
     list.into_iter().collect()
 }
 

@@ -110,36 +110,19 @@ impl<'e> Fields<'e> {
 
     /// The value of `read`, or `None` with its problem recorded at `key`.
     pub(super) fn keep<T>(&mut self, key: &str, read: Result<T, Bad>) -> Option<T> {
-        read.map_err(|bad| record(&self.path.key(key), bad, self.errors))
+        read.map_err(|bad| bad.record(&self.path.key(key), self.errors))
             .ok()
     }
 
     /// The value of `read`, or `None` with its problem recorded at this
     /// section's own path (a list item that is a bare value).
     pub(super) fn here<T>(&mut self, read: Result<T, Bad>) -> Option<T> {
-        read.map_err(|bad| record(&self.path, bad, self.errors))
-            .ok()
+        read.map_err(|bad| bad.record(&self.path, self.errors)).ok()
     }
 
     /// Records `bad` at `key`.
     pub(super) fn report(&mut self, key: &str, bad: Bad) {
-        record(&self.path.key(key), bad, self.errors);
-    }
-}
-
-/// Records `bad` at `path`, each bad item of a list at its index.
-pub(super) fn record(path: &YamlPath, bad: Bad, errors: &mut Collector) {
-    match bad {
-        Bad::Value {
-            shown,
-            problem,
-            fix,
-        } => errors.push(path, shown.as_deref(), problem, fix),
-        Bad::Items(items) => {
-            for (i, bad) in items {
-                record(&path.index(i), bad, errors);
-            }
-        }
+        bad.record(&self.path.key(key), self.errors);
     }
 }
 

@@ -6,13 +6,14 @@ use serde_yaml::Value;
 
 use super::fields::Fields;
 use crate::config::bounds;
+use crate::config::check;
 use crate::config::model::{
     HealthCheck, HealthKind, DEFAULT_EXPECT_STATUS, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL,
     DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT,
 };
-use crate::config::raw::RawHealthCheck;
+use crate::config::raw::{scalar_text, RawHealthCheck};
 use crate::config::value::count::Count;
-use crate::config::value::duration::{self, format as format_duration};
+use crate::config::value::duration;
 use crate::config::value::text::{header_breaker, string};
 use crate::config::value::word::Word;
 use crate::config::value::{status, Bad};
@@ -37,26 +38,21 @@ pub(super) fn health_check(c: &RawHealthCheck, mut f: Fields) -> Option<HealthCh
         duration::POSITIVE,
     );
     let timeout = f
-        .or("timeout", &c.timeout, DEFAULT_HEALTH_TIMEOUT, duration::POSITIVE)
+        .or(
+            "timeout",
+            &c.timeout,
+            DEFAULT_HEALTH_TIMEOUT,
+            duration::POSITIVE,
+        )
         .and_then(|timeout| match (interval, &c.timeout) {
             // WHY: the default shrinks to a shorter interval rather than make
             // a file that only sets `interval: 500ms` fail on a key it never wrote.
             (Some(interval), None) => Some(timeout.min(interval)),
-            (Some(interval), Some(value)) if timeout > interval => {
-                f.report(
-                    "timeout",
-                    Bad::at(
-                        value,
-                        format!("is longer than interval ({})", format_duration(interval)),
-                        format!(
-                            "a probe must end before the next one starts: use at most {}, or raise interval",
-                            format_duration(interval)
-                        ),
-                    ),
-                );
-                None
+            (Some(interval), Some(value)) => {
+                let rule = check::probe_fits(timeout, interval, scalar_text(value).as_deref());
+                f.keep("timeout", rule).map(|()| timeout)
             }
-            _ => Some(timeout),
+            (None, _) => Some(timeout),
         });
     let rise = f.or(
         "rise",

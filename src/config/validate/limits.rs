@@ -2,14 +2,15 @@
 
 use super::fields::Fields;
 use crate::config::bounds;
+use crate::config::check::burst_needs_rate;
 use crate::config::model::{
     LimitAction, Limits, DEFAULT_IPV6_PREFIX, DEFAULT_LIMIT_ACTION, DEFAULT_TARPIT_DELAY,
 };
-use crate::config::raw::RawLimits;
+use crate::config::raw::{scalar_text, RawLimits};
 use crate::config::value::count::Count;
+use crate::config::value::duration;
 use crate::config::value::rate::{Bandwidth, ConnectionRate};
 use crate::config::value::word::Word;
-use crate::config::value::{duration, Bad};
 
 const ACTION: Word<'static, LimitAction> = Word {
     all: &LimitAction::ALL,
@@ -19,19 +20,13 @@ const ACTION: Word<'static, LimitAction> = Word {
 
 pub(super) fn limits(l: &RawLimits, mut f: Fields) -> Option<Limits> {
     let per_ip_rate = f.opt("per_ip_rate", &l.per_ip_rate, ConnectionRate);
-    let per_ip_burst = match (&l.per_ip_burst, &l.per_ip_rate) {
-        (Some(burst), None) => {
-            f.report(
-                "per_ip_burst",
-                Bad::at(
-                    burst,
-                    "only applies with per_ip_rate",
-                    "add per_ip_rate, e.g. per_ip_rate: 50/s, or remove per_ip_burst",
-                ),
-            );
-            None
+    let rate = l.per_ip_rate.is_some();
+    let per_ip_burst = match &l.per_ip_burst {
+        Some(burst) if !rate => {
+            let rule = burst_needs_rate(rate, scalar_text(burst).as_deref());
+            f.keep("per_ip_burst", rule.map(|()| None))
         }
-        (burst, _) => f.opt("per_ip_burst", burst, Count::new(bounds::PER_IP)),
+        burst => f.opt("per_ip_burst", burst, Count::new(bounds::PER_IP)),
     };
     let per_ip_connections = f.opt(
         "per_ip_connections",

@@ -5,10 +5,11 @@ use serde_yaml::Value;
 
 use super::fields::Fields;
 use super::limits::limits;
-use super::{PoolNames, Seen};
+use super::PoolNames;
 use crate::config::bounds;
+use crate::config::check::{self, Addresses, Names, SniRoutes};
 use crate::config::model::{
-    ListenerConfig, ProxyProtocolAccept, ProxyProtocolSend, SniPattern, SniRoute, DEFAULT_BACKLOG,
+    ListenerConfig, ProxyProtocolAccept, ProxyProtocolSend, SniRoute, DEFAULT_BACKLOG,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_TLS_INSPECT_TIMEOUT,
 };
@@ -24,12 +25,12 @@ pub(super) fn listener(
     l: &RawListener,
     mut f: Fields,
     pools: &PoolNames,
-    seen: &mut Seen,
+    (names, addresses): &mut (Names, Addresses),
 ) -> Option<ListenerConfig> {
     let name = f.need("name", &l.name, &Name("web").missing(), Name("web"));
     if let Some(name) = &name {
-        let (item, at) = (f.at().clone(), f.path("name"));
-        seen.name(name, &item, &at, "listener", f.errors());
+        let first = names.first("listener", name, f.at());
+        f.keep("name", first);
     }
     let listen = f.need(
         "listen",
@@ -38,23 +39,8 @@ pub(super) fn listener(
         Listen("0.0.0.0:8080"),
     );
     if let Some(listen) = listen {
-        // Port 0 means "any free port": two of those never collide. Otherwise
-        // SO_REUSEPORT would let both bind and silently split the traffic.
-        if listen.port() != 0 {
-            let label = format!("{} ({})", f.at(), name.as_deref().unwrap_or("unnamed"));
-            if let Some(first) = seen.addresses.get(&listen) {
-                f.report(
-                    "listen",
-                    Bad::new(
-                        Some(&listen.to_string()),
-                        format!("is already used by {first}"),
-                        "give each listener its own address (port 0 lets the kernel pick one)",
-                    ),
-                );
-            } else {
-                seen.addresses.insert(listen, label);
-            }
-        }
+        let first = addresses.first(listen, f.at(), name.as_deref());
+        f.keep("listen", first);
     }
     let pool = f.need("pool", &l.pool, "add pool: <name of a pool>", pools);
     let connect_timeout = f.or(
@@ -93,22 +79,15 @@ pub(super) fn listener(
         None => Some(Vec::new()),
         Some(routes) => sni_routes(routes, &mut f, pools),
     };
-    let require_sni = f.or("require_sni", &l.require_sni, false, Flag).and_then(|require| {
-        // Counted before reading: a route already reported as malformed is
-        // still a route, so the fix is there and not here.
-        if require && l.sni.as_ref().map_or(0, Vec::len) == 0 {
-            f.report(
-                "require_sni",
-                Bad::new(
-                    Some("true"),
-                    "needs sni routes, and this listener has none",
-                    "add sni: routes, or remove require_sni (without routes the ClientHello is never read)",
-                ),
-            );
-            return None;
-        }
-        Some(require)
-    });
+    let require_sni = f
+        .or("require_sni", &l.require_sni, false, Flag)
+        .and_then(|require| {
+            // Counted before reading: a route already reported as malformed is
+            // still a route, so the fix is there and not here.
+            let routes = l.sni.as_ref().map_or(0, Vec::len);
+            f.keep("require_sni", check::require_sni(require, routes))
+                .map(|()| require)
+        });
     let tls_inspect_timeout = f.or(
         "tls_inspect_timeout",
         &l.tls_inspect_timeout,
@@ -138,14 +117,8 @@ pub(super) fn listener(
         )
         .and_then(|trusted| {
             let written = l.trusted_proxies.is_some();
-            let problem = trusted_proxies(trusted.is_empty(), written, accept_proxy_protocol);
-            match problem {
-                Some(bad) => {
-                    f.report("trusted_proxies", bad);
-                    None
-                }
-                None => Some(trusted),
-            }
+            let rule = check::trusted_proxies(trusted.is_empty(), written, accept_proxy_protocol);
+            f.keep("trusted_proxies", rule).map(|()| trusted)
         });
     let proxy_header_timeout = f.or(
         "proxy_header_timeout",
@@ -185,20 +158,13 @@ pub(super) fn listener(
 }
 
 /// The listener's `sni:` routes: each one read whole, then checked against
-/// the ones before it.
-///
-/// Routes for the same name are tried in file order, the first whose `alpn`
-/// fits winning (so `app.example.com` with `alpn: [h2]` before a plain
-/// `app.example.com` splits clients by protocol). A route an earlier one
-/// always wins over can never be chosen, and is reported: that includes the
-/// same name listed twice.
+/// the ones before it (see [`SniRoutes`]).
 fn sni_routes(
     routes: &[Option<RawSniRoute>],
     f: &mut Fields,
     pools: &PoolNames,
 ) -> Option<Vec<SniRoute>> {
-    // Each readable route so far: its pattern, alpn, and how to name it.
-    let mut earlier: Vec<(SniPattern, Vec<String>, String)> = Vec::new();
+    let mut earlier = SniRoutes::default();
     let mut list = Vec::with_capacity(routes.len());
     for (i, route) in routes.iter().enumerate() {
         let Some(route) = route else {
@@ -221,18 +187,8 @@ fn sni_routes(
         let alpn = r.or("alpn", &route.alpn, Vec::new(), sni::ALPN);
         let pattern = match (pattern, &alpn) {
             (Some((text, pattern)), Some(alpn)) => {
-                let shadow = earlier
-                    .iter()
-                    .find(|(p, before, _)| *p == pattern && shadows(before, alpn));
-                if let Some((_, before, first)) = shadow {
-                    let (problem, fix) = shadowed(first, before, alpn);
-                    r.report("match", Bad::new(Some(&text), problem, fix));
-                    None
-                } else {
-                    let shown = format!("{} ({text})", r.path("match"));
-                    earlier.push((pattern.clone(), alpn.clone(), shown));
-                    Some(pattern)
-                }
+                let first = earlier.first(&pattern, alpn, &text, &r.path("match"));
+                r.keep("match", first).map(|()| pattern)
             }
             (pattern, _) => pattern.map(|(_, pattern)| pattern),
         };
@@ -245,61 +201,6 @@ fn sni_routes(
         })());
     }
     list.into_iter().collect()
-}
-
-/// Whether an earlier route for the same name with `before` as its alpn list
-/// takes every client a later one with `later` could: it takes any protocol,
-/// or every protocol the later one names.
-fn shadows(before: &[String], later: &[String]) -> bool {
-    before.is_empty() || (!later.is_empty() && later.iter().all(|p| before.contains(p)))
-}
-
-/// The (problem, fix) for a route that `first` (with alpn `before`) hides.
-fn shadowed(first: &str, before: &[String], later: &[String]) -> (String, String) {
-    if before.is_empty() && later.is_empty() {
-        (
-            format!("is the same pattern as {first}"),
-            "list each name once per listener (case and a trailing dot make no difference)"
-                .to_owned(),
-        )
-    } else if before.is_empty() {
-        (
-            format!("can never be chosen: {first}, listed earlier without alpn, takes every client asking for this name"),
-            "routes for one name are tried in order: put the route with alpn first".to_owned(),
-        )
-    } else {
-        (
-            format!(
-                "can never be chosen: {first}, listed earlier, already takes clients offering {}",
-                later.join(", ")
-            ),
-            "remove this route, or list protocols the earlier route does not take".to_owned(),
-        )
-    }
-}
-
-/// What is wrong with `trusted_proxies` given `accept_proxy_protocol`
-/// (`None` when that is itself wrong, already reported).
-fn trusted_proxies(empty: bool, written: bool, accept: Option<ProxyProtocolAccept>) -> Option<Bad> {
-    match accept {
-        Some(ProxyProtocolAccept::Off) if !empty => Some(Bad::new(
-            None,
-            "is set, but accept_proxy_protocol is off",
-            "set accept_proxy_protocol: v1, v2 or any to read PROXY headers from these sources, or remove trusted_proxies",
-        )),
-        // WHY: a PROXY header sets the client address that allow/deny,
-        // limits and ip_hash trust; accepting it from anyone would let
-        // any client claim any address.
-        Some(accept) if accept != ProxyProtocolAccept::Off && empty => Some(Bad::new(
-            None,
-            if written { "is empty" } else { "is missing" },
-            format!(
-                "accept_proxy_protocol: {} needs the addresses of the balancers in front, e.g. trusted_proxies: [10.0.0.0/8]; only they may send a PROXY header",
-                accept.as_str()
-            ),
-        )),
-        _ => None,
-    }
 }
 
 /// A `pool:` reads as the pool it names.

@@ -25,13 +25,13 @@ mod pool;
 mod top;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use serde_yaml::Value;
 
+use super::check::{self, Addresses, Names, ADD_LISTENER, ADD_POOL};
 use super::error::{Collector, YamlPath};
 use super::model::{Config, PoolId};
-use super::raw::{closest, RawConfig, RawPool};
+use super::raw::{RawConfig, RawPool};
 pub(super) use super::value::address::Resolve;
 use super::value::Bad;
 use fields::{non_empty, Fields};
@@ -53,22 +53,17 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         .map(|raw| access_log::access_log(raw, f.section("access_log")));
 
     // Pool names first, so a listener's `pool:` can be checked in file order.
-    let raw_pools = non_empty(
-        raw.pools,
-        &root.key("pools"),
-        "add at least one pool, e.g. pools: [{ name: web, backends: [127.0.0.1:9001] }]",
-        f.errors(),
-    );
+    let raw_pools = non_empty(raw.pools, &root.key("pools"), ADD_POOL, f.errors());
     let pool_names = PoolNames::new(raw_pools.as_deref().unwrap_or_default());
 
     let listeners = non_empty(
         raw.listeners,
         &root.key("listeners"),
-        "add at least one listener, e.g. listeners: [{ name: web, listen: 0.0.0.0:8080, pool: web }]",
+        ADD_LISTENER,
         f.errors(),
     )
     .map(|listeners| {
-        let mut seen = Seen::default();
+        let mut seen = (Names::default(), Addresses::default());
         listeners
             .iter()
             .enumerate()
@@ -80,7 +75,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
     });
 
     let pools = raw_pools.map(|pools| {
-        let mut seen = Seen::default();
+        let mut seen = Names::default();
         pools
             .into_iter()
             .enumerate()
@@ -90,20 +85,12 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
 
     // The admin listener shares the machine's ports with the listeners.
     if let (Some(Some(admin)), Some(listeners)) = (&admin, &listeners) {
-        let clash = listeners
+        let readable = listeners
             .iter()
             .enumerate()
-            .find(|(_, l)| matches!(l, Some(l) if l.listen == admin.listen));
-        if let Some((i, Some(listener))) = clash.filter(|_| admin.listen.port() != 0) {
-            f.section("admin").report(
-                "listen",
-                Bad::new(
-                    Some(&admin.listen.to_string()),
-                    format!("is already used by listeners[{i}] ({})", listener.name),
-                    "give the admin API its own port, e.g. 127.0.0.1:9090",
-                ),
-            );
-        }
+            .filter_map(|(i, l)| Some((i, l.as_ref()?)));
+        let clash = check::admin_port(admin.listen, readable);
+        f.section("admin").keep("listen", clash);
     }
 
     if !f.errors().is_empty() {
@@ -118,35 +105,6 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         listeners: listeners?.into_iter().collect::<Option<_>>()?,
         pools: pools?.into_iter().collect::<Option<_>>()?,
     })
-}
-
-/// Names and addresses already used, to report duplicates at the second use.
-#[derive(Default)]
-struct Seen {
-    names: HashMap<String, String>,
-    addresses: HashMap<SocketAddr, String>,
-}
-
-impl Seen {
-    fn name(
-        &mut self,
-        name: &str,
-        item: &YamlPath,
-        name_path: &YamlPath,
-        what: &str,
-        errors: &mut Collector,
-    ) {
-        if let Some(first) = self.names.get(name) {
-            errors.push(
-                name_path,
-                Some(name),
-                format!("is already the name of {first}"),
-                format!("give each {what} a unique name (it is a metric label)"),
-            );
-        } else {
-            self.names.insert(name.to_owned(), item.to_string());
-        }
-    }
 }
 
 /// Pool names as written, for resolving and checking listeners' `pool:`.
@@ -175,14 +133,6 @@ impl PoolNames {
         // the one meant: a second, related error beats a hidden one.
         let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
         names.sort_unstable();
-        let fix = match (closest(wanted, &names), names.is_empty()) {
-            (Some(near), _) => format!("did you mean {near}? pools defined: {}", names.join(", ")),
-            (None, true) => format!("define a pool named {wanted} under pools:"),
-            (None, false) => format!(
-                "use one of the pools defined: {}, or add a pool named {wanted}",
-                names.join(", ")
-            ),
-        };
-        Err(Bad::new(Some(wanted), "does not name a pool", fix))
+        Err(check::no_such_pool(wanted, &names))
     }
 }

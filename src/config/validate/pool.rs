@@ -6,19 +6,19 @@ use serde_yaml::Value;
 use super::backend::backends;
 use super::fields::{non_empty, Fields};
 use super::health::health_check;
-use super::{Resolve, Seen};
+use super::Resolve;
 use crate::config::bounds::{self, MAX_HASH_TABLE_SIZE, MIN_HASH_TABLE_SIZE};
+use crate::config::check::{self, Names, ADD_BACKEND};
 use crate::config::model::{
     Algorithm, OnAllDown, PoolConfig, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
     DEFAULT_HASH_TABLE_SIZE, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME,
     DEFAULT_ON_ALL_DOWN, DEFAULT_SLOW_START,
 };
 use crate::config::raw::{kind, scalar_text, RawPool};
-use crate::config::value::count::{is_prime, next_prime, whole_number, Count};
-use crate::config::value::duration::{self, format as format_duration};
+use crate::config::value::count::{whole_number, Count};
 use crate::config::value::text::Name;
 use crate::config::value::word::Word;
-use crate::config::value::{algorithm, Bad};
+use crate::config::value::{algorithm, duration, Bad};
 
 const ON_ALL_DOWN: Word<'static, OnAllDown> = Word {
     all: &OnAllDown::ALL,
@@ -30,12 +30,12 @@ pub(super) fn pool(
     p: RawPool,
     mut f: Fields,
     resolve: Resolve,
-    seen: &mut Seen,
+    names: &mut Names,
 ) -> Option<PoolConfig> {
     let name = f.need("name", &p.name, &Name("web").missing(), Name("web"));
     if let Some(name) = &name {
-        let (item, at) = (f.at().clone(), f.path("name"));
-        seen.name(name, &item, &at, "pool", f.errors());
+        let first = names.first("pool", name, f.at());
+        f.keep("name", first);
     }
     let algorithm = f.or(
         "algorithm",
@@ -45,19 +45,14 @@ pub(super) fn pool(
     );
     // The algorithm and how errors about hash settings describe it; `None`
     // when the algorithm is itself wrong (already reported).
-    let hashing = algorithm.map(|a| match p.algorithm {
+    let described = algorithm.map(|a| match p.algorithm {
         None => (a, format!("{a}, the default")),
         Some(_) => (a, a.to_string()),
     });
 
     let backend_count = p.backends.as_ref().map_or(0, Vec::len);
-    let backends = non_empty(
-        p.backends,
-        &f.path("backends"),
-        "add at least one backend, e.g. backends: [127.0.0.1:9001]",
-        f.errors(),
-    )
-    .and_then(|list| backends(list, f.section("backends"), resolve));
+    let backends = non_empty(p.backends, &f.path("backends"), ADD_BACKEND, f.errors())
+        .and_then(|list| backends(list, f.section("backends"), resolve));
     let health_check = match &p.health_check {
         None => Some(None),
         Some(check) => health_check(check, f.section("health_check")).map(Some),
@@ -86,21 +81,11 @@ pub(super) fn pool(
             // WHY: as for a health check's timeout, the default grows to a
             // longer ejection_time rather than fail on a key the file never wrote.
             (Some(first), None) => Some(max.max(first)),
-            (Some(first), Some(value)) if max < first => {
-                f.report(
-                    "max_ejection_time",
-                    Bad::at(
-                        value,
-                        format!("is shorter than ejection_time ({})", format_duration(first)),
-                        format!(
-                            "it caps how long repeated ejections grow: use at least {}, or lower ejection_time",
-                            format_duration(first)
-                        ),
-                    ),
-                );
-                None
+            (Some(first), Some(value)) => {
+                let rule = check::ejection_cap(max, first, scalar_text(value).as_deref());
+                f.keep("max_ejection_time", rule).map(|()| max)
             }
-            _ => Some(max),
+            (None, _) => Some(max),
         });
     let max_ejection_percent = f.or(
         "max_ejection_percent",
@@ -121,20 +106,23 @@ pub(super) fn pool(
         duration::ZERO_OK,
     );
 
-    let shown = hashing.as_ref().map(|(a, shown)| (*a, shown.as_str()));
+    let described = described.as_ref().map(|(a, shown)| (*a, shown.as_str()));
+    let hashed = |key: &str, value: &Value| match described {
+        Some(algorithm) => check::needs_ip_hash(key, scalar_text(value).as_deref(), algorithm),
+        None => Ok(()),
+    };
     let hash_balance_factor = match &p.hash_balance_factor {
         None => Some(None),
         Some(value) => {
-            let read =
-                needs_ip_hash(value, "hash_balance_factor", shown).and_then(|()| factor(value));
+            let read = hashed("hash_balance_factor", value).and_then(|()| factor(value));
             f.keep("hash_balance_factor", read).map(Some)
         }
     };
     let hash_table_size = match &p.hash_table_size {
-        Some(value) => needs_ip_hash(value, "hash_table_size", shown),
+        Some(value) => hashed("hash_table_size", value),
         None => Ok(()),
     }
-    .and_then(|()| table_size(p.hash_table_size.as_ref(), shown, backend_count));
+    .and_then(|()| table_size(p.hash_table_size.as_ref(), described, backend_count));
     let hash_table_size = f.keep("hash_table_size", hash_table_size);
 
     Some(PoolConfig {
@@ -151,22 +139,6 @@ pub(super) fn pool(
         hash_balance_factor: hash_balance_factor?,
         hash_table_size: hash_table_size?,
     })
-}
-
-/// The pool's algorithm and how errors describe it (`round_robin, the
-/// default`); `None` when the algorithm is itself wrong (already reported).
-type PoolAlgorithm<'a> = Option<(Algorithm, &'a str)>;
-
-/// Refuses a hash setting `key` on a pool that does not hash.
-fn needs_ip_hash(value: &Value, key: &str, algorithm: PoolAlgorithm) -> Result<(), Bad> {
-    match algorithm {
-        Some((other, algorithm)) if other != Algorithm::IpHash => Err(Bad::at(
-            value,
-            format!("only applies to algorithm ip_hash, and this pool uses {algorithm}"),
-            format!("set algorithm: ip_hash to keep each client on one backend, or remove {key}"),
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// `hash_balance_factor`: a number above 1.
@@ -192,11 +164,11 @@ fn factor(value: &Value) -> Result<f64, Bad> {
     }
 }
 
-/// `hash_table_size` (`None`: the default), a prime in range and at least
-/// 10 × the pool's backends when it hashes.
+/// `hash_table_size` (`None`: the default) as the table rule in `check` sees
+/// it, against the pool's `backends` entries as written.
 fn table_size(
     value: Option<&Value>,
-    algorithm: PoolAlgorithm,
+    algorithm: Option<(Algorithm, &str)>,
     backends: usize,
 ) -> Result<u32, Bad> {
     let size = match value {
@@ -211,45 +183,9 @@ fn table_size(
             )
         })?,
     };
-    // Maglev spreads a backend's share evenly only when the table is much
-    // larger than the backend count (the paper uses 100×; 10× is the floor).
     let hashing = matches!(algorithm, Some((Algorithm::IpHash, _)));
-    let needed = if hashing {
-        i128::try_from(backends)
-            .unwrap_or(i128::MAX)
-            .saturating_mul(10)
-    } else {
-        0
-    };
-    let in_range =
-        (i128::from(MIN_HASH_TABLE_SIZE)..=i128::from(MAX_HASH_TABLE_SIZE)).contains(&size);
-    let problem = if !in_range {
-        "is out of range".to_owned()
-    } else if !is_prime(size) {
-        "is not a prime".to_owned()
-    } else if size < needed {
-        format!("is less than 10 × the pool's {backends} backends")
-    } else if let Ok(size) = u32::try_from(size) {
-        return Ok(size);
-    } else {
-        "is out of range".to_owned()
-    };
-    let wanted = size
-        .max(needed)
-        .clamp(MIN_HASH_TABLE_SIZE.into(), MAX_HASH_TABLE_SIZE.into());
-    let fix = if needed > i128::from(MAX_HASH_TABLE_SIZE) {
-        format!(
-            "the largest table ({MAX_HASH_TABLE_SIZE}) fits {} backends: split the pool",
-            MAX_HASH_TABLE_SIZE / 10
-        )
-    } else {
-        format!(
-            "use a prime from {MIN_HASH_TABLE_SIZE} to {MAX_HASH_TABLE_SIZE} and at least 10 × the backends, e.g. {}",
-            next_prime(wanted)
-        )
-    };
-    Err(match value {
-        Some(value) => Bad::new(scalar_text(value).as_deref(), problem, fix),
+    check::hash_table_size(size, hashing, backends).map_err(|(problem, fix)| match value {
+        Some(value) => Bad::at(value, problem, fix),
         None => Bad::new(
             Some(&DEFAULT_HASH_TABLE_SIZE.to_string()),
             format!("(the default) {problem}"),

@@ -25,6 +25,7 @@ use std::fmt;
 
 use serde_yaml::Value;
 
+use super::error::{Collector, YamlPath};
 use super::raw::{kind, scalar_text};
 
 /// What is wrong with one value.
@@ -58,6 +59,22 @@ impl Bad {
     /// A problem with `value`, quoted back as its scalar text.
     pub(super) fn at(value: &Value, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         Bad::new(scalar_text(value).as_deref(), problem, fix)
+    }
+
+    /// Records this problem at `path`, each bad item of a list at its index.
+    pub(super) fn record(self, path: &YamlPath, errors: &mut Collector) {
+        match self {
+            Bad::Value {
+                shown,
+                problem,
+                fix,
+            } => errors.push(path, shown.as_deref(), problem, fix),
+            Bad::Items(items) => {
+                for (i, bad) in items {
+                    bad.record(&path.index(i), errors);
+                }
+            }
+        }
     }
 
     /// `value` is of the wrong YAML type: "is a list, not `what`".
