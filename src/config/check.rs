@@ -34,22 +34,10 @@ use super::model::{
     Algorithm, BackendConfig, Config, ListenerConfig, PoolConfig, ProxyProtocolAccept, SniPattern,
     DEFAULT_HASH_TABLE_SIZE,
 };
-use super::raw::closest;
+use super::raw::{closest, keys_of, RawConfig};
 use super::value::count::{is_prime, next_prime, range_fix};
 use super::value::duration::format as format_duration;
 use super::value::Bad;
-
-/// The top-level keys in the order a `Config` has them, for sorting the
-/// errors of a config that was not read from a file.
-const SECTIONS: [&str; 7] = [
-    "workers",
-    "shutdown_timeout",
-    "admin",
-    "access_log",
-    "limits_table_size",
-    "listeners",
-    "pools",
-];
 
 /// How to fix an empty `listeners:`, `pools:` or `backends:`.
 pub(super) const ADD_LISTENER: &str =
@@ -77,7 +65,8 @@ impl Config {
     /// As [`Config::check`].
     pub fn check_with(&self, bound: &[SocketAddr]) -> Result<(), ConfigErrors> {
         let mut errors = Collector::default();
-        errors.set_section_order(SECTIONS);
+        // Sorted as a file lists its sections in the order raw declares them.
+        errors.set_section_order(keys_of::<RawConfig>().iter().copied());
         let root = YamlPath::root();
         let mut report = |path: &YamlPath, rule: Result<(), Bad>| {
             if let Err(bad) = rule {

@@ -7,10 +7,13 @@
 //! `None` from a read always means "already reported": a section that sees
 //! one gives up on its own value without a word of its own.
 
+use std::time::Duration;
+
 use serde_yaml::Value;
 
 use crate::config::error::{Collector, YamlPath};
-use crate::config::value::{Bad, Kind};
+use crate::config::raw::scalar_text;
+use crate::config::value::{duration, Bad, Kind};
 
 /// The keys of one mapping in the file (the top level, a listener, a
 /// `limits:` section...), at `path`.
@@ -105,6 +108,33 @@ impl<'e> Fields<'e> {
                 let read = kind.read(value);
                 self.keep(key, read)
             }
+        }
+    }
+
+    /// A duration `key` that must fit `other`, another duration of the
+    /// section (`None` when that was bad, and reported): left out, its
+    /// `default` is fitted to `other` with `fit`; written, `rule` holds it to
+    /// `other`.
+    ///
+    /// WHY: a default that follows the setting it depends on spares a file
+    /// that sets only `interval: 500ms` an error about a key it never wrote.
+    pub(super) fn fitted(
+        &mut self,
+        key: &str,
+        raw: &Option<Value>,
+        default: Duration,
+        (other, fit): (Option<Duration>, fn(Duration, Duration) -> Duration),
+        rule: fn(Duration, Duration, Option<&str>) -> Result<(), Bad>,
+    ) -> Option<Duration> {
+        let value = self.or(key, raw, default, duration::POSITIVE)?;
+        match (other, raw) {
+            (Some(other), None) => Some(fit(value, other)),
+            (Some(other), Some(written)) => {
+                let shown = scalar_text(written);
+                self.keep(key, rule(value, other, shown.as_deref()))
+                    .map(|()| value)
+            }
+            (None, _) => Some(value),
         }
     }
 

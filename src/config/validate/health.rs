@@ -2,6 +2,8 @@
 //! Which keys a check may have depends on the *value* of its `kind`, so the
 //! raw struct takes every key of both kinds and this file sorts them out.
 
+use std::time::Duration;
+
 use serde_yaml::Value;
 
 use super::fields::Fields;
@@ -11,7 +13,7 @@ use crate::config::model::{
     HealthCheck, HealthKind, DEFAULT_EXPECT_STATUS, DEFAULT_HEALTH_FALL, DEFAULT_HEALTH_INTERVAL,
     DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_RISE, DEFAULT_HEALTH_TIMEOUT,
 };
-use crate::config::raw::{scalar_text, RawHealthCheck};
+use crate::config::raw::RawHealthCheck;
 use crate::config::value::count::Count;
 use crate::config::value::duration;
 use crate::config::value::text::{header_breaker, string};
@@ -37,23 +39,15 @@ pub(super) fn health_check(c: &RawHealthCheck, mut f: Fields) -> Option<HealthCh
         DEFAULT_HEALTH_INTERVAL,
         duration::POSITIVE,
     );
-    let timeout = f
-        .or(
-            "timeout",
-            &c.timeout,
-            DEFAULT_HEALTH_TIMEOUT,
-            duration::POSITIVE,
-        )
-        .and_then(|timeout| match (interval, &c.timeout) {
-            // WHY: the default shrinks to a shorter interval rather than make
-            // a file that only sets `interval: 500ms` fail on a key it never wrote.
-            (Some(interval), None) => Some(timeout.min(interval)),
-            (Some(interval), Some(value)) => {
-                let rule = check::probe_fits(timeout, interval, scalar_text(value).as_deref());
-                f.keep("timeout", rule).map(|()| timeout)
-            }
-            (None, _) => Some(timeout),
-        });
+    // A shorter interval brings the default timeout down with it.
+    let fit = (interval, Duration::min as fn(_, _) -> _);
+    let timeout = f.fitted(
+        "timeout",
+        &c.timeout,
+        DEFAULT_HEALTH_TIMEOUT,
+        fit,
+        check::probe_fits,
+    );
     let rise = f.or(
         "rise",
         &c.rise,

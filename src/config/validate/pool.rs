@@ -1,6 +1,8 @@
 //! One item of `pools:`: its algorithm, ejection and hash settings; its
 //! backends and health check have files of their own.
 
+use std::time::Duration;
+
 use serde_yaml::Value;
 
 use super::backend::backends;
@@ -70,23 +72,15 @@ pub(super) fn pool(
         DEFAULT_EJECTION_TIME,
         duration::POSITIVE,
     );
-    let max_ejection_time = f
-        .or(
-            "max_ejection_time",
-            &p.max_ejection_time,
-            DEFAULT_MAX_EJECTION_TIME,
-            duration::POSITIVE,
-        )
-        .and_then(|max| match (ejection_time, &p.max_ejection_time) {
-            // WHY: as for a health check's timeout, the default grows to a
-            // longer ejection_time rather than fail on a key the file never wrote.
-            (Some(first), None) => Some(max.max(first)),
-            (Some(first), Some(value)) => {
-                let rule = check::ejection_cap(max, first, scalar_text(value).as_deref());
-                f.keep("max_ejection_time", rule).map(|()| max)
-            }
-            (None, _) => Some(max),
-        });
+    // A longer ejection_time raises the default cap with it.
+    let fit = (ejection_time, Duration::max as fn(_, _) -> _);
+    let max_ejection_time = f.fitted(
+        "max_ejection_time",
+        &p.max_ejection_time,
+        DEFAULT_MAX_EJECTION_TIME,
+        fit,
+        check::ejection_cap,
+    );
     let max_ejection_percent = f.or(
         "max_ejection_percent",
         &p.max_ejection_percent,
