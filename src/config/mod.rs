@@ -12,7 +12,9 @@
 //!   API's mutations (that edit a `Config` directly) go through too, so both
 //!   get the same words;
 //! - `error`: how problems are located and printed, one per line with the YAML
-//!   path, the bad value, what is wrong and how to fix it.
+//!   path, the bad value, what is wrong and how to fix it;
+//! - `change`: what differs between a running config and a new one
+//!   ([`ChangeSet`]), so a reload touches only that.
 //!
 //! Every problem in a file is reported at once; a config with any problem
 //! yields no [`Config`] at all, so nothing half-valid can reach the data plane.
@@ -24,6 +26,7 @@
 //! may block on DNS.
 
 mod bounds;
+mod change;
 mod check;
 mod error;
 pub mod model;
@@ -31,6 +34,7 @@ mod raw;
 mod validate;
 mod value;
 
+pub use change::{BackendDiff, Change, ChangeSet, ListenerDiff, PoolDiff, Setting};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 
