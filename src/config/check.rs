@@ -128,7 +128,7 @@ impl Config {
             .chain(
                 self.admin
                     .iter()
-                    .map(|a| (a.listen, "the admin API".to_string())),
+                    .map(|a| (a.listen, "admin API".to_string())),
             )
             .filter(|(a, _)| a.port() != 0)
             .collect();
