@@ -30,13 +30,12 @@
 //!    log is reopened when [`Setting::AccessLog`] changed, the admin token is
 //!    re-read when [`Setting::AdminAccess`] changed.
 //!
-//! Every struct of the model is taken apart field by field below (no `..`),
-//! so a field added to the model does not compile until this file says how
-//! it changes.
+//! Every field of the model is compared by name below; a unit test builds
+//! each model struct with every field changed (a struct literal, so a field
+//! added to the model does not compile there) and holds this file to listing
+//! them all.
 
-use super::model::{
-    AdminConfig, BackendConfig, Config, ListenerConfig, PoolConfig, PoolId, SniRoute,
-};
+use super::model::{AdminConfig, BackendConfig, Config, PoolConfig, PoolId, SniRoute};
 
 /// Everything that differs between an old and a new config. Items that are
 /// the same in both are not listed.
@@ -165,39 +164,28 @@ impl Setting {
 
 /// The admin settings a running API takes at once.
 fn admin_access(admin: &AdminConfig) -> impl PartialEq + '_ {
-    let AdminConfig {
-        listen: _,
-        token_file,
-        allowed_hosts,
-        allow_unauthenticated,
-    } = admin;
-    (token_file, allowed_hosts, allow_unauthenticated)
+    (
+        &admin.token_file,
+        &admin.allowed_hosts,
+        admin.allow_unauthenticated,
+    )
 }
 
 impl ChangeSet {
     /// What changes when `new` replaces `old`. Both should have passed
     /// [`Config::check`]; names are unique in each.
     pub fn between(old: &Config, new: &Config) -> ChangeSet {
-        let Config {
-            workers: _,
-            admin: _,
-            shutdown_timeout: _,
-            access_log: _,
-            limits_table_size: _,
-            listeners,
-            pools,
-        } = new;
         let settings = Setting::ALL
             .into_iter()
             .filter(|s| s.differs(old, new))
             .collect();
-        let listeners = by_name(&old.listeners, listeners, |l| &l.name)
+        let listeners = by_name(&old.listeners, &new.listeners, |l| &l.name)
             .into_iter()
             .filter_map(|pair| pair.diff(|o, n| listener_diff(old, o, new, n)))
             .collect();
-        let pools = by_name(&old.pools, pools, |p| &p.name)
+        let pools = by_name(&old.pools, &new.pools, |p| &p.name)
             .into_iter()
-            .filter_map(|pair| pair.diff(|o, n| pool_diff(&old.pools[o], &pools[n])))
+            .filter_map(|pair| pair.diff(|o, n| pool_diff(&old.pools[o], &new.pools[n])))
             .collect();
         ChangeSet {
             settings,
@@ -292,66 +280,37 @@ fn routes<'a>(config: &'a Config, routes: &'a [SniRoute]) -> Vec<impl PartialEq 
 }
 
 fn listener_diff(old: &Config, o: usize, new: &Config, n: usize) -> Option<ListenerDiff> {
-    let before = &old.listeners[o];
-    let ListenerConfig {
-        name: _,
-        listen,
-        pool,
-        connect_timeout,
-        idle_timeout,
-        retries,
-        max_connections,
-        backlog,
-        sni_routes,
-        require_sni,
-        tls_inspect_timeout,
-        proxy_protocol,
-        accept_proxy_protocol,
-        trusted_proxies,
-        proxy_header_timeout,
-        allow,
-        deny,
-        limits,
-    } = &new.listeners[n];
+    let (a, b) = (&old.listeners[o], &new.listeners[n]);
     let fields = keys(&[
-        ("listen", before.listen != *listen),
-        ("pool", pool_name(old, before.pool) != pool_name(new, *pool)),
-        (
-            "connect_timeout",
-            before.connect_timeout != *connect_timeout,
-        ),
-        ("idle_timeout", before.idle_timeout != *idle_timeout),
-        ("retries", before.retries != *retries),
-        (
-            "max_connections",
-            before.max_connections != *max_connections,
-        ),
-        ("backlog", before.backlog != *backlog),
+        ("listen", a.listen != b.listen),
+        ("pool", pool_name(old, a.pool) != pool_name(new, b.pool)),
+        ("connect_timeout", a.connect_timeout != b.connect_timeout),
+        ("idle_timeout", a.idle_timeout != b.idle_timeout),
+        ("retries", a.retries != b.retries),
+        ("max_connections", a.max_connections != b.max_connections),
+        ("backlog", a.backlog != b.backlog),
         (
             "sni",
-            routes(old, &before.sni_routes) != routes(new, sni_routes),
+            routes(old, &a.sni_routes) != routes(new, &b.sni_routes),
         ),
-        ("require_sni", before.require_sni != *require_sni),
+        ("require_sni", a.require_sni != b.require_sni),
         (
             "tls_inspect_timeout",
-            before.tls_inspect_timeout != *tls_inspect_timeout,
+            a.tls_inspect_timeout != b.tls_inspect_timeout,
         ),
-        ("proxy_protocol", before.proxy_protocol != *proxy_protocol),
+        ("proxy_protocol", a.proxy_protocol != b.proxy_protocol),
         (
             "accept_proxy_protocol",
-            before.accept_proxy_protocol != *accept_proxy_protocol,
+            a.accept_proxy_protocol != b.accept_proxy_protocol,
         ),
-        (
-            "trusted_proxies",
-            before.trusted_proxies != *trusted_proxies,
-        ),
+        ("trusted_proxies", a.trusted_proxies != b.trusted_proxies),
         (
             "proxy_header_timeout",
-            before.proxy_header_timeout != *proxy_header_timeout,
+            a.proxy_header_timeout != b.proxy_header_timeout,
         ),
-        ("allow", before.allow != *allow),
-        ("deny", before.deny != *deny),
-        ("limits", before.limits != *limits),
+        ("allow", a.allow != b.allow),
+        ("deny", a.deny != b.deny),
+        ("limits", a.limits != b.limits),
     ]);
     (!fields.is_empty()).then(|| ListenerDiff {
         // WHY: SO_REUSEPORT sockets are bound with their backlog, so a new
@@ -361,46 +320,29 @@ fn listener_diff(old: &Config, o: usize, new: &Config, n: usize) -> Option<Liste
     })
 }
 
-fn pool_diff(before: &PoolConfig, after: &PoolConfig) -> Option<PoolDiff> {
-    let PoolConfig {
-        name: _,
-        algorithm,
-        backends,
-        health_check,
-        eject_after,
-        ejection_time,
-        max_ejection_time,
-        max_ejection_percent,
-        on_all_down,
-        slow_start,
-        hash_balance_factor,
-        hash_table_size,
-    } = after;
+fn pool_diff(a: &PoolConfig, b: &PoolConfig) -> Option<PoolDiff> {
     let fields = keys(&[
-        ("algorithm", before.algorithm != *algorithm),
-        ("health_check", before.health_check != *health_check),
-        ("eject_after", before.eject_after != *eject_after),
-        ("ejection_time", before.ejection_time != *ejection_time),
+        ("algorithm", a.algorithm != b.algorithm),
+        ("health_check", a.health_check != b.health_check),
+        ("eject_after", a.eject_after != b.eject_after),
+        ("ejection_time", a.ejection_time != b.ejection_time),
         (
             "max_ejection_time",
-            before.max_ejection_time != *max_ejection_time,
+            a.max_ejection_time != b.max_ejection_time,
         ),
         (
             "max_ejection_percent",
-            before.max_ejection_percent != *max_ejection_percent,
+            a.max_ejection_percent != b.max_ejection_percent,
         ),
-        ("on_all_down", before.on_all_down != *on_all_down),
-        ("slow_start", before.slow_start != *slow_start),
+        ("on_all_down", a.on_all_down != b.on_all_down),
+        ("slow_start", a.slow_start != b.slow_start),
         (
             "hash_balance_factor",
-            before.hash_balance_factor != *hash_balance_factor,
+            a.hash_balance_factor != b.hash_balance_factor,
         ),
-        (
-            "hash_table_size",
-            before.hash_table_size != *hash_table_size,
-        ),
+        ("hash_table_size", a.hash_table_size != b.hash_table_size),
     ]);
-    let pairs = backend_pairs(&before.backends, backends);
+    let pairs = backend_pairs(&a.backends, &b.backends);
     // The old positions of the backends that stay, in their new order.
     let kept: Vec<usize> = pairs
         .iter()
@@ -412,7 +354,7 @@ fn pool_diff(before: &PoolConfig, after: &PoolConfig) -> Option<PoolDiff> {
     let reordered = kept.windows(2).any(|w| w[0] > w[1]);
     let backends: Vec<Change<BackendDiff>> = pairs
         .into_iter()
-        .filter_map(|pair| pair.diff(|o, n| backend_diff(&before.backends[o], &backends[n])))
+        .filter_map(|pair| pair.diff(|o, n| backend_diff(&a.backends[o], &b.backends[n])))
         .collect();
     let diff = PoolDiff {
         fields,
@@ -453,72 +395,58 @@ fn backend_pairs(old: &[BackendConfig], new: &[BackendConfig]) -> Vec<Pair> {
     pairs
 }
 
-fn backend_diff(before: &BackendConfig, after: &BackendConfig) -> Option<BackendDiff> {
-    let BackendConfig {
-        name,
-        addr,
-        weight,
-        backup,
-        max_connections,
-        drain,
-        disabled,
-    } = after;
+fn backend_diff(a: &BackendConfig, b: &BackendConfig) -> Option<BackendDiff> {
     let fields = keys(&[
-        ("name", before.name != *name),
-        ("address", before.addr != *addr),
-        ("weight", before.weight != *weight),
-        ("backup", before.backup != *backup),
-        (
-            "max_connections",
-            before.max_connections != *max_connections,
-        ),
-        ("drain", before.drain != *drain),
-        ("disabled", before.disabled != *disabled),
+        ("name", a.name != b.name),
+        ("address", a.addr != b.addr),
+        ("weight", a.weight != b.weight),
+        ("backup", a.backup != b.backup),
+        ("max_connections", a.max_connections != b.max_connections),
+        ("drain", a.drain != b.drain),
+        ("disabled", a.disabled != b.disabled),
     ]);
     (!fields.is_empty()).then_some(BackendDiff { fields })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::config::parse_str;
+    use crate::config::model::*;
+    use crate::config::{parse_str, TEST_CONFIG};
 
-    const BASE: &str = "\
-workers: 2
-listeners:
-  - { name: web, listen: 127.0.0.1:8080, pool: web }
-  - name: tls
-    listen: 127.0.0.1:8443
-    pool: api
-    sni: [{ match: api.example.com, pool: api }]
-pools:
-  - name: web
-    backends: [127.0.0.1:9001, 127.0.0.1:9002, { address: 127.0.0.1:9003, weight: 2 }]
-  - { name: api, backends: [127.0.0.1:9101] }
-";
-
-    /// The changes from BASE to BASE with each `(from, to)` replaced.
+    /// The changes from TEST_CONFIG to TEST_CONFIG with each `(from, to)` replaced.
     fn changes(edits: &[(&str, &str)]) -> ChangeSet {
-        let mut yaml = BASE.to_owned();
+        let mut yaml = TEST_CONFIG.to_owned();
         for (from, to) in edits {
             assert!(yaml.contains(from), "{from:?} is not in the config");
             yaml = yaml.replacen(from, to, 1);
         }
-        let old = parse_str(BASE).unwrap();
+        let old = parse_str(TEST_CONFIG).unwrap();
         let new = parse_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         ChangeSet::between(&old, &new)
     }
 
+    fn changed<D>(old: usize, new: usize, diff: D) -> Change<D> {
+        Change::Changed { old, new, diff }
+    }
+
     fn listener(rebind: bool, fields: &[&'static str]) -> ListenerDiff {
-        ListenerDiff {
-            rebind,
-            fields: fields.to_vec(),
-        }
+        let fields = fields.to_vec();
+        ListenerDiff { rebind, fields }
     }
 
     fn backend(fields: &[&'static str]) -> BackendDiff {
-        BackendDiff {
-            fields: fields.to_vec(),
+        let fields = fields.to_vec();
+        BackendDiff { fields }
+    }
+
+    /// The diff of the only pool that changed.
+    fn pool_diff_of(set: &ChangeSet) -> &PoolDiff {
+        match &set.pools[..] {
+            [Change::Changed { diff, .. }] => diff,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -533,10 +461,8 @@ pools:
     fn listeners_are_added_and_removed_by_name() {
         let set = changes(&[("name: tls", "name: tls2")]);
         assert_eq!(set.listeners, [Change::Added(1), Change::Removed(1)]);
-        let set = changes(&[(
-            "pools:\n",
-            "  - { name: more, listen: 127.0.0.1:8081, pool: web }\npools:\n",
-        )]);
+        let more = "  - { name: more, listen: 127.0.0.1:8081, pool: web }\npools:\n";
+        let set = changes(&[("pools:\n", more)]);
         assert_eq!(set.listeners, [Change::Added(2)]);
         assert!(set.pools.is_empty() && set.settings.is_empty());
     }
@@ -544,23 +470,9 @@ pools:
     #[test]
     fn a_new_address_or_backlog_needs_a_new_socket() {
         let set = changes(&[("127.0.0.1:8080", "127.0.0.1:8090")]);
-        assert_eq!(
-            set.listeners,
-            [Change::Changed {
-                old: 0,
-                new: 0,
-                diff: listener(true, &["listen"]),
-            }]
-        );
+        assert_eq!(set.listeners, [changed(0, 0, listener(true, &["listen"]))]);
         let set = changes(&[("pool: web }", "pool: web, backlog: 100 }")]);
-        assert_eq!(
-            set.listeners,
-            [Change::Changed {
-                old: 0,
-                new: 0,
-                diff: listener(true, &["backlog"]),
-            }]
-        );
+        assert_eq!(set.listeners, [changed(0, 0, listener(true, &["backlog"]))]);
     }
 
     #[test]
@@ -569,14 +481,9 @@ pools:
             "pool: web }",
             "pool: web, connect_timeout: 1s, allow: [10.0.0.0/8], limits: { per_ip_connections: 5 } }",
         )]);
-        assert_eq!(
-            set.listeners,
-            [Change::Changed {
-                old: 0,
-                new: 0,
-                diff: listener(false, &["connect_timeout", "allow", "limits"]),
-            }]
-        );
+        let fields = ["connect_timeout", "allow", "limits"];
+        assert_eq!(set.listeners, [changed(0, 0, listener(false, &fields))]);
+        // Pointed at another pool, directly and through an SNI route.
         let set = changes(&[
             ("pool: web }", "pool: api }"),
             ("pool: api }]", "pool: web }]"),
@@ -584,38 +491,19 @@ pools:
         assert_eq!(
             set.listeners,
             [
-                Change::Changed {
-                    old: 0,
-                    new: 0,
-                    diff: listener(false, &["pool"]),
-                },
-                Change::Changed {
-                    old: 1,
-                    new: 1,
-                    diff: listener(false, &["sni"]),
-                },
+                changed(0, 0, listener(false, &["pool"])),
+                changed(1, 1, listener(false, &["sni"])),
             ]
         );
     }
 
     #[test]
     fn pools_listed_in_another_order_change_nothing() {
-        // The listeners' pool indices all shift; the pools they name do not.
-        let reordered = "\
-workers: 2
-listeners:
-  - { name: web, listen: 127.0.0.1:8080, pool: web }
-  - name: tls
-    listen: 127.0.0.1:8443
-    pool: api
-    sni: [{ match: api.example.com, pool: api }]
-pools:
-  - { name: api, backends: [127.0.0.1:9101] }
-  - name: web
-    backends: [127.0.0.1:9001, 127.0.0.1:9002, { address: 127.0.0.1:9003, weight: 2 }]
-";
-        let old = parse_str(BASE).unwrap();
-        let new = parse_str(reordered).unwrap();
+        let web = "  - name: web\n    backends: [127.0.0.1:9001, 127.0.0.1:9002, { address: 127.0.0.1:9003, weight: 2 }]\n";
+        let reordered = format!("{}{web}", TEST_CONFIG.replacen(web, "", 1));
+        let old = parse_str(TEST_CONFIG).unwrap();
+        let new = parse_str(&reordered).unwrap();
+        // Every pool index the listeners hold shifts; the pools they name do not.
         assert_ne!(old.listeners[0].pool, new.listeners[0].pool);
         assert_eq!(ChangeSet::between(&old, &new), ChangeSet::default());
     }
@@ -623,26 +511,20 @@ pools:
     #[test]
     fn pools_are_added_removed_and_changed_by_name() {
         let set = changes(&[
-            ("name: api, backends", "name: api2, backends"),
+            ("  - name: api\n", "  - name: api2\n"),
             ("pool: api\n", "pool: api2\n"),
             ("pool: api }]", "pool: api2 }]"),
         ]);
         assert_eq!(set.pools, [Change::Added(1), Change::Removed(1)]);
         let set = changes(&[(
-            "name: api, backends: [127.0.0.1:9101]",
-            "name: api, algorithm: ip_hash, backends: [127.0.0.1:9101], health_check: { kind: tcp }",
+            "    algorithm: ip_hash\n",
+            "    algorithm: p2c\n    health_check: { kind: tcp }\n",
         )]);
-        assert_eq!(
-            set.pools,
-            [Change::Changed {
-                old: 1,
-                new: 1,
-                diff: PoolDiff {
-                    fields: vec!["algorithm", "health_check"],
-                    ..PoolDiff::default()
-                },
-            }]
-        );
+        let diff = PoolDiff {
+            fields: vec!["algorithm", "health_check"],
+            ..PoolDiff::default()
+        };
+        assert_eq!(set.pools, [changed(1, 1, diff)]);
     }
 
     #[test]
@@ -651,22 +533,11 @@ pools:
             "127.0.0.1:9001, 127.0.0.1:9002, { address: 127.0.0.1:9003, weight: 2 }",
             "127.0.0.1:9001, { address: 127.0.0.1:9003, weight: 5, drain: true }, 127.0.0.1:9004",
         )]);
-        let [Change::Changed {
-            old: 0,
-            new: 0,
-            diff,
-        }] = &set.pools[..]
-        else {
-            panic!("{set:?}");
-        };
+        let diff = pool_diff_of(&set);
         assert_eq!(
             diff.backends,
             [
-                Change::Changed {
-                    old: 2,
-                    new: 1,
-                    diff: backend(&["weight", "drain"]),
-                },
+                changed(2, 1, backend(&["weight", "drain"])),
                 Change::Added(2),
                 Change::Removed(1),
             ]
@@ -676,48 +547,28 @@ pools:
 
     #[test]
     fn a_backend_keeps_its_identity_by_address_then_by_name() {
-        // Same address written another way: the same backend, renamed.
-        let set = changes(&[("127.0.0.1:9001,", "'127.0.0.1:9001 ',")]);
-        assert!(set.is_empty(), "trimmed names are equal: {set:?}");
+        // The same text with spaces: the same backend.
+        assert!(changes(&[("127.0.0.1:9001,", "'127.0.0.1:9001 ',")]).is_empty());
+        // Another address under another name: another backend.
         let set = changes(&[("127.0.0.1:9001,", "'[::ffff:127.0.0.1]:9001',")]);
-        let Change::Changed { diff, .. } = &set.pools[0] else {
-            panic!("{set:?}");
-        };
-        assert_eq!(
-            diff.backends,
-            [Change::Added(0), Change::Removed(0)],
-            "a different address under a different name is another backend"
-        );
+        let removed_and_added = [Change::Added(0), Change::Removed(0)];
+        assert_eq!(pool_diff_of(&set).backends, removed_and_added);
         // The same name at a new address (DNS moved it): changed, "address".
-        let old = parse_str(BASE).unwrap();
+        let old = parse_str(TEST_CONFIG).unwrap();
         let mut new = old.clone();
         new.pools[1].backends[0].addr = "127.0.0.2:9101".parse().unwrap();
         let set = ChangeSet::between(&old, &new);
-        let Change::Changed { diff, .. } = &set.pools[0] else {
-            panic!("{set:?}");
-        };
         assert_eq!(
-            diff.backends,
-            [Change::Changed {
-                old: 0,
-                new: 0,
-                diff: backend(&["address"]),
-            }]
+            pool_diff_of(&set).backends,
+            [changed(0, 0, backend(&["address"]))]
         );
         // The same address under a new name: changed, "name".
         let mut new = old.clone();
         new.pools[1].backends[0].name = "api.internal:9101".into();
         let set = ChangeSet::between(&old, &new);
-        let Change::Changed { diff, .. } = &set.pools[0] else {
-            panic!("{set:?}");
-        };
         assert_eq!(
-            diff.backends[0],
-            Change::Changed {
-                old: 0,
-                new: 0,
-                diff: backend(&["name"])
-            }
+            pool_diff_of(&set).backends,
+            [changed(0, 0, backend(&["name"]))]
         );
     }
 
@@ -727,60 +578,151 @@ pools:
             "127.0.0.1:9001, 127.0.0.1:9002,",
             "127.0.0.1:9002, 127.0.0.1:9001,",
         )]);
-        assert_eq!(
-            set.pools,
-            [Change::Changed {
-                old: 0,
-                new: 0,
-                diff: PoolDiff {
-                    reordered: true,
-                    ..PoolDiff::default()
-                },
-            }]
-        );
+        let diff = PoolDiff {
+            reordered: true,
+            ..PoolDiff::default()
+        };
+        assert_eq!(set.pools, [changed(0, 0, diff)]);
     }
 
     #[test]
     fn workers_limits_table_and_admin_listen_need_a_restart() {
-        let set = changes(&[(
-            "workers: 2",
-            "workers: 3\nlimits_table_size: 2048\nadmin: { listen: 127.0.0.1:9090 }",
-        )]);
-        assert_eq!(
-            set.settings,
-            [
-                Setting::Workers,
-                Setting::AdminListen,
-                Setting::LimitsTableSize
-            ]
-        );
-        assert_eq!(set.needs_restart(), set.settings);
+        let set = changes(&[
+            ("workers: 2", "workers: 3\nlimits_table_size: 2048"),
+            ("listen: 127.0.0.1:9090", "listen: 127.0.0.1:9091"),
+        ]);
+        let restart = [
+            Setting::Workers,
+            Setting::AdminListen,
+            Setting::LimitsTableSize,
+        ];
+        assert_eq!(set.settings, restart);
+        assert_eq!(set.needs_restart(), restart);
         assert!(set.listeners.is_empty() && set.pools.is_empty());
+        // Removing the admin API is an admin.listen change too.
+        let set = changes(&[("admin: { listen: 127.0.0.1:9090 }\n", "")]);
+        assert_eq!(set.settings, [Setting::AdminListen]);
     }
 
     #[test]
     fn shutdown_timeout_access_log_and_admin_access_apply_live() {
-        let with_admin = |extra: &str| {
-            let old = parse_str(&format!("admin: {{ listen: 127.0.0.1:9090 }}\n{BASE}")).unwrap();
-            let new = parse_str(&format!("admin: {{ listen: 127.0.0.1:9090{extra} }}\nshutdown_timeout: 5s\naccess_log: {{ path: stderr }}\n{BASE}")).unwrap();
-            ChangeSet::between(&old, &new)
-        };
-        let set = with_admin(", token_file: /etc/spliced/token");
-        assert_eq!(
-            set.settings,
-            [
-                Setting::AdminAccess,
-                Setting::ShutdownTimeout,
-                Setting::AccessLog
-            ]
-        );
+        let live = "shutdown_timeout: 5s\naccess_log: { path: stderr }\n";
+        let admin = "admin: { listen: 127.0.0.1:9090 }\n";
+        let token = "admin: { listen: 127.0.0.1:9090, token_file: /etc/spliced/token }\n";
+        let set = changes(&[(admin, &format!("{token}{live}"))]);
+        let all = [
+            Setting::AdminAccess,
+            Setting::ShutdownTimeout,
+            Setting::AccessLog,
+        ];
+        assert_eq!(set.settings, all);
         assert!(set.needs_restart().is_empty());
-        assert_eq!(
-            with_admin("").settings,
-            [Setting::ShutdownTimeout, Setting::AccessLog]
-        );
-        for setting in Setting::ALL {
-            assert!(!setting.key().is_empty());
-        }
+        let set = changes(&[(admin, &format!("{admin}{live}"))]);
+        assert_eq!(set.settings, [Setting::ShutdownTimeout, Setting::AccessLog]);
+    }
+
+    /// Each model struct rebuilt with every field changed. The struct literals
+    /// name every field, so a field added to the model stops this compiling
+    /// until it is added here, and then to the comparisons above.
+    #[test]
+    fn every_field_of_the_model_is_compared() {
+        let old = parse_str(TEST_CONFIG).unwrap();
+        let a = &old.listeners[1];
+        let l = ListenerConfig {
+            name: a.name.clone(),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            pool: PoolId(0),
+            connect_timeout: Duration::from_secs(9),
+            idle_timeout: Duration::from_secs(9),
+            retries: 9,
+            max_connections: 9,
+            backlog: 9,
+            sni_routes: vec![],
+            require_sni: true,
+            tls_inspect_timeout: Duration::from_secs(9),
+            proxy_protocol: ProxyProtocolSend::V1,
+            accept_proxy_protocol: ProxyProtocolAccept::V1,
+            trusted_proxies: vec![Cidr {
+                addr: [10, 0, 0, 0].into(),
+                prefix: 8,
+            }],
+            proxy_header_timeout: Duration::from_secs(9),
+            allow: vec![],
+            deny: vec![Cidr {
+                addr: [10, 0, 0, 0].into(),
+                prefix: 8,
+            }],
+            limits: Some(Limits {
+                per_ip_rate: None,
+                per_ip_burst: None,
+                per_ip_connections: Some(1),
+                per_ip_bandwidth: None,
+                action: LimitAction::Reject,
+                tarpit_delay: Duration::from_secs(1),
+                ipv6_prefix: 64,
+            }),
+        };
+        let mut new = old.clone();
+        new.listeners[1] = l;
+        let diff = listener_diff(&old, 1, &new, 1).unwrap();
+        // Every listener key but `name` (the identity) and `allow` (empty in both).
+        assert_eq!(diff.fields.len(), 16, "{diff:?}");
+
+        let p = &old.pools[0];
+        let pool = PoolConfig {
+            name: p.name.clone(),
+            algorithm: Algorithm::P2c,
+            backends: p.backends.clone(),
+            health_check: Some(HealthCheck {
+                kind: HealthKind::Tcp {
+                    send: None,
+                    expect: None,
+                },
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                rise: 1,
+                fall: 1,
+            }),
+            eject_after: 9,
+            ejection_time: Duration::from_secs(9),
+            max_ejection_time: Duration::from_secs(99),
+            max_ejection_percent: 9,
+            on_all_down: OnAllDown::Refuse,
+            slow_start: Duration::from_secs(9),
+            hash_balance_factor: Some(2.0),
+            hash_table_size: 1021,
+        };
+        assert_eq!(pool_diff(p, &pool).unwrap().fields.len(), 10);
+
+        let b = BackendConfig {
+            name: "x:1".into(),
+            addr: "10.9.9.9:1".parse().unwrap(),
+            weight: 9,
+            backup: true,
+            max_connections: 9,
+            drain: true,
+            disabled: true,
+        };
+        let all = backend_diff(&p.backends[0], &b).unwrap().fields;
+        assert_eq!(all.len(), 7, "{all:?}");
+
+        let config = Config {
+            workers: 9,
+            admin: Some(AdminConfig {
+                listen: "127.0.0.1:1".parse().unwrap(),
+                token_file: Some("/x".into()),
+                allowed_hosts: vec!["x".into()],
+                allow_unauthenticated: true,
+            }),
+            shutdown_timeout: Duration::from_secs(9),
+            access_log: Some(AccessLogConfig {
+                target: AccessLogTarget::Stderr,
+                format: AccessLogFormat::Logfmt,
+            }),
+            limits_table_size: 9999,
+            listeners: old.listeners.clone(),
+            pools: old.pools.clone(),
+        };
+        assert_eq!(ChangeSet::between(&old, &config).settings, Setting::ALL);
     }
 }

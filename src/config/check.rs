@@ -748,7 +748,7 @@ fn reaches(backend: SocketAddr, own: SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_str;
+    use crate::config::{parse_str, TEST_CONFIG as BASE};
 
     #[test]
     fn backends_that_cannot_be_connected_to_are_named() {
@@ -781,27 +781,8 @@ mod tests {
         assert!(!reaches("127.0.0.1:8081".parse().unwrap(), any));
     }
 
-    /// Two listeners over three pools, the second pool with a backup: valid.
-    const BASE: &str = "\
-admin: { listen: 127.0.0.1:9090 }
-listeners:
-  - { name: web, listen: 127.0.0.1:8080, pool: web }
-  - name: tls
-    listen: 127.0.0.1:8443
-    pool: api
-    sni: [{ match: api.example.com, pool: api }]
-pools:
-  - { name: web, backends: [127.0.0.1:9001, 127.0.0.1:9002] }
-  - name: api
-    algorithm: ip_hash
-    backends:
-      - 127.0.0.1:9101
-      - { address: 127.0.0.1:9102, backup: true }
-  - { name: spare, backends: [127.0.0.1:9201] }
-";
-
     fn base() -> Config {
-        parse_str(BASE).expect("BASE is valid")
+        parse_str(BASE).expect("TEST_CONFIG is valid")
     }
 
     /// What the file check says about `yaml`.
@@ -849,8 +830,8 @@ pools:
             r#"pools[0].backends[1].weight: "1001" is out of range: use a whole number from 0 to 1000"#
         );
         let file = BASE.replace(
-            "127.0.0.1:9002]",
-            "{ address: 127.0.0.1:9002, weight: 1001 }]",
+            "127.0.0.1:9002,",
+            "{ address: 127.0.0.1:9002, weight: 1001 },",
         );
         assert_eq!(said, file_says(&file));
     }
@@ -863,9 +844,9 @@ pools:
         let said = check_says(&config);
         assert_eq!(
             said,
-            r#"pools[0].backends[2]: "127.0.0.1:9001" is the same backend as pools[0].backends[0]: list each backend once per pool"#
+            r#"pools[0].backends[3]: "127.0.0.1:9001" is the same backend as pools[0].backends[0]: list each backend once per pool"#
         );
-        let file = BASE.replace("127.0.0.1:9002]", "127.0.0.1:9002, 127.0.0.1:9001]");
+        let file = BASE.replace("weight: 2 }]", "weight: 2 }, 127.0.0.1:9001]");
         assert_eq!(said, file_says(&file));
         // The same address under another name is the same backend too.
         let mut config = base();

@@ -106,6 +106,30 @@ fn resolve_with_system(host: &str, port: u16) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses found"))
 }
 
+/// A small valid config the unit tests of `check` and `change` edit: two
+/// listeners (one with an SNI route) over three pools, one of them hashing
+/// with a backup.
+#[cfg(test)]
+const TEST_CONFIG: &str = "\
+workers: 2
+admin: { listen: 127.0.0.1:9090 }
+listeners:
+  - { name: web, listen: 127.0.0.1:8080, pool: web }
+  - name: tls
+    listen: 127.0.0.1:8443
+    pool: api
+    sni: [{ match: api.example.com, pool: api }]
+pools:
+  - name: web
+    backends: [127.0.0.1:9001, 127.0.0.1:9002, { address: 127.0.0.1:9003, weight: 2 }]
+  - name: api
+    algorithm: ip_hash
+    backends:
+      - 127.0.0.1:9101
+      - { address: 127.0.0.1:9102, backup: true }
+  - { name: spare, backends: [127.0.0.1:9201] }
+";
+
 /// Entry point for the config fuzz target (`tests/fuzz`); not a public API.
 #[doc(hidden)]
 pub mod fuzzing {
