@@ -2,8 +2,8 @@
 //! file carries the YAML path where it was found, the offending value, what is
 //! wrong and how to fix it, and prints as exactly one line.
 //!
-//! This module must never decide *whether* something is an error; `raw` and
-//! `validate` do that. It only locates, collects and formats.
+//! This module must never decide *whether* something is an error; `raw`,
+//! `validate` and `check` do that. It only locates, collects and formats.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -193,8 +193,9 @@ impl fmt::Display for YamlPath {
     }
 }
 
-/// Gathers errors while `raw` and `validate` walk the file, so one run reports
-/// everything instead of stopping at the first problem.
+/// Gathers errors while `raw` and `validate` walk the file (or `check` walks a
+/// `Config`), so one run reports everything instead of stopping at the first
+/// problem.
 #[derive(Debug, Default)]
 pub(super) struct Collector {
     /// Each error with where it sorts: (section, item) as in [`YamlPath`].

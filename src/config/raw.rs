@@ -728,7 +728,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// WHY: serde offers no public field list, so this feeds the type a deserializer
 /// that only records the `fields` argument of `deserialize_struct` (the same
 /// trick as `serde_aux::serde_introspect`).
-fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+pub(super) fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
     struct FieldProbe<'a>(&'a mut &'static [&'static str]);
 
     impl<'de> de::Deserializer<'de> for FieldProbe<'_> {

@@ -1,0 +1,214 @@
+//! One item of `listeners:`: its address, pool, timeouts, SNI routes, PROXY
+//! protocol and client lists.
+
+use serde_yaml::Value;
+
+use super::fields::Fields;
+use super::limits::limits;
+use super::PoolNames;
+use crate::config::bounds;
+use crate::config::check::{self, Addresses, Names, SniRoutes};
+use crate::config::model::{
+    ListenerConfig, ProxyProtocolAccept, ProxyProtocolSend, SniRoute, DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_TLS_INSPECT_TIMEOUT,
+};
+use crate::config::raw::{RawListener, RawSniRoute};
+use crate::config::value::address::Listen;
+use crate::config::value::count::Count;
+use crate::config::value::proxy::{ACCEPT, SEND};
+use crate::config::value::text::Name;
+use crate::config::value::word::Flag;
+use crate::config::value::{cidr, duration, sni, Bad};
+
+pub(super) fn listener(
+    l: &RawListener,
+    mut f: Fields,
+    pools: &PoolNames,
+    (names, addresses): &mut (Names, Addresses),
+) -> Option<ListenerConfig> {
+    let name = f.need("name", &l.name, &Name("web").missing(), Name("web"));
+    if let Some(name) = &name {
+        let first = names.first("listener", name, f.at());
+        f.keep("name", first);
+    }
+    let listen = f.need(
+        "listen",
+        &l.listen,
+        "add listen: 0.0.0.0:8080",
+        Listen("0.0.0.0:8080"),
+    );
+    if let Some(listen) = listen {
+        let first = addresses.first(listen, f.at(), name.as_deref());
+        f.keep("listen", first);
+    }
+    let pool = f.need("pool", &l.pool, "add pool: <name of a pool>", pools);
+    let connect_timeout = f.or(
+        "connect_timeout",
+        &l.connect_timeout,
+        DEFAULT_CONNECT_TIMEOUT,
+        duration::POSITIVE,
+    );
+    let idle_timeout = f.or(
+        "idle_timeout",
+        &l.idle_timeout,
+        DEFAULT_IDLE_TIMEOUT,
+        duration::POSITIVE,
+    );
+    let retries = f.or(
+        "retries",
+        &l.retries,
+        DEFAULT_RETRIES,
+        Count::new(bounds::RETRIES),
+    );
+    let max_connections = f.or(
+        "max_connections",
+        &l.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        Count::new(bounds::MAX_CONNECTIONS),
+    );
+    let backlog = f.or(
+        "backlog",
+        &l.backlog,
+        DEFAULT_BACKLOG,
+        Count::new(bounds::BACKLOG),
+    );
+
+    // TLS passthrough.
+    let sni_routes = match &l.sni {
+        None => Some(Vec::new()),
+        Some(routes) => sni_routes(routes, &mut f, pools),
+    };
+    let require_sni = f
+        .or("require_sni", &l.require_sni, false, Flag)
+        .and_then(|require| {
+            // Counted before reading: a route already reported as malformed is
+            // still a route, so the fix is there and not here.
+            let routes = l.sni.as_ref().map_or(0, Vec::len);
+            f.keep("require_sni", check::require_sni(require, routes))
+                .map(|()| require)
+        });
+    let tls_inspect_timeout = f.or(
+        "tls_inspect_timeout",
+        &l.tls_inspect_timeout,
+        DEFAULT_TLS_INSPECT_TIMEOUT,
+        duration::POSITIVE,
+    );
+
+    // PROXY protocol, both ways.
+    let proxy_protocol = f.or(
+        "proxy_protocol",
+        &l.proxy_protocol,
+        ProxyProtocolSend::Off,
+        SEND,
+    );
+    let accept_proxy_protocol = f.or(
+        "accept_proxy_protocol",
+        &l.accept_proxy_protocol,
+        ProxyProtocolAccept::Off,
+        ACCEPT,
+    );
+    let trusted_proxies = f
+        .or(
+            "trusted_proxies",
+            &l.trusted_proxies,
+            Vec::new(),
+            cidr::LIST,
+        )
+        .and_then(|trusted| {
+            let written = l.trusted_proxies.is_some();
+            let rule = check::trusted_proxies(trusted.is_empty(), written, accept_proxy_protocol);
+            f.keep("trusted_proxies", rule).map(|()| trusted)
+        });
+    let proxy_header_timeout = f.or(
+        "proxy_header_timeout",
+        &l.proxy_header_timeout,
+        DEFAULT_PROXY_HEADER_TIMEOUT,
+        duration::POSITIVE,
+    );
+
+    // Traffic control.
+    let allow = f.or("allow", &l.allow, Vec::new(), cidr::LIST);
+    let deny = f.or("deny", &l.deny, Vec::new(), cidr::LIST);
+    let limits = match &l.limits {
+        None => Some(None),
+        Some(raw) => limits(raw, f.section("limits")).map(Some),
+    };
+
+    Some(ListenerConfig {
+        name: name?,
+        listen: listen?,
+        pool: pool?,
+        connect_timeout: connect_timeout?,
+        idle_timeout: idle_timeout?,
+        retries: retries?,
+        max_connections: max_connections?,
+        backlog: backlog?,
+        sni_routes: sni_routes?,
+        require_sni: require_sni?,
+        tls_inspect_timeout: tls_inspect_timeout?,
+        proxy_protocol: proxy_protocol?,
+        accept_proxy_protocol: accept_proxy_protocol?,
+        trusted_proxies: trusted_proxies?,
+        proxy_header_timeout: proxy_header_timeout?,
+        allow: allow?,
+        deny: deny?,
+        limits: limits?,
+    })
+}
+
+/// The listener's `sni:` routes: each one read whole, then checked against
+/// the ones before it (see [`SniRoutes`]).
+fn sni_routes(
+    routes: &[Option<RawSniRoute>],
+    f: &mut Fields,
+    pools: &PoolNames,
+) -> Option<Vec<SniRoute>> {
+    let mut earlier = SniRoutes::default();
+    let mut list = Vec::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        let Some(route) = route else {
+            list.push(None);
+            continue;
+        };
+        let mut r = f.item("sni", i);
+        let pattern = r.need(
+            "match",
+            &route.pattern,
+            "add match: a host name, e.g. match: api.example.com, or match: \"*.example.com\"",
+            sni::pattern,
+        );
+        let pool = r.need(
+            "pool",
+            &route.pool,
+            "add pool: <name of a pool>, where clients asking for this name go",
+            pools,
+        );
+        let alpn = r.or("alpn", &route.alpn, Vec::new(), sni::ALPN);
+        let pattern = match (pattern, &alpn) {
+            (Some((text, pattern)), Some(alpn)) => {
+                let first = earlier.first(&pattern, alpn, &text, &r.path("match"));
+                r.keep("match", first).map(|()| pattern)
+            }
+            (pattern, _) => pattern.map(|(_, pattern)| pattern),
+        };
+        list.push((|| {
+            Some(SniRoute {
+                pattern: pattern?,
+                alpn: alpn?,
+                pool: pool?,
+            })
+        })());
+    }
+    list.into_iter().collect()
+}
+
+/// A `pool:` reads as the pool it names.
+impl crate::config::value::Kind for &PoolNames {
+    type Out = crate::config::model::PoolId;
+
+    fn read(&self, value: &Value) -> Result<Self::Out, Bad> {
+        let wanted = crate::config::value::text::string(value, "the name of a pool")?;
+        self.find(wanted)
+    }
+}
