@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{read_token, BoundListener, State};
-use crate::config::{self, Config};
+use crate::config::{self, Change, ChangeSet, Config, Setting};
 use crate::log;
 use crate::plane::{self, BindError};
 use crate::snapshot::Snapshot;
@@ -55,58 +55,68 @@ pub async fn off_thread<T: Send + 'static>(
     }
 }
 
-/// What about `new` cannot be applied to a running process, if anything.
-pub fn restart_needed(old: &Config, new: &Config) -> Option<String> {
-    if old.workers != new.workers {
-        return Some(format!(
-            "`workers` changed from {} to {}",
-            old.workers, new.workers
-        ));
-    }
-    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
-        return Some("`admin.listen` changed".to_string());
-    }
-    if old.limits_table_size != new.limits_table_size {
-        // WHY: the table is allocated once and shared by every worker;
-        // swapping it under them would drop every client's limit state.
-        return Some(format!(
-            "`limits_table_size` changed from {} to {}",
-            old.limits_table_size, new.limits_table_size
-        ));
-    }
-    None
+/// The settings of `changes` a running process cannot take, said with
+/// their old and new values; `None` when it can take them all.
+fn restart_needed(old: &Config, new: &Config, changes: &ChangeSet) -> Option<String> {
+    let said: Vec<String> = changes
+        .needs_restart()
+        .into_iter()
+        .map(|setting| match setting {
+            Setting::Workers => {
+                format!("`workers` changed from {} to {}", old.workers, new.workers)
+            }
+            // WHY: the table is allocated once and shared by every worker;
+            // swapping it under them would drop every client's limit state.
+            Setting::LimitsTableSize => format!(
+                "`limits_table_size` changed from {} to {}",
+                old.limits_table_size, new.limits_table_size
+            ),
+            other => format!("`{}` changed", other.key()),
+        })
+        .collect();
+    (!said.is_empty()).then(|| said.join(", "))
 }
 
-/// Applies `new` in place of the running config, or explains why not.
+/// Applies `new` in place of the running config, or explains why not: checks
+/// it whole, computes what changed ([`ChangeSet::between`]) and executes
+/// that: binds added and moved listeners (all before publishing), publishes
+/// one snapshot (health and counters carry over for backends that stay),
+/// then stops the removed listeners' accepts.
 pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
     let mut inner = state.inner();
     // The file's rules again, now also against the addresses the listeners
     // really got: an API mutation builds its config without `validate`.
-    let bound: Vec<_> = inner
+    let own: Vec<_> = inner
         .listeners
         .iter()
         .map(|l| l.addr)
         .chain(state.admin_bound.get().copied())
         .collect();
-    new.check_with(&bound)?;
-    if let Some(why) = restart_needed(&inner.config, &new) {
+    new.check_with(&own)?;
+    let changes = ChangeSet::between(&inner.config, &new);
+    if let Some(why) = restart_needed(&inner.config, &new, &changes) {
         return Err(ReloadError::NeedsRestart(why));
     }
     let token = read_token(&new).map_err(ReloadError::Token)?;
     let workers = new.workers;
 
-    // Diff listeners: same name, address and backlog = unchanged.
+    // Listeners: added or moved ones get new sockets, the rest keep theirs.
+    let rebound = |n: usize| {
+        changes.listeners.iter().any(|c| match c {
+            Change::Added(i) => *i == n,
+            Change::Changed { new, diff, .. } => *new == n && diff.rebind,
+            Change::Removed(_) => false,
+        })
+    };
     let mut bound = Vec::with_capacity(new.listeners.len());
     let mut added = Vec::new();
     let mut next_id = inner.next_listener_id;
-    for l in &new.listeners {
-        let kept = inner
-            .config
-            .listeners
-            .iter()
-            .position(|o| o.name == l.name && o.listen == l.listen && o.backlog == l.backlog);
+    for (n, l) in new.listeners.iter().enumerate() {
+        let kept = (!rebound(n))
+            .then(|| inner.listeners.iter().find(|b| b.name == l.name))
+            .flatten();
         match kept {
-            Some(i) => bound.push(inner.listeners[i].clone()),
+            Some(b) => bound.push(b.clone()),
             None => {
                 let (sockets, addr) = plane::bind_listener(l, workers)?;
                 bound.push(BoundListener {
@@ -150,6 +160,7 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
             &[("listener", &r.name), ("addr", &r.addr)],
         );
     }
+    log_pool_changes(&inner.config, &new, &changes);
     for warning in new.warnings() {
         log::warn(&warning, &[]);
     }
@@ -158,6 +169,26 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
     inner.token = token;
     inner.config = new;
     Ok(())
+}
+
+/// One line per pool added, removed or changed, naming what changed.
+fn log_pool_changes(old: &Config, new: &Config, changes: &ChangeSet) {
+    for change in &changes.pools {
+        match change {
+            Change::Added(n) => log::info("pool added", &[("pool", &new.pools[*n].name)]),
+            Change::Removed(o) => log::info("pool removed", &[("pool", &old.pools[*o].name)]),
+            Change::Changed { new: n, diff, .. } => {
+                let mut what: Vec<&str> = diff.fields.to_vec();
+                if !diff.backends.is_empty() {
+                    what.push("backends");
+                }
+                log::info(
+                    "pool changed",
+                    &[("pool", &new.pools[*n].name), ("changed", &what.join(","))],
+                );
+            }
+        }
+    }
 }
 
 /// Applies `new`, counting and logging the outcome as a reload from `source`.

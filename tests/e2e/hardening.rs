@@ -513,3 +513,72 @@ fn round_robin_spreads_a_disabled_backends_turns_over_the_other_three() {
     }
     assert_eq!(counts.get("b"), None, "{counts:?}");
 }
+
+/// The line `spliced check` prints for `yaml` that contains `needle`.
+fn check_line(yaml: &str, needle: &str) -> String {
+    let dir = temp_dir();
+    let path = dir.join("check.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = run_bin(
+        ["check".as_ref(), "-c".as_ref(), path.as_os_str()],
+        Duration::from_secs(10),
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    out.stderr
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{}", out.stderr))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn an_api_change_the_file_would_refuse_is_refused_in_the_files_words() {
+    let primary = Backend::named("a");
+    let spare = Backend::named("b");
+    let lb = Spliced::start(&format!(
+        "workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - {{ name: lb, listen: 127.0.0.1:0, pool: p }}\npools:\n  - name: p\n    backends:\n      - {{ address: \"{}\" }}\n      - {{ address: \"{}\", backup: true }}\n",
+        primary.addr, spare.addr
+    ));
+    let admin = lb.admin.unwrap();
+    let file = |backends: &str| {
+        format!(
+            "listeners:\n  - {{ name: lb, listen: 127.0.0.1:0, pool: p }}\npools:\n  - name: p\n    backends:\n{backends}"
+        )
+    };
+
+    // A weight out of range.
+    let path = format!("/api/v1/pools/p/backends/{}", primary.addr);
+    let (status, answer) = http(admin, "PATCH", &path, None, r#"{"weight": 1001}"#);
+    assert_eq!(status, 422, "{answer}");
+    let expected = check_line(
+        &file(&format!(
+            "      - {{ address: \"{}\", weight: 1001 }}\n      - {{ address: \"{}\", backup: true }}\n",
+            primary.addr, spare.addr
+        )),
+        "weight",
+    );
+    assert!(
+        json(&answer)["error"].as_str().unwrap().contains(&expected),
+        "API: {answer}\nfile: {expected}"
+    );
+
+    // The last primary removed, leaving only the backup.
+    let (status, answer) = http(admin, "DELETE", &path, None, "");
+    assert_eq!(status, 422, "{answer}");
+    let expected = check_line(
+        &file(&format!(
+            "      - {{ address: \"{}\", backup: true }}\n",
+            spare.addr
+        )),
+        "pools[0]",
+    );
+    assert!(
+        json(&answer)["error"].as_str().unwrap().contains(&expected),
+        "API: {answer}\nfile: {expected}"
+    );
+    // Nothing changed.
+    assert_eq!(backend_addresses(admin).len(), 2);
+    assert_eq!(ask(lb.addr("lb")), "a");
+}

@@ -23,7 +23,7 @@ use super::guard::{self, BodyKind};
 use super::{Request, Response};
 use crate::balance::WEIGHT_SCALE;
 use crate::clock;
-use crate::config::{self, BackendConfig, Config, HealthKind, MAX_WEIGHT};
+use crate::config::{self, BackendConfig, Config, HealthKind};
 use crate::control::reload::{self, ReloadError};
 use crate::control::State;
 use crate::metrics;
@@ -317,27 +317,6 @@ fn find_backend(config: &Config, pi: usize, address: &str) -> Result<usize, Resp
         })
 }
 
-fn check_weight(weight: u32) -> Result<(), Response> {
-    if weight > MAX_WEIGHT {
-        return Err(Response::error(
-            422,
-            format!("weight {weight} is out of range: use 0..={MAX_WEIGHT}"),
-        ));
-    }
-    Ok(())
-}
-
-fn keeps_a_primary(config: &Config, pi: usize) -> Result<(), Response> {
-    if config.pools[pi].backends.iter().any(|b| !b.backup) {
-        Ok(())
-    } else {
-        Err(Response::error(
-            409,
-            "a pool needs at least one backend that is not a backup",
-        ))
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewBackend {
@@ -382,9 +361,8 @@ async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let result = (|| {
-        let weight = nb.weight.unwrap_or(config::DEFAULT_WEIGHT);
-        check_weight(weight)?;
+    let weight = nb.weight.unwrap_or(config::DEFAULT_WEIGHT);
+    let result = {
         mutate(
             state,
             pool,
@@ -407,10 +385,12 @@ async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
                 b.drain = nb.drain;
                 b.disabled = nb.disabled;
                 backends.push(b);
-                keeps_a_primary(config, pi)
+                // A pool left without a primary and the file's other rules
+                // are `apply`'s to refuse, in the file's words.
+                Ok(())
             },
         )
-    })();
+    };
     match result {
         Ok(()) => Response::json(
             201,
@@ -428,13 +408,7 @@ fn remove_backend(state: &State, pool: &str, address: &str) -> Response {
         |config, pi| {
             let i = find_backend(config, pi, address)?;
             config.pools[pi].backends.remove(i);
-            if config.pools[pi].backends.is_empty() {
-                return Err(Response::error(
-                    409,
-                    "cannot remove the last backend of a pool",
-                ));
-            }
-            keeps_a_primary(config, pi)
+            Ok(())
         },
     );
     match result {
@@ -465,11 +439,8 @@ fn patch_backend(state: &State, pool: &str, address: &str, body: &[u8]) -> Respo
             "nothing to change: send any of {\"weight\": N, \"drain\": bool, \"disabled\": bool}",
         );
     }
-    if let Some(w) = patch.weight {
-        if let Err(r) = check_weight(w) {
-            return r;
-        }
-    }
+    // Weights out of range, the last primary disabled and the like are
+    // refused by `apply` with the words the config check uses for the file.
     let (event, detail) = match (patch.drain, patch.disabled, patch.weight) {
         (Some(true), _, _) => ("drain", String::new()),
         (Some(false), _, _) => ("undrain", String::new()),
