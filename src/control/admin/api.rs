@@ -362,35 +362,33 @@ async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
         Err(r) => return r,
     };
     let weight = nb.weight.unwrap_or(config::DEFAULT_WEIGHT);
-    let result = {
-        mutate(
-            state,
-            pool,
-            (&nb.address, "added", format!("weight {weight}")),
-            |config, pi| {
-                let backends = &mut config.pools[pi].backends;
-                if backends
-                    .iter()
-                    .any(|b| b.addr == addr || b.name == nb.address)
-                {
-                    return Err(Response::error(
-                        409,
-                        format!("pool {pool:?} already has backend {}", nb.address),
-                    ));
-                }
-                let mut b = BackendConfig::new(nb.address.clone(), addr);
-                b.weight = weight;
-                b.backup = nb.backup;
-                b.max_connections = nb.max_connections;
-                b.drain = nb.drain;
-                b.disabled = nb.disabled;
-                backends.push(b);
-                // A pool left without a primary and the file's other rules
-                // are `apply`'s to refuse, in the file's words.
-                Ok(())
-            },
-        )
-    };
+    let result = mutate(
+        state,
+        pool,
+        (&nb.address, "added", format!("weight {weight}")),
+        |config, pi| {
+            let backends = &mut config.pools[pi].backends;
+            if backends
+                .iter()
+                .any(|b| b.addr == addr || b.name == nb.address)
+            {
+                return Err(Response::error(
+                    409,
+                    format!("pool {pool:?} already has backend {}", nb.address),
+                ));
+            }
+            let mut b = BackendConfig::new(nb.address.clone(), addr);
+            b.weight = weight;
+            b.backup = nb.backup;
+            b.max_connections = nb.max_connections;
+            b.drain = nb.drain;
+            b.disabled = nb.disabled;
+            backends.push(b);
+            // A pool left without a primary and the file's other rules
+            // are `apply`'s to refuse, in the file's words.
+            Ok(())
+        },
+    );
     match result {
         Ok(()) => Response::json(
             201,
