@@ -16,15 +16,6 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-fn ask(addr: SocketAddr) -> String {
-    let s = connect(addr);
-    let mut w = s.try_clone().unwrap();
-    writeln!(w, "who").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line.split_whitespace().next().unwrap_or("").to_string()
-}
-
 fn config(backends: &[SocketAddr], admin_extra: &str) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     format!(

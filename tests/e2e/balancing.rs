@@ -8,20 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 
 use crate::harness::*;
 
-/// Sends one line through a new connection and returns the name of the
-/// backend that answered.
-fn ask(addr: SocketAddr) -> String {
-    ask_on(connect(addr))
-}
-
-fn ask_on(s: TcpStream) -> String {
-    let mut w = s.try_clone().unwrap();
-    writeln!(w, "who").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line.split_whitespace().next().unwrap_or("").to_string()
-}
-
 /// A connection from a chosen loopback source address.
 pub fn connect_from(src: Ipv4Addr, addr: SocketAddr) -> TcpStream {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

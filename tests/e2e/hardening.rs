@@ -3,7 +3,7 @@
 //! the control thread, backends the API must refuse, new backends that must
 //! earn their traffic, and the settings a reload used to drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -61,16 +61,6 @@ fn backend_state(admin: SocketAddr, address: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// Which backend answered one connection through `addr` (`Backend::named`).
-fn ask(addr: SocketAddr) -> String {
-    let s = connect(addr);
-    let mut w = s.try_clone().unwrap();
-    writeln!(w, "who").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line.split_whitespace().next().unwrap_or("").to_owned()
 }
 
 #[test]

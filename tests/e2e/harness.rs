@@ -795,3 +795,18 @@ pub fn expect_closed(s: &mut TcpStream, what: &str) {
         Err(e) => panic!("{what}: expected the connection closed, got {e}"),
     }
 }
+
+/// Sends one line through a new connection and returns the name of the
+/// backend that answered (a [`Backend::named`] answers "NAME LINE").
+pub fn ask(addr: SocketAddr) -> String {
+    ask_on(connect(addr))
+}
+
+/// As [`ask`], over a connection already made.
+pub fn ask_on(s: TcpStream) -> String {
+    let mut w = s.try_clone().unwrap();
+    writeln!(w, "who").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line.split_whitespace().next().unwrap_or("").to_string()
+}

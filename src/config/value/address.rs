@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(reason("127.0.0.1:+80"), "port \"+80\" is not a number");
         assert_eq!(reason("127.0.0.1:http"), "port \"http\" is not a number");
         assert!(reason("::1:9001").contains("needs brackets"));
-        // Hardening #10b: a URL was answered with the IPv6 bracket hint.
+        // Regression: a URL was answered with the IPv6 bracket hint.
         assert!(reason("http://10.0.0.5:8080").contains("write host:port"));
         assert!(reason("https://api.internal").contains("https:// is a URL scheme"));
         assert!(reason("[1.2.3.4]:80").contains("not an IPv6 address"));
