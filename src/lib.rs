@@ -23,7 +23,9 @@
 //!
 //! ## Module map
 //! Layers, bottom first; a module uses only those below it (checked by the
-//! `layers` test at the end of this file).
+//! `layers` test at the end of this file). Only what `main`, the end-to-end
+//! tests, the benches and the fuzz targets use is `pub`; the rest is
+//! `pub(crate)`.
 //! 1. [`config`] (YAML → validated, typed config), [`proto`] (SNI and PROXY
 //!    parsing, pure), [`outcome`] (why connections end or are refused),
 //!    [`sys`] (raw syscalls), [`clock`], [`log`].
@@ -42,24 +44,24 @@
 //! 10. [`demo`]: built-in backends and load, plugged into `control` by `main`.
 #![deny(unsafe_code)]
 
-pub mod accesslog;
+pub(crate) mod accesslog;
 pub mod balance;
 pub mod clock;
 pub mod config;
 pub mod control;
-pub mod counters;
-pub mod dataplane;
+pub(crate) mod counters;
+pub(crate) mod dataplane;
 pub mod demo;
-pub mod limits;
+pub(crate) mod limits;
 pub mod log;
-pub mod metrics;
-pub mod outcome;
-pub mod plane;
+pub(crate) mod metrics;
+pub(crate) mod outcome;
+pub(crate) mod plane;
 pub mod proto;
-pub mod session;
-pub mod snapshot;
-pub mod sys;
-pub mod uring;
+pub(crate) mod session;
+pub(crate) mod snapshot;
+pub(crate) mod sys;
+pub(crate) mod uring;
 
 /// The module graph's layers, bottom first: a top-level module may use only
 /// modules of lower layers (unit tests may reach anywhere). This keeps the

@@ -53,14 +53,12 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 #[derive(Debug, Clone, Copy)]
 pub enum Shut {
     Write,
-    Both,
 }
 
 /// `shutdown(2)`; errors such as ENOTCONN are returned for the caller to ignore.
 pub fn shutdown(fd: RawFd, how: Shut) -> io::Result<()> {
     let how = match how {
         Shut::Write => libc::SHUT_WR,
-        Shut::Both => libc::SHUT_RDWR,
     };
     // SAFETY: plain syscall on an fd we own; no memory is passed.
     cvt(unsafe { libc::shutdown(fd, how) }).map(drop)
@@ -158,15 +156,6 @@ pub fn raise_nofile_limit() -> (u64, u64) {
         }
         (lim.rlim_cur, lim.rlim_max)
     }
-}
-
-/// The number of threads of this process, from /proc/self/status.
-pub fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A non-blocking `send(2)` of `data` (no SIGPIPE); returns the bytes taken.

@@ -21,7 +21,7 @@ use crate::plane::{Plane, Shared, WorkerSockets};
 use crate::sys;
 use crate::uring::Ring;
 
-pub use worker::{BUF_COUNT, BUF_SIZE, PIPE_POOL_MAX, PIPE_SIZE};
+pub use worker::PIPE_POOL_MAX;
 
 /// The most fds kept out of the data plane's reach: the admin API, health
 /// probes, logs, config reloads and listeners added by a reload. Without

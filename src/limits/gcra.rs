@@ -70,14 +70,6 @@ impl ByteRate {
             burst_tolerance_ns,
         }
     }
-
-    pub fn bytes_per_sec(&self) -> u64 {
-        self.bytes_per_sec
-    }
-
-    pub fn burst_bytes(&self) -> u64 {
-        self.burst_bytes
-    }
 }
 
 /// Nanoseconds `bytes` take at `rate` bytes per second, rounded up (so a

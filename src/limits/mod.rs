@@ -37,7 +37,8 @@ use std::net::IpAddr;
 
 pub use gcra::{gcra_refund, gcra_take, gcra_take_up_to, ByteRate};
 pub use key::{ClientKey, Scope};
-pub use table::{IDLE_EXPIRY_NS, PROBE_WINDOW};
+#[cfg(test)]
+use table::IDLE_EXPIRY_NS;
 
 use crate::config::{Cidr, Limits};
 use crate::outcome::Reject;

@@ -40,6 +40,7 @@ pub struct Metric<const L: usize> {
 
 /// A [`Metric`] with its label count erased, so that every family fits in
 /// one list ([`ALL`]) for checks over all of them.
+#[cfg(test)]
 #[derive(Debug)]
 pub struct Described {
     pub name: &'static str,
@@ -62,6 +63,7 @@ macro_rules! metrics {
         )*
 
         /// Every family above.
+        #[cfg(test)]
         pub const ALL: &[Described] = &[$(Described {
             name: $name,
             kind: Kind::$kind,

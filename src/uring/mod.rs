@@ -17,4 +17,4 @@ mod ring;
 
 pub use bufring::BufId;
 pub use pipe::{Pipe, PipePool};
-pub use ring::{Completion, Ring, RingError, RESERVED_BITS};
+pub use ring::{Completion, Ring, RESERVED_BITS};

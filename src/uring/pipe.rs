@@ -109,8 +109,4 @@ impl PipePool {
     pub fn in_use(&self) -> usize {
         self.created - self.free.len()
     }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
 }

@@ -75,9 +75,6 @@ pub struct Ring {
     ring: IoUring,
     /// The provided-buffer ring receives land in (see `provide_buffers`).
     bufs: Option<BufRing>,
-    /// Submitted-but-unreaped is tracked by the kernel; this counts entries
-    /// pushed since the last submit, so `submit_and_wait` can skip empty enters.
-    queued: usize,
     /// Connect addresses and timeouts of queued entries, which the kernel
     /// reads when it consumes them.
     kept: SubmitArena,
@@ -196,7 +193,6 @@ impl Ring {
         Ok(Ring {
             ring,
             bufs: None,
-            queued: 0,
             kept: SubmitArena::new(),
         })
     }
@@ -220,7 +216,6 @@ impl Ring {
             // entries are copied into the SQ.
             let pushed = unsafe { self.ring.submission().push_multiple(entries) };
             if pushed.is_ok() {
-                self.queued += entries.len();
                 return;
             }
             // SQ full: hand what is queued to the kernel and try again.
@@ -236,7 +231,6 @@ impl Ring {
     /// After an enter: what the kernel consumed it has read, so the kept
     /// memory may be reused once nothing is left in the SQ.
     fn submitted(&mut self) {
-        self.queued = 0;
         if self.ring.submission().is_empty() {
             self.kept.reset();
         }
@@ -375,14 +369,6 @@ impl Ring {
         self.push(e);
     }
 
-    /// Cancels the operation submitted with `target`.
-    pub fn cancel(&mut self, target: u64, user_data: u64) {
-        let e = opcode::AsyncCancel::new(target)
-            .build()
-            .user_data(Self::caller_data(user_data));
-        self.push(e);
-    }
-
     /// Submits what is queued and waits for at least one completion, or until
     /// `max_wait` passes (`Some(ZERO)`: do not sleep, only run deferred work).
     pub fn submit_and_wait(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
@@ -443,10 +429,6 @@ impl Ring {
         }
     }
 
-    /// Whether entries are waiting to be submitted.
-    pub fn has_queued(&self) -> bool {
-        self.queued > 0
-    }
 }
 
 #[cfg(test)]
