@@ -27,19 +27,19 @@
 //! tests, the benches and the fuzz targets use is `pub`; the rest is
 //! `pub(crate)`.
 //! 1. [`config`] (YAML → validated, typed config), [`proto`] (SNI and PROXY
-//!    parsing, pure), [`outcome`] (why connections end or are refused),
-//!    [`sys`] (raw syscalls), [`clock`], [`log`].
-//! 2. [`counters`] (per-worker counters), [`limits`] (per-client limits),
-//!    [`uring`] (rings, buffer rings, pipes; with `sys` the only `unsafe`).
+//!    parsing, pure), `outcome` (why connections end or are refused),
+//!    `sys` (raw syscalls), [`clock`], [`log`].
+//! 2. `counters` (per-worker counters), `limits` (per-client limits),
+//!    `uring` (rings, buffer rings, pipes; with `sys` the only `unsafe`).
 //! 3. [`balance`]: `Backend` and the selection algorithms behind one trait.
-//! 4. [`snapshot`]: the immutable routing view the planes read.
-//! 5. [`metrics`] (Prometheus exposition), [`accesslog`] (one line per
+//! 4. `snapshot`: the immutable routing view the planes read.
+//! 5. `metrics` (Prometheus exposition), `accesslog` (one line per
 //!    finished connection, written off the data path).
-//! 6. [`plane`]: the seam between control and the data planes (`Plane`,
+//! 6. `plane`: the seam between control and the data planes (`Plane`,
 //!    the shared state, listener binding).
-//! 7. [`session`]: one connection's life without I/O (inspection, connect
+//! 7. `session`: one connection's life without I/O (inspection, connect
 //!    attempts, the relay, timeouts, accounting), driven by an engine.
-//! 8. [`dataplane`]: the io_uring engine: workers, the ring, buffers, pipes.
+//! 8. `dataplane`: the io_uring engine: workers, the ring, buffers, pipes.
 //! 9. [`control`]: the control thread: start-up, reload, health, admin HTTP.
 //! 10. [`demo`]: built-in backends and load, plugged into `control` by `main`.
 #![deny(unsafe_code)]
