@@ -13,121 +13,82 @@ use serde_yaml::{Mapping, Value};
 
 use super::error::{Collector, YamlPath};
 
-/// The whole file. Every field is optional here; `validate` decides what is
-/// required and what the defaults are.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
-    pub workers: Option<Value>,
-    pub shutdown_timeout: Option<Value>,
-    pub admin: Option<RawAdmin>,
-    pub access_log: Option<RawAccessLog>,
-    pub limits_table_size: Option<Value>,
-    /// `None` items are list entries already reported as malformed; they stay
-    /// in place so the indices in later error paths still match the file.
-    pub listeners: Option<Vec<Option<RawListener>>>,
-    /// As `listeners`: `None` marks an entry already reported.
-    pub pools: Option<Vec<Option<RawPool>>>,
+/// Declares a section of the file as a serde struct whose fields are all
+/// optional (`Option<Value>` unless a type is given): a section's keys are
+/// written once, here, and unknown ones are refused by serde with the rest.
+macro_rules! raw_section {
+    ($(#[$meta:meta])* $name:ident {
+        $($(#[$field_meta:meta])* $field:ident $(: $ty:ty)?),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $($(#[$field_meta])* pub $field: Option<raw_section!(@type $($ty)?)>,)*
+        }
+    };
+    (@type) => { Value };
+    (@type $ty:ty) => { $ty };
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAdmin {
-    pub listen: Option<Value>,
-    pub token_file: Option<Value>,
-    pub allowed_hosts: Option<Value>,
-    pub allow_unauthenticated: Option<Value>,
-}
+raw_section!(
+    /// The whole file. Every field is optional here; `validate` decides what
+    /// is required and what the defaults are. `None` items of `listeners` and
+    /// `pools` are list entries already reported as malformed; they stay in
+    /// place so the indices in later error paths still match the file.
+    RawConfig {
+        workers, shutdown_timeout, admin: RawAdmin, access_log: RawAccessLog,
+        limits_table_size, listeners: Vec<Option<RawListener>>, pools: Vec<Option<RawPool>>,
+    }
+);
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAccessLog {
-    pub path: Option<Value>,
-    pub format: Option<Value>,
-}
+raw_section!(RawAdmin {
+    listen,
+    token_file,
+    allowed_hosts,
+    allow_unauthenticated
+});
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawListener {
-    pub name: Option<Value>,
-    pub listen: Option<Value>,
-    pub pool: Option<Value>,
-    pub connect_timeout: Option<Value>,
-    pub idle_timeout: Option<Value>,
-    pub retries: Option<Value>,
-    pub max_connections: Option<Value>,
-    pub backlog: Option<Value>,
-    /// As `RawConfig::listeners`: `None` marks an entry already reported.
-    pub sni: Option<Vec<Option<RawSniRoute>>>,
-    pub require_sni: Option<Value>,
-    pub tls_inspect_timeout: Option<Value>,
-    pub proxy_protocol: Option<Value>,
-    pub accept_proxy_protocol: Option<Value>,
-    pub trusted_proxies: Option<Value>,
-    pub proxy_header_timeout: Option<Value>,
-    pub allow: Option<Value>,
-    pub deny: Option<Value>,
-    pub limits: Option<RawLimits>,
-}
+raw_section!(RawAccessLog { path, format });
 
-/// One item of a listener's `sni:`, `- { match: api.example.com, pool: api }`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSniRoute {
-    #[serde(rename = "match")]
-    pub pattern: Option<Value>,
-    pub pool: Option<Value>,
-    pub alpn: Option<Value>,
-}
+raw_section!(
+    /// One listener; `None` items of `sni` mark entries already reported.
+    RawListener {
+        name, listen, pool, connect_timeout, idle_timeout, retries, max_connections, backlog,
+        sni: Vec<Option<RawSniRoute>>, require_sni, tls_inspect_timeout, proxy_protocol,
+        accept_proxy_protocol, trusted_proxies, proxy_header_timeout, allow, deny,
+        limits: RawLimits,
+    }
+);
 
-/// A listener's `limits:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawLimits {
-    pub per_ip_rate: Option<Value>,
-    pub per_ip_burst: Option<Value>,
-    pub per_ip_connections: Option<Value>,
-    pub per_ip_bandwidth: Option<Value>,
-    pub action: Option<Value>,
-    pub tarpit_delay: Option<Value>,
-    pub ipv6_prefix: Option<Value>,
-}
+raw_section!(
+    /// One item of a listener's `sni:`, `- { match: api.example.com, pool: api }`.
+    RawSniRoute { #[serde(rename = "match")] pattern, pool, alpn }
+);
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawPool {
-    pub name: Option<Value>,
-    pub algorithm: Option<Value>,
-    /// As `RawConfig::listeners`: `None` marks an entry already reported.
-    pub backends: Option<Vec<Option<RawBackend>>>,
-    pub health_check: Option<RawHealthCheck>,
-    pub eject_after: Option<Value>,
-    pub ejection_time: Option<Value>,
-    pub max_ejection_time: Option<Value>,
-    pub max_ejection_percent: Option<Value>,
-    pub on_all_down: Option<Value>,
-    pub slow_start: Option<Value>,
-    pub hash_balance_factor: Option<Value>,
-    pub hash_table_size: Option<Value>,
-}
+raw_section!(
+    /// A listener's `limits:` section.
+    RawLimits {
+        per_ip_rate, per_ip_burst, per_ip_connections, per_ip_bandwidth, action, tarpit_delay,
+        ipv6_prefix,
+    }
+);
 
-/// A pool's `health_check:`. The keys of both kinds live in one struct: which
-/// of them a kind may use depends on the *value* of `kind`, so `validate`
-/// checks that.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHealthCheck {
-    pub kind: Option<Value>,
-    pub interval: Option<Value>,
-    pub timeout: Option<Value>,
-    pub rise: Option<Value>,
-    pub fall: Option<Value>,
-    pub send: Option<Value>,
-    pub expect: Option<Value>,
-    pub path: Option<Value>,
-    pub host: Option<Value>,
-    pub expect_status: Option<Value>,
-}
+raw_section!(
+    /// One pool; `None` items of `backends` mark entries already reported.
+    RawPool {
+        name, algorithm, backends: Vec<Option<RawBackend>>, health_check: RawHealthCheck,
+        eject_after, ejection_time, max_ejection_time, max_ejection_percent, on_all_down,
+        slow_start, hash_balance_factor, hash_table_size,
+    }
+);
+
+raw_section!(
+    /// A pool's `health_check:`. The keys of both kinds live in one struct:
+    /// which of them a kind may use depends on the *value* of `kind`, so
+    /// `validate` checks that.
+    RawHealthCheck { kind, interval, timeout, rise, fall, send, expect, path, host, expect_status }
+);
 
 /// A backend, either `- 127.0.0.1:9001` or `- { address: 127.0.0.1:9001 }`.
 #[derive(Debug, Deserialize)]
@@ -138,16 +99,10 @@ pub(super) enum RawBackend {
     Full(Box<RawBackendEntry>),
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBackendEntry {
-    pub address: Option<Value>,
-    pub weight: Option<Value>,
-    pub backup: Option<Value>,
-    pub max_connections: Option<Value>,
-    pub drain: Option<Value>,
-    pub disabled: Option<Value>,
-}
+raw_section!(
+    /// The long form of a backend.
+    RawBackendEntry { address, weight, backup, max_connections, drain, disabled }
+);
 
 /// Parses a YAML document into [`RawConfig`], recording every syntax and shape
 /// problem in `errors`. Returns `None` only when there is nothing to validate

@@ -34,9 +34,9 @@ use crate::outcome::{Reject, Termination};
 use crate::plane::Shared;
 use crate::snapshot::{Listener, Pool, Snapshot};
 
-pub use relay::{Direction, Mode};
 #[cfg(test)]
 use relay::SHORT_BURSTS_TO_COPY;
+pub use relay::{Direction, Mode};
 
 /// A relay direction: `C2B` moves client bytes to the backend, `B2C` back.
 pub type Dir = usize;

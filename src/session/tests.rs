@@ -193,15 +193,57 @@ fn plain(backends: &[&str]) -> String {
     )
 }
 
-/// A session connected to backend 0 and relaying, with nothing in flight
-/// recorded yet.
-fn relaying(world: &mut World, io: &mut Script) -> Session {
-    let mut s = world.accept();
-    s.start(&mut world.ctx(), io);
-    s.on_connected(Ok(()), &mut world.ctx(), io);
-    assert_eq!(s.phase, Phase::Relaying);
-    io.take();
-    s
+/// A session connected to backend 0 and relaying, its world and its script,
+/// for the relay tests: each step plays one completion and returns what the
+/// session asked for in answer.
+struct Relay {
+    world: World,
+    io: Script,
+    s: Session,
+}
+
+impl Relay {
+    fn new(yaml: &str, pipes_free: usize) -> Relay {
+        let mut world = World::new(yaml);
+        let mut io = Script {
+            pipes_free,
+            ..Script::default()
+        };
+        let mut s = world.accept();
+        s.start(&mut world.ctx(), &mut io);
+        s.on_connected(Ok(()), &mut world.ctx(), &mut io);
+        assert_eq!(s.phase, Phase::Relaying);
+        io.take();
+        Relay { world, io, s }
+    }
+
+    fn one_backend() -> Relay {
+        Relay::new(&plain(&["127.0.0.1:9001"]), 0)
+    }
+
+    fn received(&mut self, dir: Dir, len: u32) -> Vec<Call> {
+        self.s
+            .on_received(dir, len, &mut self.world.ctx(), &mut self.io);
+        self.io.take()
+    }
+
+    fn sent(&mut self, dir: Dir, n: u32) -> Vec<Call> {
+        self.s
+            .on_sent(dir, Ok(n), &mut self.world.ctx(), &mut self.io);
+        self.io.take()
+    }
+
+    fn ready(&mut self, dir: Dir) -> Vec<Call> {
+        self.s
+            .on_ready(dir, true, &mut self.world.ctx(), &mut self.io);
+        self.io.take()
+    }
+
+    fn tick_after(&mut self, wait: Duration) -> Vec<Call> {
+        self.world.now += wait;
+        self.s.on_tick(&mut self.world.ctx(), &mut self.io);
+        self.io.take()
+    }
 }
 
 #[test]
@@ -313,75 +355,52 @@ fn when_every_backend_refuses_the_connection_ends_as_connect_failed() {
 
 #[test]
 fn the_client_closing_first_half_closes_then_the_backend_ends_it() {
-    let mut world = World::new(&plain(&["127.0.0.1:9001"]));
-    let mut io = Script::default();
-    let mut s = relaying(&mut world, &mut io);
-    s.on_received(C2B, 0, &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::ShutWrite(C2B)]);
-    assert_ne!(s.phase, Phase::Closing, "the backend may still answer");
-
+    let mut r = Relay::one_backend();
+    assert_eq!(r.received(C2B, 0), [Call::ShutWrite(C2B)]);
+    assert_ne!(r.s.phase, Phase::Closing, "the backend may still answer");
     // The answer still flows after the client's FIN.
-    s.on_received(B2C, 5, &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::Send(B2C, 0, 5)]);
-    s.on_sent(B2C, Ok(5), &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::Release(B2C), Call::Recv(B2C, true)]);
-
-    s.on_received(B2C, 0, &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::ShutWrite(B2C), Call::CancelAll]);
-    assert_eq!(s.termination, Some(Termination::ClientClosed));
+    assert_eq!(r.received(B2C, 5), [Call::Send(B2C, 0, 5)]);
+    assert_eq!(r.sent(B2C, 5), [Call::Release(B2C), Call::Recv(B2C, true)]);
+    assert_eq!(r.received(B2C, 0), [Call::ShutWrite(B2C), Call::CancelAll]);
+    assert_eq!(r.s.termination, Some(Termination::ClientClosed));
 }
 
 #[test]
 fn the_backend_closing_first_half_closes_then_the_client_ends_it() {
-    let mut world = World::new(&plain(&["127.0.0.1:9001"]));
-    let mut io = Script::default();
-    let mut s = relaying(&mut world, &mut io);
-    s.on_received(B2C, 0, &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::ShutWrite(B2C)]);
-    s.on_received(C2B, 3, &mut world.ctx(), &mut io);
-    s.on_sent(C2B, Ok(3), &mut world.ctx(), &mut io);
-    io.take();
-    s.on_received(C2B, 0, &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::ShutWrite(C2B), Call::CancelAll]);
-    assert_eq!(s.termination, Some(Termination::BackendClosed));
+    let mut r = Relay::one_backend();
+    assert_eq!(r.received(B2C, 0), [Call::ShutWrite(B2C)]);
+    r.received(C2B, 3);
+    r.sent(C2B, 3);
+    assert_eq!(r.received(C2B, 0), [Call::ShutWrite(C2B), Call::CancelAll]);
+    assert_eq!(r.s.termination, Some(Termination::BackendClosed));
 }
 
 #[test]
 fn a_partial_send_sends_the_rest_before_reading_again() {
-    let mut world = World::new(&plain(&["127.0.0.1:9001"]));
-    let mut io = Script::default();
-    let mut s = relaying(&mut world, &mut io);
-    s.on_received(C2B, 1000, &mut world.ctx(), &mut io);
-    s.on_sent(C2B, Ok(400), &mut world.ctx(), &mut io);
+    let mut r = Relay::one_backend();
+    assert_eq!(r.received(C2B, 1000), [Call::Send(C2B, 0, 1000)]);
+    assert_eq!(r.sent(C2B, 400), [Call::Send(C2B, 400, 600)]);
     assert_eq!(
-        io.take(),
-        [Call::Send(C2B, 0, 1000), Call::Send(C2B, 400, 600)]
+        r.sent(C2B, 600),
+        [Call::Release(C2B), Call::Recv(C2B, true)]
     );
-    s.on_sent(C2B, Ok(600), &mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::Release(C2B), Call::Recv(C2B, true)]);
-    assert_eq!(s.dirs[C2B].bytes, 1000);
+    assert_eq!(r.s.dirs[C2B].bytes, 1000);
 }
 
 #[test]
 fn bulk_switches_to_splice_and_short_bursts_switch_back_to_copy() {
-    let mut world = World::new(&plain(&["127.0.0.1:9001"]));
-    let mut io = Script {
-        pipes_free: 1,
-        ..Script::default()
-    };
-    let mut s = relaying(&mut world, &mut io);
+    let mut r = Relay::new(&plain(&["127.0.0.1:9001"]), 1);
     // Two full buffers in a row mark the direction as bulk.
-    s.on_received(B2C, RECV_BUFFER, &mut world.ctx(), &mut io);
-    s.on_sent(B2C, Ok(RECV_BUFFER), &mut world.ctx(), &mut io);
-    assert_eq!(io.take().last(), Some(&Call::Recv(B2C, false)));
-    s.on_received(B2C, RECV_BUFFER, &mut world.ctx(), &mut io);
-    io.splice_in.push_back(Ok(64 * 1024));
-    s.on_sent(B2C, Ok(RECV_BUFFER), &mut world.ctx(), &mut io);
-    assert_eq!(s.dirs[B2C].mode, Mode::Splice);
+    r.received(B2C, RECV_BUFFER);
     assert_eq!(
-        io.take(),
+        r.sent(B2C, RECV_BUFFER).last(),
+        Some(&Call::Recv(B2C, false))
+    );
+    r.received(B2C, RECV_BUFFER);
+    r.io.splice_in.push_back(Ok(64 * 1024));
+    assert_eq!(
+        r.sent(B2C, RECV_BUFFER),
         [
-            Call::Send(B2C, 0, RECV_BUFFER),
             Call::Release(B2C),
             Call::TakePipe(B2C),
             Call::SpliceIn(B2C),
@@ -391,71 +410,65 @@ fn bulk_switches_to_splice_and_short_bursts_switch_back_to_copy() {
             Call::WaitReadable(B2C),
         ]
     );
-    assert_eq!(io.pipes_free, 1, "a quiet direction holds no pipe");
+    assert_eq!(r.s.dirs[B2C].mode, Mode::Splice);
+    assert_eq!(r.io.pipes_free, 1, "a quiet direction holds no pipe");
 
     // Short bursts: the bulk is over after a few in a row.
     for burst in 1..=SHORT_BURSTS_TO_COPY {
-        io.splice_in.push_back(Ok(100));
-        s.on_ready(B2C, true, &mut world.ctx(), &mut io);
-        let calls = io.take();
-        if burst < SHORT_BURSTS_TO_COPY {
-            assert_eq!(calls.last(), Some(&Call::WaitReadable(B2C)), "{calls:?}");
+        r.io.splice_in.push_back(Ok(100));
+        let calls = r.ready(B2C);
+        let next = if burst < SHORT_BURSTS_TO_COPY {
+            Call::WaitReadable(B2C)
         } else {
-            assert_eq!(calls.last(), Some(&Call::Recv(B2C, false)), "{calls:?}");
-        }
+            Call::Recv(B2C, false)
+        };
+        assert_eq!(calls.last(), Some(&next), "{calls:?}");
     }
-    assert_eq!(s.dirs[B2C].mode, Mode::Copy);
+    assert_eq!(r.s.dirs[B2C].mode, Mode::Copy);
     assert_eq!(
-        s.dirs[B2C].bytes,
+        r.s.dirs[B2C].bytes,
         2 * RECV_BUFFER as u64 + 64 * 1024 + 100 * SHORT_BURSTS_TO_COPY as u64
     );
 }
 
 #[test]
 fn without_a_free_pipe_bulk_keeps_copying() {
-    let mut world = World::new(&plain(&["127.0.0.1:9001"]));
-    let mut io = Script::default();
-    let mut s = relaying(&mut world, &mut io);
-    for _ in 0..2 {
-        s.on_received(C2B, RECV_BUFFER, &mut world.ctx(), &mut io);
-        s.on_sent(C2B, Ok(RECV_BUFFER), &mut world.ctx(), &mut io);
-    }
-    assert_eq!(io.take().last(), Some(&Call::Recv(C2B, false)));
-    assert_eq!(s.dirs[C2B].mode, Mode::Copy);
+    let mut r = Relay::one_backend();
+    r.received(C2B, RECV_BUFFER);
+    r.sent(C2B, RECV_BUFFER);
+    r.received(C2B, RECV_BUFFER);
     assert_eq!(
-        world.ctx().stats().pipe_exhausted.load(Ordering::Relaxed),
-        1
+        r.sent(C2B, RECV_BUFFER).last(),
+        Some(&Call::Recv(C2B, false))
     );
+    assert_eq!(r.s.dirs[C2B].mode, Mode::Copy);
+    let exhausted = r.world.ctx().stats().pipe_exhausted.load(Ordering::Relaxed);
+    assert_eq!(exhausted, 1);
 }
 
 #[test]
 fn an_idle_connection_is_closed_on_the_tick_after_its_timeout() {
-    let mut world =
-        World::new(&plain(&["127.0.0.1:9001"]).replace("retries: 2", "idle_timeout: 2s"));
-    let mut io = Script::default();
-    let mut s = relaying(&mut world, &mut io);
-    world.now += Duration::from_millis(1900);
-    s.on_tick(&mut world.ctx(), &mut io);
-    assert!(io.take().is_empty());
-    world.now += Duration::from_millis(200);
-    s.on_tick(&mut world.ctx(), &mut io);
-    assert_eq!(io.take(), [Call::CancelAll]);
-    assert_eq!(s.termination, Some(Termination::IdleTimeout));
+    let mut r = Relay::new(
+        &plain(&["127.0.0.1:9001"]).replace("retries: 2", "idle_timeout: 2s"),
+        0,
+    );
+    assert!(r.tick_after(Duration::from_millis(1900)).is_empty());
+    assert_eq!(r.tick_after(Duration::from_millis(200)), [Call::CancelAll]);
+    assert_eq!(r.s.termination, Some(Termination::IdleTimeout));
 }
 
 #[test]
 fn finish_gives_everything_back_and_makes_one_record() {
-    let mut world = World::new(&plain(&["127.0.0.1:9001"]));
-    let mut io = Script::default();
-    let mut s = relaying(&mut world, &mut io);
-    s.on_received(C2B, 10, &mut world.ctx(), &mut io);
-    s.on_sent(C2B, Ok(10), &mut world.ctx(), &mut io);
-    s.on_received(B2C, 20, &mut world.ctx(), &mut io);
-    s.on_sent(B2C, Ok(20), &mut world.ctx(), &mut io);
-    s.on_received(C2B, 0, &mut world.ctx(), &mut io);
-    s.on_received(B2C, 0, &mut world.ctx(), &mut io);
-    assert_eq!(s.phase, Phase::Closing);
+    let mut r = Relay::one_backend();
+    r.received(C2B, 10);
+    r.sent(C2B, 10);
+    r.received(B2C, 20);
+    r.sent(B2C, 20);
+    r.received(C2B, 0);
+    r.received(B2C, 0);
+    assert_eq!(r.s.phase, Phase::Closing);
 
+    let Relay { mut world, s, .. } = r;
     let record = s.finish(&mut world.ctx()).expect("the access log is on");
     assert_eq!(record.bytes_client_to_backend, 10);
     assert_eq!(record.bytes_backend_to_client, 20);

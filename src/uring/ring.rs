@@ -428,7 +428,6 @@ impl Ring {
             });
         }
     }
-
 }
 
 #[cfg(test)]
