@@ -2,11 +2,13 @@
 # Installs the real peers of the TLS-passthrough and PROXY-protocol end-to-end
 # tests (tests/e2e/tls.rs, tests/e2e/proxy_protocol.rs) from Debian packages:
 # `openssl` (s_server and s_client as TLS backend and client) and `nginx` (a
-# backend that reads PROXY headers with `listen … proxy_protocol`). The tests
-# run nginx themselves, in the foreground on a free port with a temp prefix;
-# the package's own service is kept from starting.
+# backend that reads PROXY headers with `listen … proxy_protocol`), and
+# `systemd-analyze` (package systemd) to verify the shipped unit
+# (tests/e2e/systemd.rs). The tests run nginx themselves, in the foreground on
+# a free port with a temp prefix; the packages' own services are kept from
+# starting.
 #
-# Idempotent: when both programs are already installed it does nothing.
+# Idempotent: when every program is already installed it does nothing.
 # Runs as root (CI does) or through sudo otherwise.
 set -euo pipefail
 
@@ -17,6 +19,8 @@ have() {
 missing=()
 have openssl || missing+=(openssl)
 have nginx || missing+=(nginx)
+# systemd-analyze: `verify` checks the shipped unit (tests/e2e/systemd.rs).
+have systemd-analyze || missing+=(systemd)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -26,8 +30,8 @@ fi
 apt_install "${missing[@]}"
 keep_service_off nginx
 
-have openssl && have nginx || {
-  echo "install-peers: openssl/nginx still missing after apt-get install" >&2
+have openssl && have nginx && have systemd-analyze || {
+  echo "install-peers: openssl/nginx/systemd-analyze still missing after apt-get install" >&2
   exit 1
 }
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod events;
 pub mod health;
+mod notify;
 pub mod reload;
 
 use std::net::SocketAddr;
@@ -293,6 +294,7 @@ pub fn run_with(
             ],
         );
         state.ready.store(true, Ordering::Release);
+        notify::ready(&format!("serving {} listener(s)", listeners.len()));
         if let (Some((addr, generate)), Some(d)) = (state.demo, options.demo_load) {
             tokio::spawn(generate(addr, d));
         }
@@ -343,6 +345,7 @@ pub fn run_with(
                         log::warn("second signal: exiting now", &[]);
                         std::process::exit(130);
                     }
+                    notify::stopping();
                     // The value of the config running now: a reload may have changed it.
                     shutdown_timeout = state.inner().config.shutdown_timeout;
                     log::info("shutting down: no new connections; waiting for open ones", &[("shutdown_timeout", &format!("{shutdown_timeout:?}"))]);

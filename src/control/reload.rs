@@ -227,6 +227,12 @@ pub async fn reload_file(state: &State) -> Result<(), ReloadError> {
         return Err(ReloadError::NoFile);
     };
     let source = path.display().to_string();
+    super::notify::reloading();
     let new = off_thread(move || config::load_file(&path).map_err(ReloadError::from)).await;
-    apply_and_report(state, new, &source)
+    let result = apply_and_report(state, new, &source);
+    super::notify::reloaded(match &result {
+        Ok(()) => "configuration reloaded",
+        Err(_) => "reload refused; the running configuration is unchanged",
+    });
+    result
 }

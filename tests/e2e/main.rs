@@ -17,4 +17,5 @@ mod prometheus;
 mod proxy_protocol;
 mod relay;
 mod reload;
+mod systemd;
 mod tls;
