@@ -102,6 +102,16 @@ metrics! {
     EJECTIONS_TOTAL: Counter "spliced_ejections_total" ["pool", "backend"]
         "Times a backend was ejected after consecutive connect failures.";
 
+    // Pools: how full they are, for autoscalers.
+    POOL_ACTIVE_CONNECTIONS: Gauge "spliced_pool_active_connections" ["pool"]
+        "Connections open right now to the pool's backends, from every listener.";
+    POOL_ELIGIBLE_BACKENDS: Gauge "spliced_pool_eligible_backends" ["pool"]
+        "Backends of the pool that may take a new connection (in service, healthy, not ejected), backups included.";
+    POOL_CAPACITY: Gauge "spliced_pool_capacity_connections" ["pool"]
+        "Sum of max_connections over the pool's eligible backends; only for pools whose backends all set max_connections.";
+    POOL_UTILIZATION: Gauge "spliced_pool_utilization" ["pool"]
+        "Open connections divided by the eligible backends' capacity (1 with no eligible backend); only for pools whose backends all set max_connections.";
+
     // Listeners.
     LISTENER_ACCEPTED_TOTAL: Counter "spliced_listener_accepted_total" ["listener"]
         "Client connections accepted, by listener.";

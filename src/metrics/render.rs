@@ -53,6 +53,7 @@ pub(super) fn render_at(
     process(&mut out, stats);
     backend_traffic(&mut out, snapshot);
     backend_health(&mut out, snapshot, now);
+    pools(&mut out, snapshot, now);
     listeners(&mut out, snapshot);
     data_path(&mut out, stats);
     connections(&mut out, stats);
@@ -180,6 +181,49 @@ fn backend_health(out: &mut Exposition, snapshot: &Snapshot, now: u64) {
     let mut ejections = out.family(&names::EJECTIONS_TOTAL);
     for (p, b) in backends(snapshot) {
         ejections.sample([&p.name, &b.name], load(&b.stats.ejections_total));
+    }
+}
+
+/// How full each pool is. Capacity is known only where every backend sets
+/// `max_connections` (an unlimited backend has none to divide by), so the
+/// capacity and utilization series exist only for such pools; the active
+/// and eligible counts always do (connections per backend is their ratio).
+fn pools(out: &mut Exposition, snapshot: &Snapshot, now: u64) {
+    let active = |p: &Pool| p.backends.iter().map(|b| b.active()).sum::<u64>();
+    let eligible = |p: &Pool| -> Vec<u64> {
+        p.backends
+            .iter()
+            .filter(|b| b.eligible_ignoring_capacity(now))
+            .map(|b| u64::from(b.max_connections))
+            .collect()
+    };
+    let capacity = |p: &Pool| {
+        p.backends
+            .iter()
+            .all(|b| b.max_connections > 0)
+            .then(|| eligible(p).iter().sum::<u64>())
+    };
+    let mut family = out.family(&names::POOL_ACTIVE_CONNECTIONS);
+    for p in &snapshot.pools {
+        family.sample([&p.name], active(p));
+    }
+    let mut family = out.family(&names::POOL_ELIGIBLE_BACKENDS);
+    for p in &snapshot.pools {
+        family.sample([&p.name], eligible(p).len());
+    }
+    let mut family = out.family(&names::POOL_CAPACITY);
+    for p in &snapshot.pools {
+        if let Some(c) = capacity(p) {
+            family.sample([&p.name], c);
+        }
+    }
+    let mut family = out.family(&names::POOL_UTILIZATION);
+    for p in &snapshot.pools {
+        match capacity(p) {
+            Some(0) => family.sample([&p.name], 1.0),
+            Some(c) => family.sample([&p.name], active(p) as f64 / c as f64),
+            None => {}
+        }
     }
 }
 

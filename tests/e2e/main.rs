@@ -3,6 +3,7 @@
 
 mod accesslog;
 mod admin;
+mod autoscaling;
 mod balancing;
 mod config_check;
 mod dashboard;

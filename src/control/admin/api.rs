@@ -84,6 +84,9 @@ pub async fn route(state: &Arc<State>, req: &Request) -> Response {
         ("POST", ["api", "v1", "pools", pool, "backends"]) => {
             add_backend(state, pool, &req.body).await
         }
+        ("PUT", ["api", "v1", "pools", pool, "backends"]) => {
+            replace_backends(state, pool, &req.body).await
+        }
         ("DELETE", ["api", "v1", "pools", pool, "backends", address]) => {
             remove_backend(state, pool, &percent_decode(address))
         }
@@ -352,6 +355,18 @@ async fn resolve(address: &str) -> Result<SocketAddr, Response> {
     }
 }
 
+impl NewBackend {
+    fn into_config(self, addr: SocketAddr) -> BackendConfig {
+        let mut b = BackendConfig::new(self.address, addr);
+        b.weight = self.weight.unwrap_or(config::DEFAULT_WEIGHT);
+        b.backup = self.backup;
+        b.max_connections = self.max_connections;
+        b.drain = self.drain;
+        b.disabled = self.disabled;
+        b
+    }
+}
+
 async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
     let nb: NewBackend = match parse_json(body) {
         Ok(v) => v,
@@ -361,28 +376,20 @@ async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
         Ok(a) => a,
         Err(r) => return r,
     };
-    let weight = nb.weight.unwrap_or(config::DEFAULT_WEIGHT);
+    let address = nb.address.clone();
+    let b = nb.into_config(addr);
     let result = mutate(
         state,
         pool,
-        (&nb.address, "added", format!("weight {weight}")),
+        (&address, "added", format!("weight {}", b.weight)),
         |config, pi| {
             let backends = &mut config.pools[pi].backends;
-            if backends
-                .iter()
-                .any(|b| b.addr == addr || b.name == nb.address)
-            {
+            if backends.iter().any(|o| o.addr == addr || o.name == address) {
                 return Err(Response::error(
                     409,
-                    format!("pool {pool:?} already has backend {}", nb.address),
+                    format!("pool {pool:?} already has backend {address}"),
                 ));
             }
-            let mut b = BackendConfig::new(nb.address.clone(), addr);
-            b.weight = weight;
-            b.backup = nb.backup;
-            b.max_connections = nb.max_connections;
-            b.drain = nb.drain;
-            b.disabled = nb.disabled;
             backends.push(b);
             // A pool left without a primary and the file's other rules
             // are `apply`'s to refuse, in the file's words.
@@ -392,8 +399,60 @@ async fn add_backend(state: &State, pool: &str, body: &[u8]) -> Response {
     match result {
         Ok(()) => Response::json(
             201,
-            &json!({"result": "added", "pool": pool, "address": nb.address}),
+            &json!({"result": "added", "pool": pool, "address": address}),
         ),
+        Err(r) => r,
+    }
+}
+
+/// `PUT /api/v1/pools/{pool}/backends`: the pool's whole backend set, as an
+/// autoscaler or a discovery hook knows it, applied at once. Backends that
+/// stay (same address) keep their health, ejection state and counters;
+/// added ones start down until probed when the pool has a health check;
+/// removed ones drain. A set the file would refuse changes nothing.
+async fn replace_backends(state: &State, pool: &str, body: &[u8]) -> Response {
+    let wanted: Vec<NewBackend> = match parse_json(body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut set = Vec::with_capacity(wanted.len());
+    for nb in wanted {
+        match resolve(&nb.address).await {
+            Ok(addr) => set.push(nb.into_config(addr)),
+            Err(r) => return r,
+        }
+    }
+    let names: Vec<String> = set.iter().map(|b| b.name.clone()).collect();
+    let mut before = Vec::new();
+    let result = mutate(
+        state,
+        pool,
+        ("", "replaced", format!("{} backends", names.len())),
+        |config, pi| {
+            before = config.pools[pi]
+                .backends
+                .iter()
+                .map(|b| b.name.clone())
+                .collect();
+            config.pools[pi].backends = set;
+            Ok(())
+        },
+    );
+    match result {
+        Ok(()) => {
+            let added: Vec<&String> = names.iter().filter(|n| !before.contains(n)).collect();
+            let removed: Vec<&String> = before.iter().filter(|n| !names.contains(n)).collect();
+            Response::json(
+                200,
+                &json!({
+                    "result": "replaced",
+                    "pool": pool,
+                    "backends": names.len(),
+                    "added": added,
+                    "removed": removed,
+                }),
+            )
+        }
         Err(r) => r,
     }
 }
