@@ -31,6 +31,10 @@ enum Command {
     Run {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
+        /// Re-read the config when the file changes (a rename over it, a
+        /// Kubernetes ConfigMap update, an edit), as on SIGHUP.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config file: print every error with its YAML path; exit 1 if invalid.
     Check {
@@ -50,6 +54,21 @@ fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
         eprintln!("{}: invalid configuration:\n{errors}", path.display());
         ExitCode::from(1)
     })
+}
+
+/// `spliced run`: the balancer on a config file; `Err` with the exit code
+/// when the file is invalid (its errors are printed already).
+fn run_file(config: PathBuf, watch: bool) -> Result<anyhow::Result<()>, ExitCode> {
+    let c = load(&config)?;
+    Ok(control::run(
+        c,
+        control::RunOptions {
+            path: Some(config),
+            watch_config: watch,
+            ..Default::default()
+        },
+        |_| {},
+    ))
 }
 
 fn main() -> ExitCode {
@@ -83,15 +102,12 @@ fn main() -> ExitCode {
                 Err(code) => code,
             };
         }
-        (Some(Command::Run { config }), _) | (None, Some(config)) => match load(&config) {
-            Ok(c) => control::run(
-                c,
-                control::RunOptions {
-                    path: Some(config),
-                    ..Default::default()
-                },
-                |_| {},
-            ),
+        (Some(Command::Run { config, watch }), _) => match run_file(config, watch) {
+            Ok(result) => result,
+            Err(code) => return code,
+        },
+        (None, Some(config)) => match run_file(config, false) {
+            Ok(result) => result,
             Err(code) => return code,
         },
         (Some(Command::Demo { load }), _) => demo::config().and_then(|c| {
@@ -101,6 +117,7 @@ fn main() -> ExitCode {
                 load_generator: Some(demo::load_generator),
                 // "Until stopped", bounded so nothing runs forever by accident.
                 demo_load: load.then_some(std::time::Duration::from_secs(24 * 3600)),
+                watch_config: false,
             };
             control::run(c, options, |bound| println!("{}", demo::banner(bound)))
         }),

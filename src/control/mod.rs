@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 mod notify;
 pub mod reload;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -116,6 +117,8 @@ pub struct RunOptions {
     pub load_generator: Option<LoadGenerator>,
     /// Generate load from the start for this long.
     pub demo_load: Option<std::time::Duration>,
+    /// Re-read the config file when it changes, as on SIGHUP.
+    pub watch_config: bool,
 }
 
 /// Sends client traffic to a listener for a while: the demo's load generator,
@@ -294,6 +297,9 @@ pub fn run_with(
             ],
         );
         state.ready.store(true, Ordering::Release);
+        if options.watch_config {
+            tokio::spawn(watch::watch_config(state.clone()));
+        }
         notify::ready(&format!("serving {} listener(s)", listeners.len()));
         if let (Some((addr, generate)), Some(d)) = (state.demo, options.demo_load) {
             tokio::spawn(generate(addr, d));

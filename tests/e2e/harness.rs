@@ -53,6 +53,16 @@ impl Spliced {
         let dir = temp_dir();
         let path = dir.join("spliced.yaml");
         std::fs::write(&path, yaml).unwrap();
+        Spliced::spawn(prefix, &path, &[], dir)
+    }
+
+    /// Runs `spliced run -c path EXTRA...` on a config file the test laid
+    /// out itself (e.g. behind a symlink), once started as [`Spliced::start`].
+    pub fn start_file(path: &std::path::Path, extra: &[&str]) -> Spliced {
+        Spliced::spawn(&[], path, extra, temp_dir())
+    }
+
+    fn spawn(prefix: &[&str], path: &std::path::Path, extra: &[&str], dir: PathBuf) -> Spliced {
         let mut command = match prefix.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -63,7 +73,8 @@ impl Spliced {
         };
         let mut child = command
             .args(["run", "-c"])
-            .arg(&path)
+            .arg(path)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

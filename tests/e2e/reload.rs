@@ -136,3 +136,62 @@ fn a_reload_can_add_move_and_remove_listeners() {
     assert!(exchange(&held, "still").ends_with(" still"));
     assert!(exchange(&connect(extra), "z").ends_with(" z"));
 }
+
+/// A config sending pool `p` to `backend`; listener `lb` is written the same
+/// in every version, so a reload keeps its socket.
+fn watched_config(backend: SocketAddr) -> String {
+    format!(
+        "workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - {{ name: lb, listen: 127.0.0.1:0, pool: p }}\npools:\n  - name: p\n    backends: [\"{backend}\"]\n"
+    )
+}
+
+#[test]
+fn with_watch_a_renamed_file_and_a_configmap_symlink_swap_are_applied_and_a_bad_one_is_not() {
+    let (a, b, c) = (
+        Backend::named("a"),
+        Backend::named("b"),
+        Backend::named("c"),
+    );
+    // Kubernetes' layout: spliced.yaml -> ..data/spliced.yaml, ..data -> a
+    // timestamped directory, swapped whole on update.
+    let dir = temp_dir();
+    let version = |n: u32, yaml: &str| {
+        let v = dir.join(format!("..2026_{n}"));
+        std::fs::create_dir(&v).unwrap();
+        std::fs::write(v.join("spliced.yaml"), yaml).unwrap();
+        v
+    };
+    let swap_to = |v: &std::path::Path| {
+        let tmp = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(v.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    let first = version(1, &watched_config(a.addr));
+    swap_to(&first);
+    let path = dir.join("spliced.yaml");
+    std::os::unix::fs::symlink("..data/spliced.yaml", &path).unwrap();
+    let lb = Spliced::start_file(&path, &["--watch"]);
+    let addr = lb.addr("lb");
+    assert_eq!(ask(addr), "a");
+    let reloads = |result: &str| lb.metric("spliced_config_reloads_total", &[("result", result)]);
+
+    // A ConfigMap update: the new version appears, then ..data is swapped.
+    swap_to(&version(2, &watched_config(b.addr)));
+    wait_until("the swapped-in config is applied", || ask(addr) == "b");
+    assert_eq!(reloads("ok"), 1.0);
+
+    // A broken version changes nothing and is counted.
+    swap_to(&version(3, "listeners: [\n"));
+    wait_until("the broken config is refused", || reloads("error") == 1.0);
+    assert_eq!(ask(addr), "b");
+
+    // A tool writing a temporary file and renaming it over the path.
+    std::fs::remove_file(&path).unwrap();
+    let tmp = dir.join("spliced.yaml.tmp");
+    std::fs::write(&tmp, watched_config(c.addr)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_until("the renamed config is applied", || ask(addr) == "c");
+    assert_eq!(reloads("ok"), 2.0);
+    let _ = std::fs::remove_dir_all(dir);
+}
