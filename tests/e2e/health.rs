@@ -100,10 +100,16 @@ fn a_killed_backend_is_marked_down_within_interval_times_fall_and_comes_back_aft
     });
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
-    assert_eq!(
-        failures.load(Ordering::Relaxed),
-        0,
-        "clients failed while the backend died"
+    // The load is one connection at a time, so at most one can be inside
+    // the victim when it dies: a connection the victim's kernel had already
+    // accepted into its listen queue is reset when the listener closes, after
+    // spliced connected and forwarded its bytes (no L4 proxy can replay
+    // those). Every later client must be sent elsewhere: connects to the
+    // dead port are refused and retried, and it is soon marked down.
+    assert!(
+        failures.load(Ordering::Relaxed) <= 1,
+        "{} clients failed while the backend died",
+        failures.load(Ordering::Relaxed)
     );
     // Once down, it is no longer even tried.
     assert_eq!(
