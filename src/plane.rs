@@ -195,29 +195,94 @@ pub fn bind_listener(
 
 /// Binds every listener (see [`bind_listener`]); returns the sockets per
 /// worker (`[worker][listener]`, tagged with the listener ids given) and the
-/// addresses bound.
+/// addresses bound. A listening socket systemd passed (socket activation) is
+/// used for the listener it is named after (`FileDescriptorName=`) or whose
+/// `listen` address it has; the workers then share it.
 pub fn bind_listeners(
     listeners: &[ListenerConfig],
     ids: &[u32],
     workers: usize,
 ) -> Result<(Vec<WorkerSockets>, Vec<SocketAddr>), BindError> {
+    let mut inherited: Vec<(Socket, Option<String>)> = crate::sys::take_inherited_listeners()
+        .into_iter()
+        .map(|(fd, name)| (Socket::from(fd), name))
+        .collect();
     let mut per_worker: Vec<WorkerSockets> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for (l, &id) in listeners.iter().zip(ids) {
-        let shared = wait_for_exclusive_port(l);
-        let (sockets, addr) = bind_listener(l, workers)?;
-        if shared {
-            log::warn(
-                "another process already listens on this address with SO_REUSEPORT: the two share its connections (stop the other one, or change listen:)",
-                &[("listener", &l.name), ("listen", &addr)],
-            );
-        }
+        let (sockets, addr) = match take_inherited_for(l, &mut inherited) {
+            Some(socket) => share_inherited(l, socket, workers)?,
+            None => {
+                let shared = wait_for_exclusive_port(l);
+                let (sockets, addr) = bind_listener(l, workers)?;
+                if shared {
+                    log::warn(
+                        "another process already listens on this address with SO_REUSEPORT: the two share its connections (stop the other one, or change listen:)",
+                        &[("listener", &l.name), ("listen", &addr)],
+                    );
+                }
+                (sockets, addr)
+            }
+        };
         for (w, s) in sockets.into_iter().enumerate() {
             per_worker[w].push((id, s));
         }
         bound.push(addr);
     }
+    for (socket, name) in inherited {
+        let addr = local_addr(&socket).map_or_else(|| "?".to_owned(), |a| a.to_string());
+        log::warn(
+            "a socket passed by systemd matches no listener (by name or address); closing it",
+            &[("name", &name.unwrap_or_default()), ("addr", &addr)],
+        );
+    }
     Ok((per_worker, bound))
+}
+
+fn local_addr(socket: &Socket) -> Option<SocketAddr> {
+    socket.local_addr().ok()?.as_socket()
+}
+
+/// The passed socket for listener `l`, by name first, then by address.
+fn take_inherited_for(
+    l: &ListenerConfig,
+    inherited: &mut Vec<(Socket, Option<String>)>,
+) -> Option<Socket> {
+    let by_name = inherited
+        .iter()
+        .position(|(_, name)| name.as_deref() == Some(l.name.as_str()));
+    let by_addr = || {
+        inherited
+            .iter()
+            .position(|(s, _)| l.listen.port() != 0 && local_addr(s) == Some(l.listen))
+    };
+    let i = by_name.or_else(by_addr)?;
+    Some(inherited.swap_remove(i).0)
+}
+
+/// One passed listening socket, shared by every worker (each gets its own
+/// fd for it).
+fn share_inherited(
+    l: &ListenerConfig,
+    socket: Socket,
+    workers: usize,
+) -> Result<(Vec<Socket>, SocketAddr), BindError> {
+    let addr = local_addr(&socket).unwrap_or(l.listen);
+    let setup = || -> io::Result<Vec<Socket>> {
+        socket.set_nonblocking(true)?;
+        let mut sockets = Vec::with_capacity(workers);
+        for _ in 1..workers {
+            sockets.push(socket.try_clone()?);
+        }
+        sockets.insert(0, socket);
+        Ok(sockets)
+    };
+    let sockets = setup().map_err(|e| bind_error(l, addr, e))?;
+    log::info(
+        "using the listening socket systemd passed",
+        &[("listener", &l.name), ("addr", &addr)],
+    );
+    Ok((sockets, addr))
 }
 
 /// One worker's listening sockets, each tagged with its listener's id.

@@ -190,3 +190,48 @@ pub fn monotonic_usec() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
+
+/// The first fd systemd passes to a socket-activated service.
+const LISTEN_FDS_START: RawFd = 3;
+
+/// The listening sockets systemd passed this process (socket activation:
+/// `LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`), each with its name when
+/// the unit gave one; empty when none were passed to *this* process. Takes
+/// them once: the variables are removed so a child does not see them.
+pub fn take_inherited_listeners() -> Vec<(OwnedFd, Option<String>)> {
+    // Not socket-activated: touch the environment no further (removing
+    // variables races with other threads reading it, e.g. in-process runs).
+    if std::env::var_os("LISTEN_FDS").is_none() {
+        return Vec::new();
+    }
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<RawFd>().ok())
+        .unwrap_or(0);
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+    if !ours || count <= 0 {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|i| {
+            let fd = LISTEN_FDS_START + i;
+            // SAFETY: systemd passed fds LISTEN_FDS_START.. to this process
+            // (LISTEN_PID is ours) and nothing in it has taken them yet:
+            // this runs once, at start, and clears the variables.
+            let owned = unsafe { owned_fd(fd) };
+            // SAFETY: fcntl on the fd just taken; F_SETFD takes an int.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            let name = names.get(i as usize).filter(|n| !n.is_empty()).cloned();
+            (owned, name)
+        })
+        .collect()
+}

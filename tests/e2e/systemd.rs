@@ -1,8 +1,8 @@
-//! The systemd unit (`conf/systemd/spliced.service`): `systemd-analyze
-//! verify` accepts it, with its binary path pointed at this build, and
-//! spliced speaks the notify protocol its `Type=notify` relies on: READY=1
-//! once it serves, RELOADING=1 then READY=1 around a SIGHUP reload, and
-//! STOPPING=1 when it starts draining.
+//! The systemd units (`conf/systemd/`): `systemd-analyze verify` accepts
+//! them, with the binary path pointed at this build; spliced speaks the
+//! notify protocol `Type=notify` relies on (READY=1 once it serves,
+//! RELOADING=1 then READY=1 around a SIGHUP reload, STOPPING=1 when it starts
+//! draining); and it serves a listening socket systemd passes it.
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
@@ -27,8 +27,14 @@ fn the_unit_file_verifies() {
     let dir = temp_dir();
     let path = dir.join("spliced.service");
     std::fs::write(&path, unit.replace("/usr/local/bin/spliced", BIN)).unwrap();
+    let socket = dir.join("spliced.socket");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/conf/systemd/spliced.socket"),
+        &socket,
+    )
+    .unwrap();
     let mut command = Command::new(analyze);
-    command.arg("verify").arg(&path);
+    command.arg("verify").arg(&socket).arg(&path);
     let out = run_command(command, "", Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(dir);
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -76,4 +82,51 @@ fn spliced_tells_systemd_when_it_is_ready_reloading_and_stopping() {
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
     assert_eq!(lb.wait_exit(WAIT), Some(0));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_listening_socket_passed_by_systemd_is_served_by_the_listener_it_is_named_for() {
+    let Some(activate) = peer_tool("systemd-socket-activate") else {
+        return;
+    };
+    let backend = Backend::named("b");
+    // systemd-socket-activate binds the address, then starts spliced on the
+    // first connection with the socket as fd 3 (LISTEN_FDS, LISTEN_FDNAMES).
+    let addr = refused_addr();
+    let listen = format!("--listen={addr}");
+    let activate = activate.to_string_lossy().into_owned();
+    let first = std::thread::spawn(move || {
+        // The first client, which makes systemd-socket-activate start spliced.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                return ask_on(s);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no listener at {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let lb = Spliced::start_with(
+        &[&activate, &listen, "--fdname=lb"],
+        &simple_config(&[backend.addr], ""),
+    );
+    assert_eq!(lb.addr("lb"), addr, "the listener took the passed socket");
+    assert!(
+        lb.log_text()
+            .contains("using the listening socket systemd passed"),
+        "{}",
+        lb.log_text()
+    );
+    assert_eq!(
+        first.join().unwrap(),
+        "b",
+        "the connection that started it is served"
+    );
+    for _ in 0..4 {
+        assert_eq!(ask(addr), "b");
+    }
 }
