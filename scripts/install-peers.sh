@@ -19,8 +19,9 @@ have() {
 missing=()
 have openssl || missing+=(openssl)
 have nginx || missing+=(nginx)
-# systemd-analyze: `verify` checks the shipped unit (tests/e2e/systemd.rs).
-have systemd-analyze || missing+=(systemd)
+# systemd-analyze (`verify` checks the shipped units) and
+# systemd-socket-activate (passes a listening socket), for tests/e2e/systemd.rs.
+{ have systemd-analyze && have systemd-socket-activate; } || missing+=(systemd)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -30,7 +31,7 @@ fi
 apt_install "${missing[@]}"
 keep_service_off nginx
 
-have openssl && have nginx && have systemd-analyze || {
+have openssl && have nginx && have systemd-analyze && have systemd-socket-activate || {
   echo "install-peers: openssl/nginx/systemd-analyze still missing after apt-get install" >&2
   exit 1
 }
