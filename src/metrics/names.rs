@@ -148,7 +148,7 @@ metrics! {
     CONNECTION_DURATION: Histogram "spliced_connection_duration_seconds" []
         "Lifetime of client connections, from accept to close.";
     TERMINATIONS_TOTAL: Counter "spliced_connections_closed_total" ["termination"]
-        "Client connections ended, by why (client_closed, backend_closed, client_error, backend_error, idle_timeout, connect_failed, max_connections, backends_full, no_backend, resources, shutdown).";
+        "Client connections ended, by why (client_closed, backend_closed, client_error, backend_error, idle_timeout, connect_failed, max_connections, backends_full, no_backend, resources, shutdown, rejected).";
     ACCESS_LOG_DROPPED_TOTAL: Counter "spliced_access_log_dropped_total" []
         "Access log records dropped because a worker's queue was full.";
 
