@@ -12,10 +12,6 @@ use std::sync::Arc;
 
 use crate::harness::*;
 
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
 fn config(backends: &[SocketAddr], admin_extra: &str) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     format!(

@@ -8,19 +8,10 @@ use std::net::SocketAddr;
 
 use crate::harness::*;
 
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
 fn connections_of(admin: SocketAddr, address: &str) -> u64 {
-    let pools = json(&http_get(admin, "/api/v1/pools").1);
-    pools["pools"][0]["backends"]
-        .as_array()
+    backend_info(admin, address)["connections"]
+        .as_u64()
         .unwrap()
-        .iter()
-        .find(|b| b["address"] == address)
-        .map(|b| b["connections"].as_u64().unwrap())
-        .unwrap_or_else(|| panic!("no backend {address} in {pools}"))
 }
 
 fn set(addresses: &[SocketAddr]) -> String {

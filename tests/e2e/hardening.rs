@@ -35,10 +35,6 @@ fn request(addr: SocketAddr, head: &str, headers: &str, body: &str) -> (u16, Str
     (status, body)
 }
 
-fn json(body: &str) -> serde_json::Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
 /// The addresses of pool `p`'s backends, as the API lists them.
 fn backend_addresses(admin: SocketAddr) -> Vec<String> {
     let pools = json(&http_get(admin, "/api/v1/pools").1);
@@ -51,13 +47,7 @@ fn backend_addresses(admin: SocketAddr) -> Vec<String> {
 }
 
 fn backend_state(admin: SocketAddr, address: &str) -> String {
-    let pools = json(&http_get(admin, "/api/v1/pools").1);
-    pools["pools"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["address"] == address)
-        .unwrap_or_else(|| panic!("no backend {address} in {pools}"))["state"]
+    backend_info(admin, address)["state"]
         .as_str()
         .unwrap()
         .to_owned()

@@ -821,3 +821,20 @@ pub fn ask_on(s: TcpStream) -> String {
     BufReader::new(s).read_line(&mut line).unwrap();
     line.split_whitespace().next().unwrap_or("").to_string()
 }
+
+/// `body` as JSON, or a panic that shows it.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// What `GET /api/v1/pools` says of backend `address` of the first pool.
+pub fn backend_info(admin: SocketAddr, address: &str) -> serde_json::Value {
+    let pools = json(&http_get(admin, "/api/v1/pools").1);
+    pools["pools"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == address)
+        .cloned()
+        .unwrap_or_else(|| panic!("no backend {address} in {pools}"))
+}
