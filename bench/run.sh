@@ -9,6 +9,11 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+# Where cargo puts work-tree builds: CARGO_TARGET_DIR when set (made absolute
+# here, since cargo reads a relative one from its own working directory).
+if [[ -n ${CARGO_TARGET_DIR:-} && $CARGO_TARGET_DIR != /* ]]; then
+    export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR"
+fi
 SMOKE=${SMOKE:-0}
 INSTALL=${INSTALL:-1}
 # Charts need matplotlib; SMOKE (CI) makes none.
@@ -167,7 +172,7 @@ elif [[ -n ${SPLICED_REF:-} ]]; then
 else
     log "building spliced from the work tree (cargo build --release)"
     (cd "$root" && cargo build --release --quiet)
-    export SPLICED_BIN="$root/target/release/spliced"
+    export SPLICED_BIN="${CARGO_TARGET_DIR:-$root/target}/release/spliced"
 fi
 
 # Build B of an A/B run (target spliced-b, same config as spliced; bench.py adds it
@@ -187,7 +192,7 @@ if [[ -n ${TCPLOAD:-} ]]; then
 elif [[ -f $here/tcpload/Cargo.toml ]]; then
     log "building bench/tcpload (cargo build --release)"
     cargo build --release --quiet --manifest-path "$here/tcpload/Cargo.toml"
-    export TCPLOAD="$here/tcpload/target/release/tcpload"
+    export TCPLOAD="${CARGO_TARGET_DIR:-$here/tcpload/target}/release/tcpload"
 else
     log "no bench/tcpload: the tcprate, echo, idle and maxconn tests are skipped"
 fi
