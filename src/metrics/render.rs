@@ -189,39 +189,52 @@ fn backend_health(out: &mut Exposition, snapshot: &Snapshot, now: u64) {
 /// capacity and utilization series exist only for such pools; the active
 /// and eligible counts always do (connections per backend is their ratio).
 fn pools(out: &mut Exposition, snapshot: &Snapshot, now: u64) {
-    let active = |p: &Pool| p.backends.iter().map(|b| b.active()).sum::<u64>();
-    let eligible = |p: &Pool| -> Vec<u64> {
-        p.backends
-            .iter()
-            .filter(|b| b.eligible_ignoring_capacity(now))
-            .map(|b| u64::from(b.max_connections))
-            .collect()
-    };
-    let capacity = |p: &Pool| {
-        p.backends
-            .iter()
-            .all(|b| b.max_connections > 0)
-            .then(|| eligible(p).iter().sum::<u64>())
-    };
+    /// One pool's figures, read once so the four series agree.
+    struct Fill<'a> {
+        pool: &'a str,
+        active: u64,
+        eligible: usize,
+        capacity: Option<u64>,
+    }
+    let fills: Vec<Fill> = snapshot
+        .pools
+        .iter()
+        .map(|p| {
+            let eligible: Vec<&Backend> = p
+                .backends
+                .iter()
+                .map(|b| &**b)
+                .filter(|b| b.eligible_ignoring_capacity(now))
+                .collect();
+            let limited = p.backends.iter().all(|b| b.max_connections > 0);
+            Fill {
+                pool: &p.name,
+                active: p.backends.iter().map(|b| b.active()).sum(),
+                eligible: eligible.len(),
+                capacity: limited
+                    .then(|| eligible.iter().map(|b| u64::from(b.max_connections)).sum()),
+            }
+        })
+        .collect();
     let mut family = out.family(&names::POOL_ACTIVE_CONNECTIONS);
-    for p in &snapshot.pools {
-        family.sample([&p.name], active(p));
+    for f in &fills {
+        family.sample([f.pool], f.active);
     }
     let mut family = out.family(&names::POOL_ELIGIBLE_BACKENDS);
-    for p in &snapshot.pools {
-        family.sample([&p.name], eligible(p).len());
+    for f in &fills {
+        family.sample([f.pool], f.eligible);
     }
     let mut family = out.family(&names::POOL_CAPACITY);
-    for p in &snapshot.pools {
-        if let Some(c) = capacity(p) {
-            family.sample([&p.name], c);
+    for f in &fills {
+        if let Some(c) = f.capacity {
+            family.sample([f.pool], c);
         }
     }
     let mut family = out.family(&names::POOL_UTILIZATION);
-    for p in &snapshot.pools {
-        match capacity(p) {
-            Some(0) => family.sample([&p.name], 1.0),
-            Some(c) => family.sample([&p.name], active(p) as f64 / c as f64),
+    for f in &fills {
+        match f.capacity {
+            Some(0) => family.sample([f.pool], 1.0),
+            Some(c) => family.sample([f.pool], f.active as f64 / c as f64),
             None => {}
         }
     }
