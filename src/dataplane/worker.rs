@@ -21,7 +21,6 @@ use super::Command;
 use crate::accesslog::Record;
 use crate::clock;
 use crate::counters::{bump, WorkerStats};
-use crate::log;
 use crate::outcome::{Reject, Termination};
 use crate::plane::Shared;
 use crate::session::{self, Ctx, Dir, Phase, Rng, Session, RECV_BUFFER};
@@ -168,17 +167,9 @@ impl Worker {
         }
     }
 
-    /// Logs running out of fds or memory at most once a second per worker: the
-    /// condition repeats for every connection while it lasts.
+    /// See [`session::warn_resources`].
     fn warn_resources(&mut self, msg: &str, error: &io::Error) {
-        let now = self.now;
-        if self
-            .last_fd_warning
-            .is_none_or(|t| now - t >= Duration::from_secs(1))
-        {
-            self.last_fd_warning = Some(now);
-            log::warn(msg, &[("worker", &self.id), ("error", error)]);
-        }
+        session::warn_resources(&mut self.last_fd_warning, self.now, self.id, msg, error);
     }
 
     fn stats(&self) -> &WorkerStats {

@@ -137,17 +137,25 @@ impl Ctx<'_> {
         self.shared.stats.worker(self.worker)
     }
 
-    /// Logs running out of fds or memory at most once a second per worker:
-    /// the condition repeats for every connection while it lasts.
+    /// See [`warn_resources`].
     pub fn warn_resources(&mut self, msg: &str, error: &io::Error) {
-        let now = self.now;
-        if self
-            .last_fd_warning
-            .is_none_or(|t| now - t >= Duration::from_secs(1))
-        {
-            *self.last_fd_warning = Some(now);
-            crate::log::warn(msg, &[("error", error)]);
-        }
+        warn_resources(self.last_fd_warning, self.now, self.worker, msg, error);
+    }
+}
+
+/// Logs running out of fds or memory at most once a second per worker (the
+/// condition repeats for every connection while it lasts); `last` is when
+/// this worker last did.
+pub fn warn_resources(
+    last: &mut Option<Instant>,
+    now: Instant,
+    worker: usize,
+    msg: &str,
+    error: &io::Error,
+) {
+    if last.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+        *last = Some(now);
+        crate::log::warn(msg, &[("worker", &worker), ("error", error)]);
     }
 }
 
