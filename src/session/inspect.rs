@@ -26,9 +26,9 @@ impl Session {
     /// Starts a new connection: checks the PROXY source, then either reads
     /// (inspecting listeners) or goes straight to connecting.
     pub fn start(&mut self, ctx: &mut Ctx, io: &mut impl Io) {
-        let snapshot = self.snapshot.clone();
-        let listener = &snapshot.listeners[self.listener];
+        let listener = &self.snapshot.listeners[self.listener];
         let settings = &listener.settings;
+        let inspects = listener.inspects();
         if settings.accept_proxy_protocol != ProxyProtocolAccept::Off {
             let trusted = self
                 .client_addr
@@ -44,7 +44,7 @@ impl Session {
                 return;
             }
         }
-        if listener.inspects() {
+        if inspects {
             self.phase = Phase::Inspecting;
             io.recv(C2B, false);
         } else {
@@ -56,8 +56,7 @@ impl Session {
     /// connection's client address. Returns false when it was turned away
     /// (closed, or held in the tarpit).
     fn admit(&mut self, ctx: &mut Ctx, io: &mut impl Io) -> bool {
-        let snapshot = self.snapshot.clone();
-        let listener = &snapshot.listeners[self.listener];
+        let listener = &self.snapshot.listeners[self.listener];
         let settings = &listener.settings;
         let Some(ip) = self.client_addr.map(|a| a.ip()) else {
             return true;
@@ -89,7 +88,8 @@ impl Session {
                         &listener.stats.worker(ctx.worker).rejected[reason.index()],
                         1,
                     );
-                    self.ends_because(Termination::Rejected);
+                    // Fields, not `ends_because`: `limits` still borrows the snapshot.
+                    self.termination.get_or_insert(Termination::Rejected);
                     self.phase = Phase::Tarpit;
                     self.tarpit_until = Some(ctx.now + limits.tarpit_delay);
                 } else {
@@ -119,6 +119,8 @@ impl Session {
 
     /// Asks the parsers about what was read so far and acts on the answer.
     fn inspect(&mut self, ctx: &mut Ctx, io: &mut impl Io) {
+        // A clone: `admit` below needs all of `self` while the listener's
+        // settings are still read (inspecting listeners only).
         let snapshot = self.snapshot.clone();
         let listener = &snapshot.listeners[self.listener];
         let settings = &listener.settings;
@@ -211,7 +213,7 @@ impl Session {
     /// The backend connected: build the PROXY header if the listener sends
     /// one, then send it and the peeked bytes before relaying.
     pub(super) fn begin_relay(&mut self, ctx: &mut Ctx, io: &mut impl Io) {
-        let snapshot = self.snapshot.clone();
+        let snapshot = &*self.snapshot;
         let settings = &snapshot.listeners[self.listener].settings;
         if settings.proxy_protocol != ProxyProtocolSend::Off {
             if let (Some(src), Some(dst)) = (

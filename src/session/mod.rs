@@ -287,7 +287,7 @@ impl Session {
     /// Picks a backend not tried yet and starts connecting to it; closes the
     /// client when none is left.
     pub fn connect_next(&mut self, ctx: &mut Ctx, io: &mut impl Io) {
-        let snapshot = self.snapshot.clone();
+        let snapshot = &*self.snapshot;
         let listener = &snapshot.listeners[self.listener];
         let pool = &snapshot.pools[self.pool];
         let first = self.attempts == 0;
@@ -385,7 +385,7 @@ impl Session {
         }
         let errno = result.err().unwrap_or(0);
         // Failed: count it against the backend, release it, try the next one.
-        let snapshot = self.snapshot.clone();
+        let snapshot = &*self.snapshot;
         let pool = &snapshot.pools[self.pool];
         if let Some(i) = self.backend_index.take() {
             let b = &pool.backends[i];
