@@ -27,7 +27,9 @@ pub struct Listener {
     pub id: u32,
     /// Index in `Snapshot::listeners` (and of the worker's socket for it).
     pub index: usize,
-    pub pool: usize,
+    /// The default pool (always set on `mode: tcp` listeners; see
+    /// [`Listener::l4_pool`]); for `mode: http`, where unrouted requests go.
+    pub pool: Option<usize>,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub retries: u32,
@@ -134,7 +136,7 @@ impl Listener {
             name: l.name.clone(),
             id,
             index,
-            pool: l.pool.0,
+            pool: l.pool.map(|p| p.0),
             connect_timeout: l.connect_timeout,
             idle_timeout: l.idle_timeout,
             retries: l.retries,
@@ -148,6 +150,12 @@ impl Listener {
 }
 
 impl Listener {
+    /// The pool of a `mode: tcp` listener. Validation refuses a tcp listener
+    /// without one, so the fallback is never taken.
+    pub fn l4_pool(&self) -> usize {
+        self.pool.unwrap_or(0)
+    }
+
     /// Whether new connections must be read before a backend is chosen (a
     /// PROXY header to accept, or a ClientHello to route by).
     pub fn inspects(&self) -> bool {
@@ -161,7 +169,7 @@ impl Listener {
     /// protocols offered. No match: the listener's default pool.
     pub fn route(&self, sni: Option<&str>, alpn: &[String]) -> usize {
         let Some(sni) = sni else {
-            return self.pool;
+            return self.l4_pool();
         };
         let alpn_ok = |r: &SniRoute| r.alpn.is_empty() || r.alpn.iter().any(|p| alpn.contains(p));
         let routes = &self.settings.sni_routes;
@@ -184,7 +192,7 @@ impl Listener {
             // The first of equally long matches wins, as for exact names.
             .rev()
             .max_by_key(|(len, _)| *len)
-            .map_or(self.pool, |(_, pool)| pool)
+            .map_or(self.l4_pool(), |(_, pool)| pool)
     }
 }
 

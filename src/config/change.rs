@@ -283,7 +283,10 @@ fn listener_diff(old: &Config, o: usize, new: &Config, n: usize) -> Option<Liste
     let (a, b) = (&old.listeners[o], &new.listeners[n]);
     let fields = keys(&[
         ("listen", a.listen != b.listen),
-        ("pool", pool_name(old, a.pool) != pool_name(new, b.pool)),
+        (
+            "pool",
+            a.pool.and_then(|p| pool_name(old, p)) != b.pool.and_then(|p| pool_name(new, p)),
+        ),
         ("connect_timeout", a.connect_timeout != b.connect_timeout),
         ("idle_timeout", a.idle_timeout != b.idle_timeout),
         ("retries", a.retries != b.retries),
@@ -631,7 +634,7 @@ mod tests {
         let l = ListenerConfig {
             name: a.name.clone(),
             listen: "127.0.0.1:1".parse().unwrap(),
-            pool: PoolId(0),
+            pool: Some(PoolId(0)),
             connect_timeout: Duration::from_secs(9),
             idle_timeout: Duration::from_secs(9),
             retries: 9,
@@ -661,6 +664,7 @@ mod tests {
                 tarpit_delay: Duration::from_secs(1),
                 ipv6_prefix: 64,
             }),
+            http: None,
         };
         let mut new = old.clone();
         new.listeners[1] = l;
@@ -691,6 +695,8 @@ mod tests {
             slow_start: Duration::from_secs(9),
             hash_balance_factor: Some(2.0),
             hash_table_size: 1021,
+            protocol: crate::config::model::UpstreamProtocol::Http1,
+            backend_tls: None,
         };
         assert_eq!(pool_diff(p, &pool).unwrap().fields.len(), 10);
 
@@ -720,6 +726,7 @@ mod tests {
                 format: AccessLogFormat::Logfmt,
             }),
             limits_table_size: 9999,
+            tls: Vec::new(),
             listeners: old.listeners.clone(),
             pools: old.pools.clone(),
         };

@@ -104,7 +104,14 @@ impl Config {
                 &at.key("listen"),
                 addresses.first(l.listen, &at, Some(&l.name)),
             );
-            report(&at.key("pool"), self.pool_named(l.pool.0));
+            match l.pool {
+                Some(pool) => report(&at.key("pool"), self.pool_named(pool.0)),
+                None if l.http.is_none() => report(
+                    &at.key("pool"),
+                    Err(Bad::new(None, "is missing", "add pool: <name of a pool>")),
+                ),
+                None => {}
+            }
             self.check_listener(l, &at, &mut report);
         }
 

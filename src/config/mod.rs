@@ -227,7 +227,7 @@ pools:
         let listener = &config.listeners[0];
         assert_eq!(listener.name, "web");
         assert_eq!(listener.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(listener.pool, PoolId(0));
+        assert_eq!(listener.pool, Some(PoolId(0)));
         assert_eq!(listener.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(listener.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(listener.retries, DEFAULT_RETRIES);
@@ -243,7 +243,7 @@ pools:
         assert_eq!((&listener.allow, &listener.deny), (&vec![], &vec![]));
         assert_eq!(listener.limits, None);
         assert_eq!(config.limits_table_size, DEFAULT_LIMITS_TABLE_SIZE);
-        let pool = config.pool(listener.pool);
+        let pool = config.pool(listener.pool.unwrap());
         assert_eq!(
             *pool,
             PoolConfig {
@@ -267,6 +267,8 @@ pools:
                 slow_start: Duration::ZERO,
                 hash_balance_factor: None,
                 hash_table_size: DEFAULT_HASH_TABLE_SIZE,
+                protocol: UpstreamProtocol::Http1,
+                backend_tls: None,
             }
         );
         assert_eq!(
@@ -311,7 +313,7 @@ pools:
             Some(Path::new("/etc/spliced/admin.token"))
         );
         let api = &config.listeners[0];
-        assert_eq!(api.pool, PoolId(1));
+        assert_eq!(api.pool, Some(PoolId(1)));
         assert_eq!(config.pool_id("b"), Some(PoolId(1)));
         assert_eq!(api.connect_timeout, Duration::from_millis(250));
         assert_eq!(api.idle_timeout, Duration::from_secs(3600));
@@ -319,7 +321,7 @@ pools:
             (api.retries, api.max_connections, api.backlog),
             (0, 1, 65535)
         );
-        assert_eq!(config.listeners[1].pool, PoolId(0));
+        assert_eq!(config.listeners[1].pool, Some(PoolId(0)));
         let b = &config.pools[1].backends;
         assert_eq!(b[0].name, "backend-a.internal:80");
         assert_eq!(b[0].addr, "10.0.0.1:80".parse().unwrap());
@@ -1042,7 +1044,7 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             config.listeners[0].listen,
             "127.0.0.1:8080".parse().unwrap()
         );
-        let pool = config.pool(config.listeners[0].pool);
+        let pool = config.pool(config.listeners[0].pool.unwrap());
         assert_eq!(pool.name, "demo");
         let ports: Vec<u16> = pool.backends.iter().map(|b| b.addr.port()).collect();
         assert_eq!(ports, [9001, 9002, 9003]);
@@ -1077,7 +1079,7 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             listener.sni_routes[2].pattern,
             SniPattern::Suffix(".example.com".into())
         );
-        assert_eq!(config.pool(listener.pool).name, "default-tls");
+        assert_eq!(config.pool(listener.pool.unwrap()).name, "default-tls");
         for pool in &config.pools {
             assert!(pool.backends.iter().all(|b| b.addr.ip().is_loopback()));
         }

@@ -34,6 +34,8 @@ pub struct Config {
     pub access_log: Option<AccessLogConfig>,
     /// Most per-client entries kept for limits (flood protection bound).
     pub limits_table_size: usize,
+    /// Certificate stores (`tls:`), referenced by HTTP listeners by index.
+    pub tls: Vec<TlsStoreConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub pools: Vec<PoolConfig>,
 }
@@ -59,8 +61,9 @@ pub struct ListenerConfig {
     pub name: String,
     /// Where clients connect; port 0 asks the kernel for a free port.
     pub listen: SocketAddr,
-    /// The pool new connections go to.
-    pub pool: PoolId,
+    /// The pool new connections go to (always set for `mode: tcp`); for
+    /// `mode: http`, where requests no route matches go (`None`: 404).
+    pub pool: Option<PoolId>,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     /// How many other backends to try when a connect fails.
@@ -89,6 +92,162 @@ pub struct ListenerConfig {
     pub deny: Vec<Cidr>,
     /// Per-client limits; `None` = none.
     pub limits: Option<Limits>,
+    /// `mode: http`: TLS termination and HTTP proxying (`None`: `mode: tcp`,
+    /// bytes relayed as they are).
+    pub http: Option<Box<HttpListener>>,
+}
+
+/// The HTTP side of a `mode: http` listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpListener {
+    /// TLS termination; `None`: plaintext HTTP/1.1 and h2c (prior knowledge).
+    pub tls: Option<ListenerTls>,
+    /// Answer every request with a 308 to `https://<host>:<port><path>`.
+    pub redirect_https: Option<u16>,
+    pub timeouts: HttpTimeouts,
+    pub request_limits: RequestLimits,
+    /// Sources whose `X-Forwarded-For` is kept and appended to; anyone
+    /// else's is replaced by their address.
+    pub trusted_proxies: Vec<Cidr>,
+    /// First match wins; no match: the listener's `pool`, or 404.
+    pub routes: Vec<HttpRoute>,
+}
+
+/// A listener's TLS settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerTls {
+    /// Index in [`Config::tls`].
+    pub store: usize,
+    /// Offered by ALPN, in order of preference ("h2", "http/1.1").
+    pub alpn: Vec<String>,
+    pub min_version: TlsVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+impl TlsVersion {
+    pub const ALL: [TlsVersion; 2] = [TlsVersion::V1_2, TlsVersion::V1_3];
+
+    /// As written in the config: `"1.2"`, `"1.3"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::V1_2 => "1.2",
+            TlsVersion::V1_3 => "1.3",
+        }
+    }
+}
+
+pub const DEFAULT_ALPN: [&str; 2] = ["h2", "http/1.1"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTimeouts {
+    /// A TLS handshake must complete within this.
+    pub handshake: Duration,
+    /// A request's headers must arrive within this (slowloris → 408).
+    pub request_header: Duration,
+    /// A kept-alive connection with no request in flight is closed after this.
+    pub idle: Duration,
+    /// An upgraded connection (WebSocket) idle this long in both directions
+    /// is closed; `None` (`tunnel_idle: 0`): never.
+    pub tunnel_idle: Option<Duration>,
+    /// The backend must start its response within this (→ 504).
+    pub backend_response: Duration,
+}
+
+pub const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = HttpTimeouts {
+    handshake: Duration::from_secs(5),
+    request_header: Duration::from_secs(10),
+    idle: Duration::from_secs(60),
+    tunnel_idle: Some(Duration::from_secs(3600)),
+    backend_response: Duration::from_secs(30),
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestLimits {
+    /// Largest request head (→ 431).
+    pub max_header_bytes: usize,
+    /// Largest request body (→ 413).
+    pub max_body: u64,
+    /// Concurrent HTTP/2 streams per client connection.
+    pub h2_max_streams: u32,
+}
+
+pub const DEFAULT_REQUEST_LIMITS: RequestLimits = RequestLimits {
+    max_header_bytes: 32 * 1024,
+    max_body: 10 * 1024 * 1024,
+    h2_max_streams: 100,
+};
+
+/// One route of an HTTP listener: every condition given must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRoute {
+    /// The request's host (without port), exact or `*.suffix`.
+    pub host: Option<SniPattern>,
+    /// The path starts with this.
+    pub path_prefix: Option<String>,
+    pub pool: PoolId,
+}
+
+/// A certificate store (`tls:` item).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsStoreConfig {
+    pub name: String,
+    /// PEM files; the SNI names each serves come from its certificate's SANs.
+    pub certs: Vec<CertFiles>,
+    /// Names a self-signed certificate is generated for at start.
+    pub self_signed: Vec<String>,
+    /// The name whose certificate serves unknown or missing SNI; `None`:
+    /// such handshakes get an `unrecognized_name` alert.
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How spliced speaks to a pool's backends in `mode: http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 over plain TCP (prior knowledge).
+    H2c,
+    /// HTTP/2 over TLS (needs `backend_tls`).
+    H2,
+}
+
+impl UpstreamProtocol {
+    pub const ALL: [UpstreamProtocol; 3] = [
+        UpstreamProtocol::Http1,
+        UpstreamProtocol::H2c,
+        UpstreamProtocol::H2,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::H2 => "h2",
+        }
+    }
+}
+
+/// TLS from spliced to a pool's backends (HTTP mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendTls {
+    /// The name sent as SNI and verified; `None`: the backend's host name.
+    pub sni: Option<String>,
+    /// CAs to verify backends with; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// `false` skips verification (testing only; warned at start).
+    pub verify: bool,
 }
 
 pub const DEFAULT_TLS_INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -247,6 +406,10 @@ pub struct PoolConfig {
     pub hash_balance_factor: Option<f64>,
     /// `ip_hash` Maglev lookup table size (a prime).
     pub hash_table_size: u32,
+    /// HTTP listeners: how requests reach the backends.
+    pub protocol: UpstreamProtocol,
+    /// HTTP listeners: TLS to the backends.
+    pub backend_tls: Option<BackendTls>,
 }
 
 /// Defaults of the pool-level health and selection settings.

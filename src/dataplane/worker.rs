@@ -375,7 +375,7 @@ impl Worker {
                     end_unix_ms: session::unix_ms(),
                     snapshot: snapshot.clone(),
                     listener: li,
-                    pool: listener.pool,
+                    pool: listener.l4_pool(),
                     backend: None,
                     client,
                     bytes_client_to_backend: 0,

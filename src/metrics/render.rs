@@ -77,14 +77,20 @@ struct Route<'a> {
 }
 
 /// Every (listener, pool) pair traffic can take: each listener's default
-/// pool, then its SNI routes' pools, each pool once per listener.
+/// pool, then its SNI (or HTTP) routes' pools, each pool once per listener.
 fn routes(snapshot: &Snapshot) -> Vec<Route<'_>> {
     let mut routes = Vec::new();
     for l in &snapshot.listeners {
-        let mut pools = vec![l.pool];
-        for r in &l.settings.sni_routes {
-            if !pools.contains(&r.pool.0) {
-                pools.push(r.pool.0);
+        let sni = l.settings.sni_routes.iter().map(|r| r.pool.0);
+        let http = l
+            .settings
+            .http
+            .iter()
+            .flat_map(|h| h.routes.iter().map(|r| r.pool.0));
+        let mut pools: Vec<usize> = Vec::new();
+        for p in l.pool.into_iter().chain(sni).chain(http) {
+            if !pools.contains(&p) {
+                pools.push(p);
             }
         }
         routes.extend(pools.into_iter().map(|p| Route {

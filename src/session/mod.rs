@@ -215,7 +215,7 @@ impl Session {
         client: Option<SocketAddr>,
         now: Instant,
     ) -> Session {
-        let pool = snapshot.listeners[listener].pool;
+        let pool = snapshot.listeners[listener].l4_pool();
         Session {
             phase: Phase::Connecting,
             client_addr: client,

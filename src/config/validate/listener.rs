@@ -138,7 +138,7 @@ pub(super) fn listener(
     Some(ListenerConfig {
         name: name?,
         listen: listen?,
-        pool: pool?,
+        pool: Some(pool?),
         connect_timeout: connect_timeout?,
         idle_timeout: idle_timeout?,
         retries: retries?,
@@ -154,6 +154,7 @@ pub(super) fn listener(
         allow: allow?,
         deny: deny?,
         limits: limits?,
+        http: None,
     })
 }
 

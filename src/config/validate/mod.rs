@@ -102,6 +102,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         shutdown_timeout: settings.shutdown_timeout?,
         limits_table_size: settings.limits_table_size?,
         access_log: access_log.map(|log| log.ok_or(())).transpose().ok()?,
+        tls: Vec::new(),
         listeners: listeners?.into_iter().collect::<Option<_>>()?,
         pools: pools?.into_iter().collect::<Option<_>>()?,
     })

@@ -132,6 +132,8 @@ pub(super) fn pool(
         slow_start: slow_start?,
         hash_balance_factor: hash_balance_factor?,
         hash_table_size: hash_table_size?,
+        protocol: crate::config::model::UpstreamProtocol::Http1,
+        backend_tls: None,
     })
 }
 

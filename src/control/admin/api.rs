@@ -183,7 +183,7 @@ fn pools_json(state: &State) -> Value {
             json!({
                 "name": l.name,
                 "listen": addr,
-                "pool": snapshot.pools[l.pool].name,
+                "pool": l.pool.map(|p| snapshot.pools[p].name.as_str()),
                 "active": l.stats.active.load(Ordering::Relaxed),
                 "accepted": l.stats.sum(|s| &s.accepted),
                 "rejected": Reject::ALL
