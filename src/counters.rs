@@ -193,13 +193,41 @@ pub struct BackendWorkerStats {
 pub const LISTENER_SLOTS: usize = 16;
 
 /// One worker's traffic from one listener to one backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteStats {
     pub connections: AtomicU64,
     /// Open (or connecting) right now; single writer, so a gauge per worker.
     pub active: AtomicU64,
     pub bytes: [AtomicU64; 2],
+    /// HTTP mode: responses by status class (1xx..5xx, indexed by
+    /// [`code_class`]), and the time from request to response headers.
+    pub http_responses: [AtomicU64; CODE_CLASSES],
+    pub http_duration: Histogram<13>,
 }
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        RouteStats {
+            connections: Default::default(),
+            active: Default::default(),
+            bytes: Default::default(),
+            http_responses: Default::default(),
+            http_duration: Histogram::new(&CONNECT_BUCKETS_US),
+        }
+    }
+}
+
+/// HTTP status classes counted: 1xx to 5xx.
+pub const CODE_CLASSES: usize = 5;
+
+/// The slot of `status` in per-class arrays (1xx → 0 … 5xx → 4).
+#[inline]
+pub fn code_class(status: u16) -> usize {
+    (status / 100).clamp(1, 5) as usize - 1
+}
+
+/// TLS handshake results counted per listener, in this order.
+pub const HANDSHAKE_RESULTS: [&str; 3] = ["ok", "failed", "timeout"];
 
 impl BackendStats {
     pub fn new(workers: usize) -> BackendStats {
@@ -259,6 +287,11 @@ pub struct ListenerWorkerStats {
     pub rejected: [AtomicU64; Reject::ALL.len()],
     /// New connections sent to an unhealthy backend because all were down (fail_open).
     pub fail_open: AtomicU64,
+    /// HTTP mode: answers spliced made before any backend was involved (no
+    /// route, no backend, refused requests), by status class.
+    pub http_local: [AtomicU64; CODE_CLASSES],
+    /// TLS handshakes by result ([`HANDSHAKE_RESULTS`]).
+    pub tls_handshakes: [AtomicU64; 3],
 }
 
 impl ListenerStats {

@@ -52,6 +52,7 @@ pub mod control;
 pub(crate) mod counters;
 pub(crate) mod dataplane;
 pub mod demo;
+pub(crate) mod http;
 pub(crate) mod limits;
 pub mod log;
 pub(crate) mod metrics;
@@ -79,7 +80,7 @@ mod layers {
         &["accesslog", "metrics"],
         &["plane"],
         &["session"],
-        &["dataplane"],
+        &["dataplane", "http"],
         &["control"],
         &["demo"],
     ];

@@ -82,6 +82,12 @@ impl Shared {
     }
 }
 
+/// Counter slots the planes write: one per L4 worker, then one per HTTP
+/// worker (each slot has a single writer).
+pub fn counter_slots(workers: usize) -> usize {
+    2 * workers.max(1)
+}
+
 /// Why a listener could not be bound, in one line naming the listener.
 #[derive(Debug, thiserror::Error)]
 #[error("listener {name:?}: cannot listen on {addr}: {reason}")]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::balance::{Backend, Policy, Tier};
 use crate::config::{
     Config, HealthCheck, ListenerConfig, ProxyProtocolAccept, SniPattern, SniRoute,
+    UpstreamProtocol,
 };
 use crate::counters::{BackendStats, ListenerStats, LISTENER_SLOTS};
 use crate::limits::Scope;
@@ -42,6 +43,9 @@ pub struct Listener {
     pub limit_scope: Scope,
     /// Its slot in the per-backend, per-listener counters (stable: from the id).
     pub metrics_slot: usize,
+    /// `mode: http` with `tls:`: the rustls configuration handshakes use
+    /// (its certificate resolver follows certificate reloads).
+    pub server_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 pub struct Pool {
@@ -57,6 +61,8 @@ pub struct Pool {
     pub max_ejection_percent: u8,
     /// Active probes, run by the control thread's health supervisor.
     pub health_check: Option<HealthCheck>,
+    /// HTTP listeners: how requests reach the backends.
+    pub protocol: UpstreamProtocol,
 }
 
 impl Snapshot {
@@ -110,6 +116,7 @@ impl Snapshot {
                     max_ejection_time_ms: p.max_ejection_time.as_millis() as u64,
                     max_ejection_percent: p.max_ejection_percent,
                     health_check: p.health_check.clone(),
+                    protocol: p.protocol,
                     backends,
                 }
             })
@@ -145,7 +152,35 @@ impl Listener {
             settings: l.clone(),
             limit_scope: Scope::listener(&l.name),
             metrics_slot: id as usize % LISTENER_SLOTS,
+            server_config: None,
         }
+    }
+}
+
+impl Pool {
+    /// Passive health: takes backend `i` out of rotation for a backoff that doubles
+    /// with every ejection up to the pool's cap, unless that would eject more than
+    /// `max_ejection_percent` of the pool. Workers may race here; the worst case is
+    /// one extra ejection, which the control thread logs like any other.
+    pub fn eject(&self, i: usize, now_ms: u64) {
+        let b = &self.backends[i];
+        if b.ejected(now_ms) {
+            return;
+        }
+        let ejected = self.backends.iter().filter(|x| x.ejected(now_ms)).count();
+        if (ejected + 1) * 100 > self.max_ejection_percent as usize * self.backends.len() {
+            return;
+        }
+        let n = b.stats.ejections.fetch_add(1, Ordering::Relaxed).min(30);
+        let length = self
+            .ejection_time_ms
+            .saturating_mul(1u64 << n)
+            .min(self.max_ejection_time_ms.max(self.ejection_time_ms));
+        b.stats
+            .ejected_until_ms
+            .store(now_ms + length, Ordering::Relaxed);
+        b.stats.consecutive_failures.store(0, Ordering::Relaxed);
+        b.stats.ejections_total.fetch_add(1, Ordering::Relaxed);
     }
 }
 

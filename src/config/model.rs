@@ -213,7 +213,7 @@ pub struct CertFiles {
 }
 
 /// How spliced speaks to a pool's backends in `mode: http`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with keep-alive.
     Http1,

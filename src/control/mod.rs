@@ -83,6 +83,72 @@ impl State {
     }
 }
 
+/// The L4 plane and the HTTP plane, driven as one: a listener a reload adds
+/// goes to the plane of its `mode`.
+struct Planes {
+    l4: Box<dyn Plane>,
+    http: Box<dyn Plane>,
+    shared: Arc<Shared>,
+}
+
+impl Plane for Planes {
+    fn engine(&self) -> &'static str {
+        self.l4.engine()
+    }
+
+    fn listen(&self, id: u32, sockets: Vec<socket2::Socket>) {
+        // The snapshot naming the new listener is published before this call.
+        let snapshot = self.shared.snapshot.load();
+        let http = snapshot
+            .listeners
+            .iter()
+            .any(|l| l.id == id && l.settings.http.is_some());
+        if http {
+            self.http.listen(id, sockets)
+        } else {
+            self.l4.listen(id, sockets)
+        }
+    }
+
+    fn unlisten(&self, id: u32) {
+        self.l4.unlisten(id);
+        self.http.unlisten(id);
+    }
+
+    fn wake(&self) {
+        self.l4.wake();
+        self.http.wake();
+    }
+
+    fn join(self: Box<Self>) {
+        self.l4.join();
+        self.http.join();
+    }
+}
+
+/// Each worker's listening sockets, split into the `mode: tcp` ones (the
+/// L4 plane's) and the `mode: http` ones.
+fn split_by_mode(
+    config: &Config,
+    sockets: Vec<plane::WorkerSockets>,
+) -> (Vec<plane::WorkerSockets>, Vec<plane::WorkerSockets>) {
+    let http_ids: Vec<u32> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.http.is_some())
+        .map(|(i, _)| i as u32)
+        .collect();
+    sockets
+        .into_iter()
+        .map(|socks| {
+            socks
+                .into_iter()
+                .partition(|(id, _)| !http_ids.contains(id))
+        })
+        .unzip()
+}
+
 /// Reads the admin token file: its contents without surrounding whitespace.
 pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
     let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
@@ -168,9 +234,10 @@ pub fn run_with(
     let workers = config.workers;
     let token = read_token(&config)?;
     let ids: Vec<u32> = (0..config.listeners.len() as u32).collect();
-    let snapshot = Snapshot::build(&config, &ids, workers, None);
+    let slots = plane::counter_slots(workers);
+    let snapshot = Snapshot::build(&config, &ids, slots, None);
     let (sockets, addrs) = plane::bind_listeners(&config.listeners, &ids, workers)?;
-    let shared = Arc::new(Shared::new(snapshot, workers, config.limits_table_size));
+    let shared = Arc::new(Shared::new(snapshot, slots, config.limits_table_size));
     let budget = dataplane::fd_budget(soft, workers, config.listeners.len());
     shared
         .conn_budget
@@ -260,14 +327,24 @@ pub fn run_with(
         });
 
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let workers_started = sockets.len();
-        let plane = dataplane::start(&shared, sockets, move || {
-            let _ = exit_tx.send(());
+        let (l4_sockets, http_sockets) = split_by_mode(&state.inner().config, sockets);
+        let workers_started = l4_sockets.len() + http_sockets.len();
+        let l4_exit = exit_tx.clone();
+        let l4 = dataplane::start(&shared, l4_sockets, move || {
+            let _ = l4_exit.send(());
         })
         .context("cannot start worker threads")?;
-        let engine = plane.engine();
+        let http = crate::http::start(&shared, http_sockets, workers, move || {
+            let _ = exit_tx.send(());
+        })
+        .context("cannot start the HTTP worker threads")?;
+        let engine = l4.engine();
         let mut alive = workers_started;
-        state.inner().plane = Some(Box::new(plane));
+        state.inner().plane = Some(Box::new(Planes {
+            l4: Box::new(l4),
+            http: Box::new(http),
+            shared: shared.clone(),
+        }));
 
         for l in &listeners {
             log::info("listening", &[("listener", &l.name), ("addr", &l.addr)]);

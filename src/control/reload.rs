@@ -139,10 +139,12 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
     // Publish.
     let ids: Vec<u32> = bound.iter().map(|b| b.id).collect();
     let old = state.shared.snapshot.load_full();
-    state
-        .shared
-        .snapshot
-        .store(Arc::new(Snapshot::build(&new, &ids, workers, Some(&old))));
+    state.shared.snapshot.store(Arc::new(Snapshot::build(
+        &new,
+        &ids,
+        plane::counter_slots(workers),
+        Some(&old),
+    )));
     for (id, sockets) in added {
         if let Some(plane) = &inner.plane {
             plane.listen(id, sockets);

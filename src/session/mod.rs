@@ -32,7 +32,7 @@ use crate::counters::{bump, unbump, WorkerStats};
 use crate::limits::Ticket;
 use crate::outcome::{Reject, Termination};
 use crate::plane::Shared;
-use crate::snapshot::{Listener, Pool, Snapshot};
+use crate::snapshot::{Listener, Snapshot};
 
 #[cfg(test)]
 use relay::SHORT_BURSTS_TO_COPY;
@@ -400,7 +400,7 @@ impl Session {
             }
             let failures = b.stats.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
             if pool.eject_after > 0 && failures >= pool.eject_after {
-                eject(pool, i, clock::now_ms());
+                pool.eject(i, clock::now_ms());
             }
         }
         io.drop_backend();
@@ -511,31 +511,6 @@ impl Session {
             snapshot: self.snapshot,
         })
     }
-}
-
-/// Passive health: takes backend `i` out of rotation for a backoff that doubles
-/// with every ejection up to the pool's cap, unless that would eject more than
-/// `max_ejection_percent` of the pool. Workers may race here; the worst case is
-/// one extra ejection, which the control thread logs like any other.
-fn eject(pool: &Pool, i: usize, now_ms: u64) {
-    let b = &pool.backends[i];
-    if b.ejected(now_ms) {
-        return;
-    }
-    let ejected = pool.backends.iter().filter(|x| x.ejected(now_ms)).count();
-    if (ejected + 1) * 100 > pool.max_ejection_percent as usize * pool.backends.len() {
-        return;
-    }
-    let n = b.stats.ejections.fetch_add(1, Ordering::Relaxed).min(30);
-    let length = pool
-        .ejection_time_ms
-        .saturating_mul(1u64 << n)
-        .min(pool.max_ejection_time_ms.max(pool.ejection_time_ms));
-    b.stats
-        .ejected_until_ms
-        .store(now_ms + length, Ordering::Relaxed);
-    b.stats.consecutive_failures.store(0, Ordering::Relaxed);
-    b.stats.ejections_total.fetch_add(1, Ordering::Relaxed);
 }
 
 pub fn unix_ms() -> u64 {

@@ -1,0 +1,180 @@
+//! Per-core connection pools to backends, keyed by address and protocol:
+//! HTTP/1.1 connections kept alive and reused one request at a time; HTTP/2
+//! (h2c) one connection per backend per core carrying many streams. A pool
+//! is this worker's alone (no lock, no sharing across cores; the cost is
+//! one set of backend connections per core, as Pingora's thread-per-core
+//! runtime has).
+//!
+//! WHY our own pool rather than hyper-util's client: the proxy chooses the
+//! backend itself (balancing, health, retries on another backend), must
+//! know whether a request was sent before a failure (only then is a retry
+//! unsafe), and must never move a request to another backend behind the
+//! balancer's back.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::{Body, LocalExec};
+use crate::config::UpstreamProtocol;
+use crate::log;
+
+/// Idle HTTP/1.1 connections kept per backend per core.
+const MAX_IDLE_PER_BACKEND: usize = 128;
+
+/// A connection a request can be sent on.
+pub(super) enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+#[derive(Default)]
+struct Conns {
+    /// HTTP/1.1 connections, most recently used last; some may be busy
+    /// streaming a response (not ready) or closed by the backend.
+    h1: Vec<http1::SendRequest<Body>>,
+    h2: Option<http2::SendRequest<Body>>,
+}
+
+/// One worker's pools.
+#[derive(Default)]
+pub(crate) struct Upstreams {
+    by_backend: RefCell<HashMap<(SocketAddr, UpstreamProtocol), Conns>>,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(super) enum ConnectError {
+    Refused,
+    Timeout,
+    Other(io::Error),
+    Handshake(hyper::Error),
+}
+
+impl ConnectError {
+    pub(super) fn errno(&self) -> i32 {
+        match self {
+            ConnectError::Refused => libc::ECONNREFUSED,
+            ConnectError::Timeout => libc::ETIMEDOUT,
+            ConnectError::Other(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            ConnectError::Handshake(_) => libc::EPROTO,
+        }
+    }
+}
+
+impl Upstreams {
+    /// A pooled connection to `addr` ready for a request, if there is one.
+    pub(super) fn checkout(&self, addr: SocketAddr, protocol: UpstreamProtocol) -> Option<Sender> {
+        let mut pools = self.by_backend.borrow_mut();
+        let conns = pools.get_mut(&(addr, protocol))?;
+        match protocol {
+            UpstreamProtocol::Http1 => {
+                conns.h1.retain(|s| !s.is_closed());
+                let ready = conns.h1.iter().rposition(|s| s.is_ready())?;
+                Some(Sender::H1(conns.h1.swap_remove(ready)))
+            }
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => match &conns.h2 {
+                Some(s) if !s.is_closed() => Some(Sender::H2(s.clone())),
+                _ => {
+                    conns.h2 = None;
+                    None
+                }
+            },
+        }
+    }
+
+    /// Gives an HTTP/1.1 connection back once its request is sent (it
+    /// becomes ready again when the response has been read), or keeps a new
+    /// HTTP/2 one for the requests that follow.
+    pub(super) fn checkin(&self, addr: SocketAddr, protocol: UpstreamProtocol, sender: Sender) {
+        let mut pools = self.by_backend.borrow_mut();
+        let conns = pools.entry((addr, protocol)).or_default();
+        match sender {
+            Sender::H1(s) => {
+                if conns.h1.len() < MAX_IDLE_PER_BACKEND && !s.is_closed() {
+                    conns.h1.push(s);
+                }
+            }
+            Sender::H2(s) => {
+                if conns.h2.as_ref().is_none_or(|old| old.is_closed()) {
+                    conns.h2 = Some(s);
+                }
+            }
+        }
+    }
+
+    /// Connections open to each backend from this worker, (idle h1, h2).
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let pools = self.by_backend.borrow();
+        pools.values().fold((0, 0), |(h1, h2), c| {
+            (h1 + c.h1.len(), h2 + usize::from(c.h2.is_some()))
+        })
+    }
+}
+
+/// Opens a new connection to `addr` within `timeout` and does the HTTP
+/// handshake for `protocol`; the connection's task runs on this worker.
+/// `upgrades`: an HTTP/1.1 connection that may switch protocols (it is then
+/// never pooled).
+pub(super) async fn connect(
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<Sender, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(ConnectError::Refused)
+        }
+        Ok(Err(e)) => return Err(ConnectError::Other(e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(stream);
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            let (sender, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(ConnectError::Handshake)?;
+            tokio::task::spawn_local(async move {
+                let result = if upgrades {
+                    conn.with_upgrades().await
+                } else {
+                    conn.await
+                };
+                if let Err(e) = result {
+                    log::debug(
+                        "backend connection ended with an error",
+                        &[("backend", &addr), ("error", &e)],
+                    );
+                }
+            });
+            Ok(Sender::H1(sender))
+        }
+        UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
+            let (sender, conn) = http2::Builder::new(LocalExec)
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30))
+                .handshake(io)
+                .await
+                .map_err(ConnectError::Handshake)?;
+            tokio::task::spawn_local(async move {
+                if let Err(e) = conn.await {
+                    log::debug(
+                        "backend connection ended with an error",
+                        &[("backend", &addr), ("error", &e)],
+                    );
+                }
+            });
+            Ok(Sender::H2(sender))
+        }
+    }
+}
