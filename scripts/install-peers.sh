@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the real peers of the TLS-passthrough and PROXY-protocol end-to-end
-# tests (tests/e2e/tls.rs, tests/e2e/proxy_protocol.rs) from Debian packages:
+# Installs the real peers of the TLS-passthrough, PROXY-protocol and HTTP-mode
+# end-to-end tests (tests/e2e/tls.rs, proxy_protocol.rs, http.rs) from Debian
+# packages:
 # `openssl` (s_server and s_client as TLS backend and client) and `nginx` (a
 # backend that reads PROXY headers with `listen … proxy_protocol`), and
 # `systemd-analyze` (package systemd) to verify the shipped unit
@@ -22,6 +23,16 @@ have nginx || missing+=(nginx)
 # systemd-analyze (`verify` checks the shipped units) and
 # systemd-socket-activate (passes a listening socket), for tests/e2e/systemd.rs.
 { have systemd-analyze && have systemd-socket-activate; } || missing+=(systemd)
+# The HTTP mode's real clients and backends (tests/e2e/http.rs): curl (h1,
+# h2, h2c), h2load and nghttpd, and Debian's Python WebSocket, HTTP/2 and
+# gRPC libraries for /usr/bin/python3.
+have curl || missing+=(curl)
+have h2load || missing+=(nghttp2-client)
+have nghttpd || missing+=(nghttp2-server)
+py_has() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/null; }
+py_has websockets || missing+=(python3-websockets)
+py_has h2 || missing+=(python3-h2)
+py_has grpc || missing+=(python3-grpcio)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -31,8 +42,9 @@ fi
 apt_install "${missing[@]}"
 keep_service_off nginx
 
-have openssl && have nginx && have systemd-analyze && have systemd-socket-activate || {
-  echo "install-peers: openssl/nginx/systemd-analyze still missing after apt-get install" >&2
+have openssl && have nginx && have systemd-analyze && have systemd-socket-activate \
+  && have curl && have h2load && have nghttpd && py_has websockets && py_has h2 && py_has grpc || {
+  echo "install-peers: openssl/nginx/systemd-analyze/curl/h2load/nghttpd/python3 websockets, h2, grpc still missing after apt-get install" >&2
   exit 1
 }
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)

@@ -10,6 +10,8 @@ mod dashboard;
 mod hardening;
 mod harness;
 mod health;
+mod http;
+mod http_backend;
 mod idle;
 mod in_process;
 mod lifecycle;

@@ -1,0 +1,368 @@
+//! The HTTP mode (`mode: http`) from outside: curl over HTTP/1.1, HTTP/2
+//! with prior knowledge and (with TLS) ALPN, raw sockets for the refusals,
+//! a real hyper backend that reports what it received, h2load for
+//! multiplexing, and Python's `websockets` for upgrades.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::http_backend::HttpBackend;
+
+/// What curl got: status, response head (lower-case) and body.
+pub struct Got {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Runs curl with `args` (`-s -i` added) and splits its answer.
+pub fn curl(args: &[&str]) -> Got {
+    let curl = peer_tool("curl").expect("curl");
+    let out = Command::new(curl)
+        .args(["-s", "-S", "-i", "--max-time", "15"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The last head (after any 100 Continue).
+    let split = text.rfind("\r\n\r\n").map_or(text.len(), |i| i);
+    let (head_all, body) = text.split_at(split);
+    let head = head_all
+        .rsplit("\r\n\r\n")
+        .next()
+        .unwrap_or(head_all)
+        .to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Got {
+        status,
+        head,
+        body: body.trim_start_matches("\r\n\r\n").to_owned(),
+    }
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// A config with one plaintext HTTP listener `web` (with `listener` lines
+/// added to it) and pools `a` and `b`.
+fn config(a: &HttpBackend, b: &HttpBackend, listener: &str, pools: &str) -> String {
+    let mut s = String::from(
+        "workers: 2\nadmin:\n  listen: 127.0.0.1:0\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n",
+    );
+    for line in listener.lines().filter(|l| !l.trim().is_empty()) {
+        s.push_str("    ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "pools:\n  - name: a\n    backends: [{}]\n{pools}  - name: b\n    backends: [{}]\n",
+        a.addr, b.addr
+    ));
+    s
+}
+
+#[test]
+fn http1_requests_reach_the_backend_with_forwarding_headers_and_without_hop_by_hop_ones() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let lb = Spliced::start(&config(&a, &b, "pool: a", ""));
+    let web = lb.addr("web");
+    let got = curl(&[
+        "--http1.1",
+        "-H",
+        "Host: shop.example.com",
+        "-H",
+        "X-Forwarded-For: 6.6.6.6",
+        "-H",
+        "Connection: keep-alive, x-drop-me",
+        "-H",
+        "X-Drop-Me: secret",
+        &url(web, "/cart?x=1"),
+    ]);
+    assert_eq!(got.status, 200, "{}{}", got.head, got.body);
+    let body = &got.body;
+    assert!(body.contains("backend: a"), "{body}");
+    assert!(body.contains("GET /cart?x=1 HTTP/1.1"), "{body}");
+    assert!(body.contains("host: shop.example.com\n"), "Host preserved: {body}");
+    assert!(
+        body.contains("x-forwarded-for: 127.0.0.1\n"),
+        "an untrusted client's XFF is replaced: {body}"
+    );
+    assert!(body.contains("x-forwarded-proto: http\n"), "{body}");
+    assert!(body.contains("x-forwarded-host: shop.example.com\n"), "{body}");
+    assert!(body.contains("x-request-id: "), "{body}");
+    assert!(!body.contains("x-drop-me"), "a header named by Connection is hop-by-hop: {body}");
+    assert!(got.head.contains("x-backend: a"), "{}", got.head);
+    assert!(
+        !got.head.contains("keep-alive: timeout"),
+        "the backend's hop-by-hop Keep-Alive is not passed on: {}",
+        got.head
+    );
+}
+
+#[test]
+fn routes_pick_pools_by_host_and_path_and_unrouted_requests_get_404() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let listener = "routes:\n  - match: { host: api.example.com, path_prefix: /v1/ }\n    pool: b\n  - match: { host: \"*.static.example.com\" }\n    pool: a\n";
+    let lb = Spliced::start(&config(&a, &b, listener, ""));
+    let web = lb.addr("web");
+    let get = |host: &str, path: &str| curl(&["-H", &format!("Host: {host}"), &url(web, path)]);
+    assert!(get("api.example.com", "/v1/users").body.contains("backend: b"));
+    assert!(get("img.static.example.com", "/logo.png").body.contains("backend: a"));
+    let miss = get("api.example.com", "/v2/users");
+    assert_eq!(miss.status, 404, "no route and no listener pool: {}", miss.body);
+    assert_eq!(get("other.org", "/").status, 404);
+    assert_eq!(a.requests() + b.requests(), 2, "404s never reach a backend");
+}
+
+#[test]
+fn h2c_with_prior_knowledge_and_an_h2c_pool_multiplex_over_one_connection_per_worker() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let lb = Spliced::start(&config(&a, &b, "pool: a", "    protocol: h2c\n"));
+    let web = lb.addr("web");
+    let got = curl(&["--http2-prior-knowledge", &url(web, "/hello")]);
+    assert_eq!(got.status, 200, "{}", got.head);
+    assert!(got.head.starts_with("http/2 200"), "{}", got.head);
+    assert!(got.body.contains("GET http://") || got.body.contains("GET /hello"), "{}", got.body);
+    assert!(got.body.contains("HTTP/2.0"), "the backend is spoken to in h2: {}", got.body);
+    let Some(h2load) = peer_tool("h2load") else {
+        return;
+    };
+    let out = run_command(
+        {
+            let mut c = Command::new(h2load);
+            c.args(["-n", "2000", "-c", "4", "-m", "10", &url(web, "/")]);
+            c
+        },
+        "",
+        WAIT,
+    );
+    assert!(
+        out.stdout.contains("2000 succeeded, 0 failed, 0 errored"),
+        "{}",
+        out.stdout
+    );
+    assert!(a.h2_requests.load(std::sync::atomic::Ordering::Relaxed) >= 2000);
+    assert!(
+        a.connections() <= 2,
+        "one h2 connection per worker carries every stream, got {}",
+        a.connections()
+    );
+}
+
+#[test]
+fn http1_backend_connections_are_kept_alive_and_reused() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let lb = Spliced::start(&config(&a, &b, "pool: a", ""));
+    let web = lb.addr("web");
+    for _ in 0..20 {
+        assert_eq!(curl(&[&url(web, "/")]).status, 200);
+    }
+    assert_eq!(a.requests(), 20);
+    assert!(
+        a.connections() <= 2,
+        "sequential requests reuse a kept-alive backend connection (one per worker at most), got {}",
+        a.connections()
+    );
+}
+
+#[test]
+fn a_backend_that_refuses_is_skipped_and_the_request_served_by_another() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let dead = refused_addr();
+    let yaml = format!(
+        "workers: 1\nlisteners:\n  - {{ name: web, listen: 127.0.0.1:0, mode: http, pool: p, retries: 2 }}\npools:\n  - name: p\n    algorithm: round_robin\n    backends: [{dead}, {}]\n  - name: unused\n    backends: [{}]\n",
+        a.addr, b.addr
+    );
+    let lb = Spliced::start(&yaml);
+    let web = lb.addr("web");
+    for _ in 0..6 {
+        let got = curl(&[&url(web, "/")]);
+        assert_eq!(got.status, 200, "{}", got.body);
+        assert!(got.body.contains("backend: a"));
+    }
+}
+
+/// Sends raw bytes and returns the status line of the answer.
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[test]
+fn requests_that_could_be_smuggled_or_are_too_large_are_refused_before_any_backend() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let listener = "pool: a\nrequest_limits: { max_header_bytes: 16KiB, max_body: 1KiB }\n";
+    let lb = Spliced::start(&config(&a, &b, listener, ""));
+    let web = lb.addr("web");
+    let cl_te = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert!(raw(web, cl_te).starts_with("HTTP/1.1 400"), "CL + TE");
+    let two_cl = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd";
+    assert!(raw(web, two_cl).starts_with("HTTP/1.1 400"), "two Content-Lengths");
+    let same_cl = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd";
+    assert!(raw(web, same_cl).starts_with("HTTP/1.1 400"), "duplicate Content-Length");
+    let folded = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n";
+    assert!(raw(web, folded).starts_with("HTTP/1.1 400"), "obs-fold");
+    let bad_te = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+    assert!(raw(web, bad_te).starts_with("HTTP/1.1 400"), "a coding before chunked");
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "y".repeat(64 * 1024)
+    );
+    assert!(
+        raw(web, big_head.as_bytes()).starts_with("HTTP/1.1 431"),
+        "64 KiB of headers"
+    );
+    let big_body = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n{}", "z".repeat(2048));
+    assert!(raw(web, big_body.as_bytes()).starts_with("HTTP/1.1 413"), "body over max_body");
+    assert_eq!(a.requests(), 0, "no refused request reached the backend");
+    let ok = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd";
+    assert!(raw(web, ok).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn a_plaintext_listener_can_redirect_to_https() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let lb = Spliced::start(&config(&a, &b, "redirect_https: 8443", ""));
+    let got = curl(&["-H", "Host: www.example.com", &url(lb.addr("web"), "/login?next=/")]);
+    assert_eq!(got.status, 308);
+    assert!(
+        got.head.contains("location: https://www.example.com:8443/login?next=/"),
+        "{}",
+        got.head
+    );
+}
+
+#[test]
+fn a_slow_backend_gets_504_and_sigterm_lets_a_request_in_flight_finish() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let listener = "pool: a\ntimeouts: { backend_response: 500ms }\n";
+    let mut lb = Spliced::start(&config(&a, &b, listener, ""));
+    let web = lb.addr("web");
+    assert_eq!(curl(&[&url(web, "/delay/2000")]).status, 504);
+    drop(lb);
+
+    let listener = "pool: a\ntimeouts: { backend_response: 10s }\n";
+    lb = Spliced::start(&config(&a, &b, listener, ""));
+    let web = lb.addr("web");
+    let before = a.requests();
+    let slow = std::thread::spawn(move || curl(&[&url(web, "/delay/1500")]));
+    wait_until("the slow request reached the backend", || a.requests() > before);
+    lb.signal("TERM");
+    let got = slow.join().unwrap();
+    assert_eq!(got.status, 200, "the request in flight finishes: {}", got.body);
+    assert!(lb.wait_exit(WAIT).is_some());
+}
+
+/// The Python with Debian's `websockets` (not a pyenv shim without it).
+fn python_with(module: &str) -> Option<String> {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let required = std::env::var("SPLICED_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(!required, "/usr/bin/python3 lacks {module}: run scripts/install-peers.sh");
+        eprintln!("SKIPPED: /usr/bin/python3 lacks {module}");
+        return None;
+    }
+    Some("/usr/bin/python3".into())
+}
+
+const WS_ECHO_SERVER: &str = r#"
+import asyncio, sys, websockets
+async def echo(ws, *args):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"#;
+
+const WS_CLIENT: &str = r#"
+import asyncio, os, sys, time, websockets
+async def main():
+    url, idle = sys.argv[1], float(sys.argv[2])
+    async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
+        data = os.urandom(1 << 20)
+        await ws.send(data)
+        assert await ws.recv() == data, "1 MiB echo"
+        await asyncio.sleep(idle)
+        try:
+            await ws.send(b"after idle")
+            got = await asyncio.wait_for(ws.recv(), 5)
+            print("alive" if got == b"after idle" else "wrong")
+        except Exception as e:
+            print("closed", type(e).__name__)
+asyncio.run(main())
+"#;
+
+#[test]
+fn websockets_pass_through_and_idle_under_tunnel_idle_not_the_request_timeouts() {
+    let Some(python) = python_with("websockets") else {
+        return;
+    };
+    let mut server = Proc::spawn(
+        "websocket echo server",
+        Command::new(&python).args(["-c", WS_ECHO_SERVER]),
+        std::process::Stdio::null(),
+    );
+    let port: u16 = server.wait_output("\n").trim().parse().unwrap();
+    let yaml = |tunnel_idle: &str| {
+        format!(
+            "workers: 1\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    pool: ws\n    timeouts: {{ request_header: 1s, backend_response: 1s, idle: 1s, tunnel_idle: {tunnel_idle} }}\npools:\n  - name: ws\n    backends: [127.0.0.1:{port}]\n"
+        )
+    };
+    let client = |web: SocketAddr, idle: &str| {
+        let out = run_command(
+            {
+                let mut c = Command::new(&python);
+                c.args(["-c", WS_CLIENT, &format!("ws://{web}/chat"), idle]);
+                c
+            },
+            "",
+            WAIT,
+        );
+        out.stdout.trim().to_owned()
+    };
+    // Idle past every request timeout: still up.
+    let lb = Spliced::start(&yaml("0"));
+    assert_eq!(client(lb.addr("web"), "2.5"), "alive");
+    drop(lb);
+    // A short tunnel_idle closes it.
+    let lb = Spliced::start(&yaml("1s"));
+    let started = Instant::now();
+    let said = client(lb.addr("web"), "2.5");
+    assert!(said.starts_with("closed"), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
