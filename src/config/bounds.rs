@@ -51,3 +51,16 @@ pub(super) const MAX_HASH_TABLE_SIZE: u32 = 1_000_003;
 pub(super) const WEIGHT: RangeInclusive<u64> = 0..=MAX_WEIGHT as u64;
 /// A backend's `max_connections` (0 = no limit).
 pub(super) const BACKEND_MAX_CONNECTIONS: RangeInclusive<u64> = 0..=u32::MAX as u64;
+
+/// A port to connect or redirect to (`redirect_https`).
+pub(super) const PORT: RangeInclusive<u64> = 1..=65535;
+/// `request_limits.max_header_bytes`: below 1KiB ordinary browser requests
+/// (cookies) no longer fit; above 1MiB a slow client holds that much memory
+/// per connection for nothing (nginx's largest default is 32KiB).
+pub(super) const MAX_HEADER_BYTES: RangeInclusive<u64> = 1024..=(1 << 20);
+/// `request_limits.max_body`: 0 refuses every request body; 1TiB is far
+/// above any upload a balancer should pass without a word.
+pub(super) const MAX_BODY: RangeInclusive<u64> = 0..=(1 << 40);
+/// `request_limits.h2_max_streams`: RFC 9113 advises at least 100; beyond
+/// ten thousand one client can pin a worker's memory.
+pub(super) const H2_MAX_STREAMS: RangeInclusive<u64> = 1..=10_000;

@@ -31,12 +31,15 @@ use std::time::Duration;
 use super::bounds::{self, MAX_HASH_TABLE_SIZE, MIN_HASH_TABLE_SIZE};
 use super::error::{Collector, ConfigErrors, YamlPath};
 use super::model::{
-    Algorithm, BackendConfig, Config, ListenerConfig, PoolConfig, ProxyProtocolAccept, SniPattern,
-    DEFAULT_HASH_TABLE_SIZE,
+    Algorithm, BackendConfig, Config, HttpListener, ListenerConfig, PoolConfig,
+    ProxyProtocolAccept, ProxyProtocolSend, SniPattern, UpstreamProtocol, DEFAULT_HASH_TABLE_SIZE,
+    DEFAULT_HTTP_TIMEOUTS, DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_TLS_INSPECT_TIMEOUT,
 };
 use super::raw::{closest, keys_of, RawConfig};
 use super::value::count::{is_prime, next_prime, range_fix};
 use super::value::duration::format as format_duration;
+use super::value::http::{alpn_protocol, path_prefix, ALPN_FIX};
+use super::value::size::{format as format_size, Size};
 use super::value::Bad;
 
 /// How to fix an empty `listeners:`, `pools:` or `backends:`.
@@ -88,6 +91,17 @@ impl Config {
             report(
                 &root.key("admin").key("listen"),
                 admin_port(admin.listen, listeners),
+            );
+        }
+
+        let stores = root.key("tls");
+        let mut names = Names::default();
+        for (s, store) in self.tls.iter().enumerate() {
+            let at = stores.index(s);
+            report(&at.key("name"), names.first("tls store", &store.name, &at));
+            report(
+                &at,
+                store_has_certs(store.certs.len() + store.self_signed.len()),
             );
         }
 
@@ -168,6 +182,11 @@ impl Config {
             count(l.max_connections, &bounds::MAX_CONNECTIONS),
         );
         report(&at.key("backlog"), count(l.backlog, &bounds::BACKLOG));
+        // First, so a passthrough key on an HTTP listener is named for that
+        // rather than for the passthrough rules below.
+        if let Some(http) = &l.http {
+            self.check_http(l, http, at, report);
+        }
         let mut routes = SniRoutes::default();
         for (r, route) in l.sni_routes.iter().enumerate() {
             let at = at.key("sni").index(r);
@@ -213,6 +232,106 @@ impl Config {
                 count(limits.ipv6_prefix, &bounds::IPV6_PREFIX),
             );
         }
+    }
+
+    /// The rules of a `mode: http` listener (at `at`).
+    fn check_http(
+        &self,
+        l: &ListenerConfig,
+        http: &HttpListener,
+        at: &YamlPath,
+        report: &mut impl FnMut(&YamlPath, Result<(), Bad>),
+    ) {
+        // A Config does not say what was written: a passthrough setting away
+        // from its default counts as set.
+        let passthrough = [
+            ("sni", !l.sni_routes.is_empty()),
+            ("require_sni", l.require_sni),
+            (
+                "tls_inspect_timeout",
+                l.tls_inspect_timeout != DEFAULT_TLS_INSPECT_TIMEOUT,
+            ),
+            ("proxy_protocol", l.proxy_protocol != ProxyProtocolSend::Off),
+            (
+                "accept_proxy_protocol",
+                l.accept_proxy_protocol != ProxyProtocolAccept::Off,
+            ),
+            ("trusted_proxies", !l.trusted_proxies.is_empty()),
+            (
+                "proxy_header_timeout",
+                l.proxy_header_timeout != DEFAULT_PROXY_HEADER_TIMEOUT,
+            ),
+        ];
+        for (key, set) in passthrough {
+            if set {
+                report(&at.key(key), Err(tcp_only(key)));
+            }
+        }
+        if let Some(tls) = &http.tls {
+            let at = at.key("tls");
+            report(&at.key("store"), self.store_named(tls.store));
+            report(&at.key("alpn"), alpn(&tls.alpn));
+        }
+        if let Some(port) = http.redirect_https {
+            report(&at.key("redirect_https"), count(port, &bounds::PORT));
+            let needless = [
+                ("tls", http.tls.is_some()),
+                ("pool", l.pool.is_some()),
+                ("routes", !http.routes.is_empty()),
+            ];
+            for (key, set) in needless {
+                if set {
+                    report(&at.key(key), Err(redirect_alone(key, port)));
+                }
+            }
+        }
+        let t = &http.timeouts;
+        let d = &DEFAULT_HTTP_TIMEOUTS;
+        for (key, value, default) in [
+            ("handshake", t.handshake, d.handshake),
+            ("request_header", t.request_header, d.request_header),
+            ("idle", t.idle, d.idle),
+            ("backend_response", t.backend_response, d.backend_response),
+        ] {
+            report(&at.key("timeouts").key(key), positive(value, default));
+        }
+        let limits = &http.request_limits;
+        let at_limits = at.key("request_limits");
+        report(
+            &at_limits.key("max_header_bytes"),
+            size(limits.max_header_bytes as u64, &bounds::MAX_HEADER_BYTES),
+        );
+        report(
+            &at_limits.key("max_body"),
+            size(limits.max_body, &bounds::MAX_BODY),
+        );
+        report(
+            &at_limits.key("h2_max_streams"),
+            count(limits.h2_max_streams, &bounds::H2_MAX_STREAMS),
+        );
+        let mut routes = HttpRoutes::default();
+        for (r, route) in http.routes.iter().enumerate() {
+            let at = at.key("routes").index(r);
+            if let Some(prefix) = &route.path_prefix {
+                let read = path_prefix(&serde_yaml::Value::from(prefix.as_str())).map(|_| ());
+                report(&at.key("match").key("path_prefix"), read);
+            }
+            report(
+                &at,
+                routes.first(route.host.as_ref(), route.path_prefix.as_deref(), &at),
+            );
+            report(&at.key("pool"), self.pool_named(route.pool.0));
+        }
+    }
+
+    /// Whether tls store `index` exists.
+    fn store_named(&self, index: usize) -> Result<(), Bad> {
+        if index < self.tls.len() {
+            return Ok(());
+        }
+        let mut names: Vec<&str> = self.tls.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        Err(no_such_store(&format!("#{index}"), &names))
     }
 
     /// Whether pool `index` exists (a reference in a `Config` is an index;
@@ -304,6 +423,11 @@ fn check_pool(
         .map_err(|(problem, fix)| Bad::new(Some(&size.to_string()), problem, fix));
     report(&at.key("hash_table_size"), table);
 
+    report(
+        &at.key("backend_tls"),
+        backend_tls(pool.protocol, pool.backend_tls.is_some()),
+    );
+
     let backends_at = at.key("backends");
     if pool.backends.is_empty() {
         report(&backends_at, Err(Bad::new(None, "is empty", ADD_BACKEND)));
@@ -331,6 +455,210 @@ fn count<T: TryInto<u64> + Copy + ToString>(
             "is out of range",
             range_fix(range),
         )),
+    }
+}
+
+/// A size of `value` bytes within `range`, in the words a file gets.
+fn size(value: u64, range: &RangeInclusive<u64>) -> Result<(), Bad> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let kind = Size {
+        range: range.clone(),
+    };
+    Err(Bad::new(
+        Some(&format_size(value)),
+        "is out of range",
+        kind.range_fix(),
+    ))
+}
+
+/// A timeout that must not be zero (`default` is the example).
+fn positive(value: Duration, default: Duration) -> Result<(), Bad> {
+    if !value.is_zero() {
+        return Ok(());
+    }
+    Err(Bad::new(
+        Some("0s"),
+        "must be longer than zero",
+        format!("use e.g. {}", format_duration(default)),
+    ))
+}
+
+/// A store (`tls:` item) serves something.
+/// `certificates`: how many `certs` and `self_signed` names it has.
+pub(super) fn store_has_certs(certificates: usize) -> Result<(), Bad> {
+    if certificates > 0 {
+        return Ok(());
+    }
+    Err(Bad::new(
+        None,
+        "has no certificates",
+        "add certs: [{ cert: FILE, key: FILE }] or self_signed: [localhost] (or both)",
+    ))
+}
+
+/// A `store:` that names no tls store: `wanted` as written, `names` the
+/// stores there are (sorted).
+pub(super) fn no_such_store(wanted: &str, names: &[&str]) -> Bad {
+    let fix = match (closest(wanted, names), names.is_empty()) {
+        (Some(near), _) => format!("did you mean {near}? stores defined: {}", names.join(", ")),
+        (None, true) => format!(
+            "define it under the top-level tls:, e.g. tls: [{{ name: {wanted}, self_signed: [localhost] }}]"
+        ),
+        (None, false) => format!(
+            "use one of the stores defined under tls: {}, or add one named {wanted}",
+            names.join(", ")
+        ),
+    };
+    Bad::new(Some(wanted), "does not name a tls store", fix)
+}
+
+/// A listener's `tls.alpn`: not empty, only protocols spliced serves, each
+/// once.
+pub(super) fn alpn(list: &[String]) -> Result<(), Bad> {
+    if list.is_empty() {
+        return Err(Bad::new(
+            None,
+            "is an empty list",
+            format!("{ALPN_FIX}, or remove alpn"),
+        ));
+    }
+    let unknown: Vec<(usize, Bad)> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| alpn_protocol(p).err().map(|bad| (i, bad)))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Bad::Items(unknown));
+    }
+    let twice = list
+        .iter()
+        .enumerate()
+        .find(|(i, p)| list[..*i].contains(p));
+    match twice {
+        Some((_, p)) => Err(Bad::new(
+            Some(&list.join(", ")),
+            format!("lists {p} twice"),
+            "list each protocol once",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A key of passthrough (`mode: tcp`) listeners, set on a `mode: http` one.
+pub(super) fn tcp_only(key: &str) -> Bad {
+    let (problem, fix) = match key {
+        "sni" | "require_sni" | "tls_inspect_timeout" => (
+            "is only for mode: tcp (TLS passthrough)",
+            "in mode: http, route by host with routes: [{ match: { host: api.example.com }, pool: api }]; or remove mode: http to pass TLS through",
+        ),
+        "trusted_proxies" => (
+            "is for accept_proxy_protocol, which mode: http does not support yet",
+            "to keep X-Forwarded-For from proxies in front, write forwarded: { trusted_proxies: [10.0.0.0/8] }",
+        ),
+        _ => (
+            "is not supported in mode: http yet",
+            "remove it, or remove mode: http to relay bytes as they are",
+        ),
+    };
+    Bad::new(None, problem, fix)
+}
+
+/// A key of `mode: http` listeners, set on a `mode: tcp` one.
+pub(super) fn http_only(key: &str) -> Bad {
+    Bad::new(
+        None,
+        "is only for mode: http",
+        format!("add mode: http to this listener to terminate TLS and proxy HTTP, or remove {key}"),
+    )
+}
+
+/// `key` is set on a listener that redirects every request to `https` on
+/// `port`, so it would never be used.
+pub(super) fn redirect_alone(key: &str, port: u16) -> Bad {
+    let fix = match key {
+        "tls" => "a redirecting listener speaks plaintext HTTP: remove tls, or remove redirect_https to serve HTTPS here".to_owned(),
+        _ => format!("nothing is proxied from here: remove {key}, or remove redirect_https"),
+    };
+    Bad::new(
+        None,
+        format!("is set, but redirect_https answers every request with a redirect to port {port}"),
+        fix,
+    )
+}
+
+/// A pool's `backend_tls` (`set` or not) against its `protocol`.
+pub(super) fn backend_tls(protocol: UpstreamProtocol, set: bool) -> Result<(), Bad> {
+    match (protocol, set) {
+        (UpstreamProtocol::H2, false) => Err(Bad::new(
+            None,
+            "is missing",
+            "protocol: h2 is HTTP/2 over TLS: add backend_tls: {} (or with sni, ca_file), or use protocol: h2c for HTTP/2 without TLS",
+        )),
+        (UpstreamProtocol::H2c, true) => Err(Bad::new(
+            None,
+            "is set, but protocol: h2c is HTTP/2 without TLS",
+            "use protocol: h2 for HTTP/2 over TLS, or remove backend_tls",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The routes of one HTTP listener so far: the first match wins, so a
+/// route that an earlier one matches every request of can never be chosen.
+#[derive(Default)]
+pub(super) struct HttpRoutes {
+    earlier: Vec<(Option<SniPattern>, Option<String>, String)>,
+}
+
+impl HttpRoutes {
+    /// The route at `at`, matching `host` and `prefix` (`None`: any).
+    pub(super) fn first(
+        &mut self,
+        host: Option<&SniPattern>,
+        prefix: Option<&str>,
+        at: &YamlPath,
+    ) -> Result<(), Bad> {
+        let hidden = self.earlier.iter().find(|(h, p, _)| {
+            let host_covered = match (h, host) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(SniPattern::Exact(a)), Some(SniPattern::Exact(b))) => a == b,
+                (Some(SniPattern::Suffix(s)), Some(SniPattern::Exact(b))) => {
+                    b.ends_with(s.as_str())
+                }
+                (Some(SniPattern::Suffix(s)), Some(SniPattern::Suffix(t))) => {
+                    t.ends_with(s.as_str())
+                }
+                (Some(SniPattern::Exact(_)), Some(SniPattern::Suffix(_))) => false,
+            };
+            let path_covered = match (p, prefix) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(a), Some(b)) => b.starts_with(a.as_str()),
+            };
+            host_covered && path_covered
+        });
+        if let Some((_, _, first)) = hidden {
+            return Err(Bad::new(
+                None,
+                format!("can never be chosen: {first}, listed earlier, matches every request it does"),
+                "routes are tried in order and the first match wins: put the more specific route first, or remove this one",
+            ));
+        }
+        let shown = match (host, prefix) {
+            (None, None) => "no match: every request".to_owned(),
+            (Some(h), None) => format!("host {h}"),
+            (None, Some(p)) => format!("path_prefix {p}"),
+            (Some(h), Some(p)) => format!("host {h}, path_prefix {p}"),
+        };
+        self.earlier.push((
+            host.cloned(),
+            prefix.map(str::to_owned),
+            format!("{at} ({shown})"),
+        ));
+        Ok(())
     }
 }
 

@@ -38,8 +38,20 @@ raw_section!(
     /// place so the indices in later error paths still match the file.
     RawConfig {
         workers, shutdown_timeout, admin: RawAdmin, access_log: RawAccessLog,
-        limits_table_size, listeners: Vec<Option<RawListener>>, pools: Vec<Option<RawPool>>,
+        limits_table_size, tls: Vec<Option<RawTlsStore>>, listeners: Vec<Option<RawListener>>,
+        pools: Vec<Option<RawPool>>,
     }
+);
+
+raw_section!(
+    /// One certificate store of the top-level `tls:` list; `None` items of
+    /// `certs` mark entries already reported.
+    RawTlsStore { name, certs: Vec<Option<RawCertFiles>>, self_signed, default }
+);
+
+raw_section!(
+    /// One item of a store's `certs:`, `- { cert: site.pem, key: site.key }`.
+    RawCertFiles { cert, key }
 );
 
 raw_section!(RawAdmin {
@@ -54,11 +66,44 @@ raw_section!(RawAccessLog { path, format });
 raw_section!(
     /// One listener; `None` items of `sni` mark entries already reported.
     RawListener {
-        name, listen, pool, connect_timeout, idle_timeout, retries, max_connections, backlog,
+        name, listen, mode, pool, connect_timeout, idle_timeout, retries, max_connections, backlog,
         sni: Vec<Option<RawSniRoute>>, require_sni, tls_inspect_timeout, proxy_protocol,
         accept_proxy_protocol, trusted_proxies, proxy_header_timeout, allow, deny,
-        limits: RawLimits,
+        limits: RawLimits, tls: RawListenerTls, timeouts: RawHttpTimeouts,
+        request_limits: RawRequestLimits, forwarded: RawForwarded,
+        routes: Vec<Option<RawHttpRoute>>, redirect_https,
     }
+);
+
+raw_section!(
+    /// A `mode: http` listener's `tls:`.
+    RawListenerTls { store, alpn, min_version }
+);
+
+raw_section!(
+    /// A `mode: http` listener's `timeouts:`.
+    RawHttpTimeouts { handshake, request_header, idle, tunnel_idle, backend_response }
+);
+
+raw_section!(
+    /// A `mode: http` listener's `request_limits:`.
+    RawRequestLimits { max_header_bytes, max_body, h2_max_streams }
+);
+
+raw_section!(
+    /// A `mode: http` listener's `forwarded:`.
+    RawForwarded { trusted_proxies }
+);
+
+raw_section!(
+    /// One item of a `mode: http` listener's `routes:`; no `match` is a
+    /// catch-all.
+    RawHttpRoute { #[serde(rename = "match")] conditions: RawRouteMatch, pool }
+);
+
+raw_section!(
+    /// A route's `match:`; every condition given must hold.
+    RawRouteMatch { host, path_prefix }
 );
 
 raw_section!(
@@ -79,8 +124,13 @@ raw_section!(
     RawPool {
         name, algorithm, backends: Vec<Option<RawBackend>>, health_check: RawHealthCheck,
         eject_after, ejection_time, max_ejection_time, max_ejection_percent, on_all_down,
-        slow_start, hash_balance_factor, hash_table_size,
+        slow_start, hash_balance_factor, hash_table_size, protocol, backend_tls: RawBackendTls,
     }
+);
+
+raw_section!(
+    /// A pool's `backend_tls:`, TLS from spliced to its backends.
+    RawBackendTls { sni, ca_file, verify }
 );
 
 raw_section!(
@@ -167,6 +217,7 @@ pub(super) fn parse(yaml: &str, errors: &mut Collector) -> Option<RawConfig> {
                 value => mapping_at(value, &path, keys_of::<RawAccessLog>(), errors)
                     .map_or(Value::Null, Value::Mapping),
             },
+            "tls" => list_at(value, &path, "store", errors, tls_store_at),
             "listeners" => list_at(value, &path, "listener", errors, listener_at),
             "pools" => list_at(value, &path, "pool", errors, pool_at),
             _ => value,
@@ -212,7 +263,178 @@ fn listener_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<M
             listener.insert(Value::from("limits"), Value::Mapping(limits));
         }
     }
+    // `mode: http`. An empty `tls:` is reported: plaintext is what leaving
+    // it out means, and an empty one more likely lost its keys.
+    sub_section(
+        &mut listener,
+        "tls",
+        path,
+        keys_of::<RawListenerTls>(),
+        false,
+        errors,
+    );
+    let optional = [
+        ("timeouts", keys_of::<RawHttpTimeouts>()),
+        ("request_limits", keys_of::<RawRequestLimits>()),
+        ("forwarded", keys_of::<RawForwarded>()),
+    ];
+    for (key, allowed) in optional {
+        sub_section(&mut listener, key, path, allowed, true, errors);
+    }
+    if let Some(routes) = listener.remove("routes") {
+        let routes = list_at(routes, &path.key("routes"), "route", errors, http_route_at);
+        if !routes.is_null() {
+            listener.insert(Value::from("routes"), routes);
+        }
+    }
     Some(listener)
+}
+
+/// Shape-checks the mapping under `key` of `parent` (at `path`) against
+/// `allowed`, keeping what is known. With `empty_is_none`, an empty value is
+/// the same as leaving the key out (every key in it is optional).
+fn sub_section(
+    parent: &mut Mapping,
+    key: &str,
+    path: &YamlPath,
+    allowed: &[&str],
+    empty_is_none: bool,
+    errors: &mut Collector,
+) {
+    let Some(value) = parent.remove(key) else {
+        return;
+    };
+    if value.is_null() && empty_is_none {
+        return;
+    }
+    if let Some(section) = mapping_at(value, &path.key(key), allowed, errors) {
+        parent.insert(Value::from(key), Value::Mapping(section));
+    }
+}
+
+/// Keys DESIGN.md promises that a later version adds: each is refused with
+/// `fix` rather than as an unknown key, and removed from `item`.
+fn refuse_planned(
+    item: &mut Value,
+    path: &YamlPath,
+    planned: &[(&str, &str)],
+    errors: &mut Collector,
+) {
+    let Value::Mapping(mapping) = item else {
+        return;
+    };
+    for (key, fix) in planned {
+        if mapping.remove(*key).is_some() {
+            errors.push(&path.key(key), None, "is not supported yet", *fix);
+        }
+    }
+}
+
+/// A list entry that must be a mapping of `allowed` keys (`what`: "route";
+/// `example`: how one is written).
+fn entry_at(
+    item: Value,
+    path: &YamlPath,
+    allowed: &[&str],
+    (what, example): (&str, &str),
+    errors: &mut Collector,
+) -> Option<Mapping> {
+    match item {
+        Value::Mapping(_) => mapping_at(item, path, allowed, errors),
+        Value::Null => {
+            errors.push(
+                path,
+                None,
+                "is an empty list entry",
+                format!("give the {what}'s keys after the dash, {example}"),
+            );
+            None
+        }
+        other => {
+            errors.push(
+                path,
+                scalar_text(&other).as_deref(),
+                format!("is {}, not a {what}", kind(&other)),
+                format!(
+                    "each {what} is a mapping of {}, {example}",
+                    allowed.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// One of a `mode: http` listener's `routes:`; an empty `match:` is the
+/// same as none (a catch-all).
+fn http_route_at(mut item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+    const PLANNED: [(&str, &str); 4] = [
+        (
+            "rate_limit",
+            "remove it for now; the listener's limits: apply per client",
+        ),
+        (
+            "retry",
+            "remove it for now; the listener's retries: apply to connect failures",
+        ),
+        ("cache", "remove it for now; responses are not cached yet"),
+        (
+            "sticky",
+            "remove it for now, or use a pool with algorithm: ip_hash",
+        ),
+    ];
+    refuse_planned(&mut item, path, &PLANNED, errors);
+    const EXAMPLE: &str =
+        "e.g. - { match: { host: api.example.com, path_prefix: /v1/ }, pool: api }";
+    let mut route = entry_at(
+        item,
+        path,
+        keys_of::<RawHttpRoute>(),
+        ("route", EXAMPLE),
+        errors,
+    )?;
+    sub_section(
+        &mut route,
+        "match",
+        path,
+        keys_of::<RawRouteMatch>(),
+        true,
+        errors,
+    );
+    Some(route)
+}
+
+/// One store of the top-level `tls:`.
+fn tls_store_at(mut item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+    const PLANNED: [(&str, &str); 1] = [(
+        "acme",
+        "remove acme and give the store certs (cert and key files) or self_signed names for now",
+    )];
+    refuse_planned(&mut item, path, &PLANNED, errors);
+    let mut store = mapping_item(item, path, "store", errors)
+        .and_then(|item| mapping_at(item, path, keys_of::<RawTlsStore>(), errors))?;
+    if let Some(certs) = store.remove("certs") {
+        let certs = list_at(
+            certs,
+            &path.key("certs"),
+            "certificate",
+            errors,
+            |item, path, errors| {
+                let example = "e.g. - { cert: /etc/spliced/site.pem, key: /etc/spliced/site.key }";
+                entry_at(
+                    item,
+                    path,
+                    keys_of::<RawCertFiles>(),
+                    ("certificate", example),
+                    errors,
+                )
+            },
+        );
+        if !certs.is_null() {
+            store.insert(Value::from("certs"), certs);
+        }
+    }
+    Some(store)
 }
 
 /// An SNI route is kept when it is a mapping with only known keys; anything
@@ -242,7 +464,18 @@ fn sni_route_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<
     }
 }
 
-fn pool_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+fn pool_at(mut item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
+    const PLANNED: [(&str, &str); 2] = [
+        (
+            "discovery",
+            "list the pool's backends under backends: for now",
+        ),
+        (
+            "circuit_breaker",
+            "remove it for now; eject_after ejects a backend after failed connects",
+        ),
+    ];
+    refuse_planned(&mut item, path, &PLANNED, errors);
     let mut pool = mapping_item(item, path, "pool", errors)
         .and_then(|item| mapping_at(item, path, keys_of::<RawPool>(), errors))?;
     if let Some(backends) = pool.remove("backends") {
@@ -264,6 +497,14 @@ fn pool_at(item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mappi
             pool.insert(Value::from("health_check"), Value::Mapping(check));
         }
     }
+    sub_section(
+        &mut pool,
+        "backend_tls",
+        path,
+        keys_of::<RawBackendTls>(),
+        false,
+        errors,
+    );
     Some(pool)
 }
 
@@ -806,6 +1047,7 @@ mod tests {
                 "admin",
                 "access_log",
                 "limits_table_size",
+                "tls",
                 "listeners",
                 "pools"
             ]

@@ -1,21 +1,27 @@
-//! One item of `listeners:`: its address, pool, timeouts, SNI routes, PROXY
-//! protocol and client lists.
+//! One item of `listeners:`: its mode, address, pool, timeouts, SNI routes,
+//! PROXY protocol and client lists; the `mode: http` part has a file of its
+//! own (`http`). A key of one mode only is refused in the other, by name.
 
 use serde_yaml::Value;
 
+use std::time::Duration;
+
 use super::fields::Fields;
+use super::http::http;
 use super::limits::limits;
+use super::tls::StoreNames;
 use super::PoolNames;
 use crate::config::bounds;
 use crate::config::check::{self, Addresses, Names, SniRoutes};
 use crate::config::model::{
-    ListenerConfig, ProxyProtocolAccept, ProxyProtocolSend, SniRoute, DEFAULT_BACKLOG,
+    Cidr, ListenerConfig, ProxyProtocolAccept, ProxyProtocolSend, SniRoute, DEFAULT_BACKLOG,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PROXY_HEADER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_TLS_INSPECT_TIMEOUT,
 };
 use crate::config::raw::{RawListener, RawSniRoute};
 use crate::config::value::address::Listen;
 use crate::config::value::count::Count;
+use crate::config::value::http::{Mode, MODE};
 use crate::config::value::proxy::{ACCEPT, SEND};
 use crate::config::value::text::Name;
 use crate::config::value::word::Flag;
@@ -24,9 +30,10 @@ use crate::config::value::{cidr, duration, sni, Bad};
 pub(super) fn listener(
     l: &RawListener,
     mut f: Fields,
-    pools: &PoolNames,
+    (pools, stores): (&PoolNames, &StoreNames),
     (names, addresses): &mut (Names, Addresses),
 ) -> Option<ListenerConfig> {
+    let mode = f.or("mode", &l.mode, Mode::Tcp, MODE);
     let name = f.need("name", &l.name, &Name("web").missing(), Name("web"));
     if let Some(name) = &name {
         let first = names.first("listener", name, f.at());
@@ -42,7 +49,14 @@ pub(super) fn listener(
         let first = addresses.first(listen, f.at(), name.as_deref());
         f.keep("listen", first);
     }
-    let pool = f.need("pool", &l.pool, "add pool: <name of a pool>", pools);
+    let pool = match mode {
+        Some(Mode::Tcp) => f
+            .need("pool", &l.pool, "add pool: <name of a pool>", pools)
+            .map(Some),
+        // Optional (no route matched: 404), or with `mode` itself bad
+        // (reported) not worth a word.
+        _ => f.opt("pool", &l.pool, pools),
+    };
     let connect_timeout = f.or(
         "connect_timeout",
         &l.connect_timeout,
@@ -74,10 +88,123 @@ pub(super) fn listener(
         Count::new(bounds::BACKLOG),
     );
 
+    let (passthrough, http) = match mode {
+        Some(Mode::Tcp) => {
+            for (key, written) in http_keys(l) {
+                if written {
+                    f.report(key, check::http_only(key));
+                }
+            }
+            (passthrough(l, &mut f, pools), Some(None))
+        }
+        Some(Mode::Http) => {
+            for (key, written) in passthrough_keys(l) {
+                if written {
+                    f.report(key, check::tcp_only(key));
+                }
+            }
+            let http = http(l, &mut f, pools, stores).map(Some);
+            (Some(Passthrough::default()), http)
+        }
+        None => (None, None),
+    };
+
+    // Traffic control.
+    let allow = f.or("allow", &l.allow, Vec::new(), cidr::LIST);
+    let deny = f.or("deny", &l.deny, Vec::new(), cidr::LIST);
+    let limits = match &l.limits {
+        None => Some(None),
+        Some(raw) => limits(raw, f.section("limits")).map(Some),
+    };
+
+    let Passthrough {
+        sni_routes,
+        require_sni,
+        tls_inspect_timeout,
+        proxy_protocol,
+        accept_proxy_protocol,
+        trusted_proxies,
+        proxy_header_timeout,
+    } = passthrough?;
+    Some(ListenerConfig {
+        name: name?,
+        listen: listen?,
+        pool: pool?,
+        connect_timeout: connect_timeout?,
+        idle_timeout: idle_timeout?,
+        retries: retries?,
+        max_connections: max_connections?,
+        backlog: backlog?,
+        sni_routes,
+        require_sni,
+        tls_inspect_timeout,
+        proxy_protocol,
+        accept_proxy_protocol,
+        trusted_proxies,
+        proxy_header_timeout,
+        allow: allow?,
+        deny: deny?,
+        limits: limits?,
+        http: http?,
+    })
+}
+
+/// The `mode: http` keys of `l`, each with whether it is written.
+fn http_keys(l: &RawListener) -> [(&'static str, bool); 6] {
+    [
+        ("tls", l.tls.is_some()),
+        ("timeouts", l.timeouts.is_some()),
+        ("request_limits", l.request_limits.is_some()),
+        ("forwarded", l.forwarded.is_some()),
+        ("routes", l.routes.is_some()),
+        ("redirect_https", l.redirect_https.is_some()),
+    ]
+}
+
+/// The passthrough (`mode: tcp`) keys of `l`, each with whether it is written.
+fn passthrough_keys(l: &RawListener) -> [(&'static str, bool); 7] {
+    [
+        ("sni", l.sni.is_some()),
+        ("require_sni", l.require_sni.is_some()),
+        ("tls_inspect_timeout", l.tls_inspect_timeout.is_some()),
+        ("proxy_protocol", l.proxy_protocol.is_some()),
+        ("accept_proxy_protocol", l.accept_proxy_protocol.is_some()),
+        ("trusted_proxies", l.trusted_proxies.is_some()),
+        ("proxy_header_timeout", l.proxy_header_timeout.is_some()),
+    ]
+}
+
+/// A `mode: tcp` listener's TLS passthrough and PROXY protocol settings
+/// (for `mode: http`, all at their defaults).
+struct Passthrough {
+    sni_routes: Vec<SniRoute>,
+    require_sni: bool,
+    tls_inspect_timeout: Duration,
+    proxy_protocol: ProxyProtocolSend,
+    accept_proxy_protocol: ProxyProtocolAccept,
+    trusted_proxies: Vec<Cidr>,
+    proxy_header_timeout: Duration,
+}
+
+impl Default for Passthrough {
+    fn default() -> Self {
+        Passthrough {
+            sni_routes: Vec::new(),
+            require_sni: false,
+            tls_inspect_timeout: DEFAULT_TLS_INSPECT_TIMEOUT,
+            proxy_protocol: ProxyProtocolSend::Off,
+            accept_proxy_protocol: ProxyProtocolAccept::Off,
+            trusted_proxies: Vec::new(),
+            proxy_header_timeout: DEFAULT_PROXY_HEADER_TIMEOUT,
+        }
+    }
+}
+
+fn passthrough(l: &RawListener, f: &mut Fields, pools: &PoolNames) -> Option<Passthrough> {
     // TLS passthrough.
     let sni_routes = match &l.sni {
         None => Some(Vec::new()),
-        Some(routes) => sni_routes(routes, &mut f, pools),
+        Some(routes) => sni_routes(routes, f, pools),
     };
     let require_sni = f
         .or("require_sni", &l.require_sni, false, Flag)
@@ -127,23 +254,7 @@ pub(super) fn listener(
         duration::POSITIVE,
     );
 
-    // Traffic control.
-    let allow = f.or("allow", &l.allow, Vec::new(), cidr::LIST);
-    let deny = f.or("deny", &l.deny, Vec::new(), cidr::LIST);
-    let limits = match &l.limits {
-        None => Some(None),
-        Some(raw) => limits(raw, f.section("limits")).map(Some),
-    };
-
-    Some(ListenerConfig {
-        name: name?,
-        listen: listen?,
-        pool: Some(pool?),
-        connect_timeout: connect_timeout?,
-        idle_timeout: idle_timeout?,
-        retries: retries?,
-        max_connections: max_connections?,
-        backlog: backlog?,
+    Some(Passthrough {
         sni_routes: sni_routes?,
         require_sni: require_sni?,
         tls_inspect_timeout: tls_inspect_timeout?,
@@ -151,10 +262,6 @@ pub(super) fn listener(
         accept_proxy_protocol: accept_proxy_protocol?,
         trusted_proxies: trusted_proxies?,
         proxy_header_timeout: proxy_header_timeout?,
-        allow: allow?,
-        deny: deny?,
-        limits: limits?,
-        http: None,
     })
 }
 

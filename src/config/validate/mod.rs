@@ -4,11 +4,11 @@
 //! addresses, SNI routes that could never be chosen). It reports *all*
 //! problems, each with its YAML path, the bad value and a fix.
 //!
-//! One file per section of the file (`top`, `admin`, `access_log`,
-//! `listener`, `limits`, `pool`, `backend`, `health`), each written with the
-//! [`Fields`] reader: one line per key. This file only orders them: pool
-//! names are gathered first so a listener's `pool:` can be resolved in file
-//! order.
+//! One file per section of the file (`top`, `admin`, `access_log`, `tls`,
+//! `listener` and its `http` part, `limits`, `pool`, `backend`, `health`),
+//! each written with the [`Fields`] reader: one line per key. This file only
+//! orders them: pool and store names are gathered first so a listener's
+//! `pool:` and `tls.store` can be resolved in file order.
 //!
 //! It must never read files or stop at the first error, and it does no I/O of
 //! its own: resolving backend hostnames goes through the [`Resolve`] function
@@ -19,9 +19,11 @@ mod admin;
 mod backend;
 mod fields;
 mod health;
+mod http;
 mod limits;
 mod listener;
 mod pool;
+mod tls;
 mod top;
 
 use std::collections::HashMap;
@@ -52,6 +54,9 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         .as_ref()
         .map(|raw| access_log::access_log(raw, f.section("access_log")));
 
+    let stores = tls::stores(raw.tls.as_deref(), &mut f);
+    let store_names = tls::StoreNames::new(raw.tls.as_deref().unwrap_or_default());
+
     // Pool names first, so a listener's `pool:` can be checked in file order.
     let raw_pools = non_empty(raw.pools, &root.key("pools"), ADD_POOL, f.errors());
     let pool_names = PoolNames::new(raw_pools.as_deref().unwrap_or_default());
@@ -69,7 +74,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
             .enumerate()
             .map(|(i, l)| {
                 let item = f.item("listeners", i);
-                listener::listener(l.as_ref()?, item, &pool_names, &mut seen)
+                listener::listener(l.as_ref()?, item, (&pool_names, &store_names), &mut seen)
             })
             .collect::<Vec<_>>()
     });
@@ -102,7 +107,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
         shutdown_timeout: settings.shutdown_timeout?,
         limits_table_size: settings.limits_table_size?,
         access_log: access_log.map(|log| log.ok_or(())).transpose().ok()?,
-        tls: Vec::new(),
+        tls: stores?,
         listeners: listeners?.into_iter().collect::<Option<_>>()?,
         pools: pools?.into_iter().collect::<Option<_>>()?,
     })

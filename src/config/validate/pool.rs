@@ -1,5 +1,6 @@
-//! One item of `pools:`: its algorithm, ejection and hash settings; its
-//! backends and health check have files of their own.
+//! One item of `pools:`: its algorithm, ejection and hash settings, and how
+//! HTTP listeners speak to it (`protocol`, `backend_tls`); its backends and
+//! health check have files of their own.
 
 use std::time::Duration;
 
@@ -12,14 +13,15 @@ use super::Resolve;
 use crate::config::bounds::{self, MAX_HASH_TABLE_SIZE, MIN_HASH_TABLE_SIZE};
 use crate::config::check::{self, Names, ADD_BACKEND};
 use crate::config::model::{
-    Algorithm, OnAllDown, PoolConfig, DEFAULT_EJECTION_TIME, DEFAULT_EJECT_AFTER,
-    DEFAULT_HASH_TABLE_SIZE, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME,
-    DEFAULT_ON_ALL_DOWN, DEFAULT_SLOW_START,
+    Algorithm, BackendTls, OnAllDown, PoolConfig, UpstreamProtocol, DEFAULT_EJECTION_TIME,
+    DEFAULT_EJECT_AFTER, DEFAULT_HASH_TABLE_SIZE, DEFAULT_MAX_EJECTION_PERCENT,
+    DEFAULT_MAX_EJECTION_TIME, DEFAULT_ON_ALL_DOWN, DEFAULT_SLOW_START,
 };
 use crate::config::raw::{kind, scalar_text, RawPool};
 use crate::config::value::count::{whole_number, Count};
+use crate::config::value::http::{backend_sni, FilePath, PROTOCOL};
 use crate::config::value::text::Name;
-use crate::config::value::word::Word;
+use crate::config::value::word::{Flag, Word};
 use crate::config::value::{algorithm, duration, Bad};
 
 const ON_ALL_DOWN: Word<'static, OnAllDown> = Word {
@@ -119,6 +121,30 @@ pub(super) fn pool(
     .and_then(|()| table_size(p.hash_table_size.as_ref(), described, backend_count));
     let hash_table_size = f.keep("hash_table_size", hash_table_size);
 
+    // How HTTP listeners reach the backends (a tcp listener relays bytes
+    // and ignores both).
+    let protocol = f.or("protocol", &p.protocol, UpstreamProtocol::Http1, PROTOCOL);
+    let backend_tls = match &p.backend_tls {
+        None => Some(None),
+        Some(t) => {
+            let mut f = f.section("backend_tls");
+            let sni = f.opt("sni", &t.sni, backend_sni);
+            let ca_file = f.opt("ca_file", &t.ca_file, FilePath("/etc/spliced/ca.pem"));
+            let verify = f.or("verify", &t.verify, true, Flag);
+            (|| {
+                Some(Some(BackendTls {
+                    sni: sni?,
+                    ca_file: ca_file?,
+                    verify: verify?,
+                }))
+            })()
+        }
+    };
+    if let Some(protocol) = protocol {
+        let rule = check::backend_tls(protocol, p.backend_tls.is_some());
+        f.keep("backend_tls", rule);
+    }
+
     Some(PoolConfig {
         name: name?,
         algorithm: algorithm?,
@@ -132,8 +158,8 @@ pub(super) fn pool(
         slow_start: slow_start?,
         hash_balance_factor: hash_balance_factor?,
         hash_table_size: hash_table_size?,
-        protocol: crate::config::model::UpstreamProtocol::Http1,
-        backend_tls: None,
+        protocol: protocol?,
+        backend_tls: backend_tls?,
     })
 }
 

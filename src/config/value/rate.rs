@@ -14,17 +14,8 @@ const MAX_CONNECTION_RATE: f64 = 1_000_000.0;
 /// so only a typo reaches it, and token counts stay far from overflow.
 const MAX_BANDWIDTH: f64 = 1e12;
 
-/// Units of `per_ip_bandwidth`, in bytes: SI (powers of 1000) and IEC (1024).
-const BANDWIDTH_UNITS: [(&str, u64); 8] = [
-    ("B", 1),
-    ("KB", 1000),
-    ("kB", 1000),
-    ("MB", 1_000_000),
-    ("GB", 1_000_000_000),
-    ("KiB", 1 << 10),
-    ("MiB", 1 << 20),
-    ("GiB", 1 << 30),
-];
+/// Units of `per_ip_bandwidth`, the same as a size's.
+use super::size::UNITS as BANDWIDTH_UNITS;
 
 /// `per_ip_rate`: `50/s` or `30/m`, in new connections per second.
 pub(in crate::config) struct ConnectionRate;
@@ -148,7 +139,7 @@ impl Kind for Bandwidth {
 
 /// A plain non-negative decimal (`50`, `0.5`): no sign, exponent, `inf` or
 /// `nan`, so what is accepted is exactly what a reader would expect.
-fn decimal(text: &str) -> Option<f64> {
+pub(in crate::config) fn decimal(text: &str) -> Option<f64> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let well_formed = !whole.is_empty()
         && whole.bytes().all(|b| b.is_ascii_digit())

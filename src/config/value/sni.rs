@@ -19,9 +19,26 @@ const ALPN_FIX: &str = "list protocol names as clients offer them, e.g. [h2] or 
 /// it) and the pattern.
 pub(in crate::config) fn pattern(value: &Value) -> Result<(String, SniPattern), Bad> {
     let text = string(value, "a host name, e.g. api.example.com")?;
-    parse(text)
+    parse(text, Target::Sni)
         .map(|pattern| (text.to_owned(), pattern))
         .map_err(|(problem, fix)| Bad::new(Some(text), problem, fix))
+}
+
+/// An HTTP route's `match.host` (or a certificate's name): as [`pattern`],
+/// but an IPv4 address is a fine host, and the fixes speak of the `Host`
+/// header rather than SNI.
+pub(in crate::config) fn host(value: &Value) -> Result<SniPattern, Bad> {
+    let text = string(value, "a host name, e.g. api.example.com")?;
+    parse(text, Target::Host).map_err(|(problem, fix)| Bad::new(Some(text), problem, fix))
+}
+
+/// Which name a pattern is matched against.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    /// The ClientHello's server name.
+    Sni,
+    /// An HTTP request's host, without its port.
+    Host,
 }
 
 /// A route's `alpn:` list; absent is any client.
@@ -55,7 +72,7 @@ fn protocol(value: &Value) -> Result<String, Bad> {
 /// `api.example.com` → `Exact("api.example.com")`, `*.Example.com.` →
 /// `Suffix(".example.com")`: lower case, without the trailing dot, as the
 /// data plane compares the client's name. Fails with (problem, fix).
-fn parse(text: &str) -> Result<SniPattern, (String, String)> {
+fn parse(text: &str, target: Target) -> Result<SniPattern, (String, String)> {
     const NAME_FIX: &str =
         "write a host name, e.g. api.example.com, or *.example.com for every name under example.com";
     let fail = |problem: &str, fix: &str| Err((problem.to_owned(), fix.to_owned()));
@@ -65,7 +82,10 @@ fn parse(text: &str) -> Result<SniPattern, (String, String)> {
     if text.chars().any(char::is_whitespace) {
         return fail(
             "contains a space",
-            "write one name per route, e.g. api.example.com, and add a route for each further name",
+            match target {
+                Target::Sni => "write one name per route, e.g. api.example.com, and add a route for each further name",
+                Target::Host => "write one name, e.g. api.example.com",
+            },
         );
     }
     let lower = text.to_ascii_lowercase();
@@ -73,7 +93,10 @@ fn parse(text: &str) -> Result<SniPattern, (String, String)> {
     if name == "*" {
         return fail(
             "matches every name",
-            "remove this route: the listener's pool already takes every client no route matches",
+            match target {
+                Target::Sni => "remove this route: the listener's pool already takes every client no route matches",
+                Target::Host => "leave host out: a route without host takes every host",
+            },
         );
     }
     let (wildcard, rest) = match name.strip_prefix("*.") {
@@ -103,10 +126,14 @@ fn parse(text: &str) -> Result<SniPattern, (String, String)> {
         .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
     if let Some(c) = odd {
         let fix = match c {
-            ':' | '/' if rest.contains("://") => {
-                "SNI carries only the host name: leave out the scheme and path, e.g. api.example.com"
-            }
-            ':' => "SNI carries no port: write the name alone, e.g. api.example.com",
+            ':' | '/' if rest.contains("://") => match target {
+                Target::Sni => "SNI carries only the host name: leave out the scheme and path, e.g. api.example.com",
+                Target::Host => "write the host name alone, without scheme and path (match on the path with path_prefix), e.g. api.example.com",
+            },
+            ':' => match target {
+                Target::Sni => "SNI carries no port: write the name alone, e.g. api.example.com",
+                Target::Host => "the host is matched without its port: write the name alone, e.g. api.example.com",
+            },
             c if !c.is_ascii() => {
                 "write the name in its ASCII (punycode, xn--...) form, which is what clients send"
             }
@@ -123,7 +150,7 @@ fn parse(text: &str) -> Result<SniPattern, (String, String)> {
             NAME_FIX,
         );
     }
-    if !wildcard && rest.parse::<Ipv4Addr>().is_ok() {
+    if !wildcard && target == Target::Sni && rest.parse::<Ipv4Addr>().is_ok() {
         return fail(
             "is an IP address, which clients never send as SNI (RFC 6066)",
             "route by host name: clients connecting by IP send no SNI and go to the listener's pool",
@@ -145,28 +172,34 @@ mod tests {
     fn sni_patterns_are_normalised() {
         let exact = |s: &str| Ok(SniPattern::Exact(s.to_owned()));
         let suffix = |s: &str| Ok(SniPattern::Suffix(s.to_owned()));
-        assert_eq!(parse("api.example.com"), exact("api.example.com"));
-        assert_eq!(parse("API.Example.COM."), exact("api.example.com"));
-        assert_eq!(parse("localhost"), exact("localhost"));
         assert_eq!(
-            parse("xn--bcher-kva.example"),
+            parse("api.example.com", Target::Sni),
+            exact("api.example.com")
+        );
+        assert_eq!(
+            parse("API.Example.COM.", Target::Sni),
+            exact("api.example.com")
+        );
+        assert_eq!(parse("localhost", Target::Sni), exact("localhost"));
+        assert_eq!(
+            parse("xn--bcher-kva.example", Target::Sni),
             exact("xn--bcher-kva.example")
         );
-        assert_eq!(parse("_acme.example"), exact("_acme.example"));
-        assert_eq!(parse("*.example.com"), suffix(".example.com"));
-        assert_eq!(parse("*.Example.com."), suffix(".example.com"));
-        assert_eq!(parse("*.com"), suffix(".com"));
+        assert_eq!(parse("_acme.example", Target::Sni), exact("_acme.example"));
+        assert_eq!(parse("*.example.com", Target::Sni), suffix(".example.com"));
+        assert_eq!(parse("*.Example.com.", Target::Sni), suffix(".example.com"));
+        assert_eq!(parse("*.com", Target::Sni), suffix(".com"));
         // 253 characters is the longest name; the wildcard counts too.
         let label = "a".repeat(63);
         let longest = format!("{label}.{label}.{label}.{}", "a".repeat(61));
         assert_eq!(longest.len(), 253);
-        assert_eq!(parse(&longest), exact(&longest));
-        assert_eq!(parse(&format!("{longest}.")), exact(&longest));
+        assert_eq!(parse(&longest, Target::Sni), exact(&longest));
+        assert_eq!(parse(&format!("{longest}."), Target::Sni), exact(&longest));
     }
 
     #[test]
     fn bad_sni_patterns_say_why() {
-        let problem = |s: &str| parse(s).unwrap_err().0;
+        let problem = |s: &str| parse(s, Target::Sni).unwrap_err().0;
         assert_eq!(problem(""), "is empty");
         assert_eq!(
             problem("."),
@@ -214,21 +247,24 @@ mod tests {
             problem(&format!("{}.com", "a".repeat(64))).starts_with("has a label longer than 63")
         );
         assert_eq!(
-            parse("api.example.com:443").unwrap_err(),
+            parse("api.example.com:443", Target::Sni).unwrap_err(),
             (
                 "contains ':', which is not allowed in a host name".to_owned(),
                 "SNI carries no port: write the name alone, e.g. api.example.com".to_owned()
             )
         );
-        assert!(parse("https://api.example.com")
+        assert!(parse("https://api.example.com", Target::Sni)
             .unwrap_err()
             .1
             .contains("leave out the scheme"));
-        assert!(parse("bücher.example").unwrap_err().1.contains("punycode"));
+        assert!(parse("bücher.example", Target::Sni)
+            .unwrap_err()
+            .1
+            .contains("punycode"));
         assert!(problem("api/v1.example").starts_with("contains '/'"));
         assert!(problem("10.0.0.1").starts_with("is an IP address"));
         // A wildcard over digits is a name suffix, not an address.
-        assert!(parse("*.0.0.1").is_ok());
+        assert!(parse("*.0.0.1", Target::Sni).is_ok());
     }
 
     #[test]
