@@ -216,7 +216,7 @@ pub fn handshake(
     server: &Arc<ServerConfig>,
     client: &Arc<ClientConfig>,
     sni: Option<&str>,
-) -> Result<Pair, Failure> {
+) -> Result<Pair, Box<Failure>> {
     let mut c = client_conn(client, sni);
     let mut s = ServerConnection::new(Arc::clone(server)).unwrap();
     let mut fail = Failure::default();
@@ -231,7 +231,7 @@ pub fn handshake(
             if fail.server.is_none() {
                 fail.server = deliver!(c, s).err();
             }
-            return Err(fail);
+            return Err(Box::new(fail));
         }
         if !c.is_handshaking() && !s.is_handshaking() {
             return Ok(Pair {
