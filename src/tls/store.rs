@@ -56,16 +56,21 @@ impl Note {
             Note::Expired {
                 path,
                 not_after_unix,
-            } => warn(
-                "tls certificate has expired; serving it anyway",
-                &[
-                    ("store", &store),
-                    ("file", &path.display()),
-                    ("not_after", &crate::log::rfc3339(u64::try_from(*not_after_unix).unwrap_or(0).saturating_mul(1000))),
-                ],
-            ),
+            } => {
+                let ms = u64::try_from(*not_after_unix)
+                    .unwrap_or(0)
+                    .saturating_mul(1000);
+                warn(
+                    "tls certificate has expired; serving it anyway",
+                    &[
+                        ("store", &store),
+                        ("file", &path.display()),
+                        ("not_after", &crate::log::rfc3339(ms)),
+                    ],
+                )
+            }
             Note::Shadowed { path, name } => warn(
-                "tls certificate name already served by an earlier certificate of the store; the earlier one keeps it",
+                "tls certificate name already served by an earlier certificate; that one keeps it",
                 &[("store", &store), ("file", &path.display()), ("name", name)],
             ),
             Note::UnusableName { path, name } => warn(

@@ -623,3 +623,21 @@ fn sessions_resume_on_tls12_and_tls13() {
         );
     }
 }
+
+#[test]
+fn fingerprint_matches_openssl_when_installed() {
+    let dir = TempDir::new("openssl");
+    let c = cert(&["a.test"]);
+    let files = write(&dir, "a", &c);
+    let Ok(out) = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&files.cert)
+        .output()
+    else {
+        return; // no openssl here; the "abc" vector above still holds
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let theirs = text.trim().rsplit('=').next().unwrap_or_default();
+    let ours = &check(&store_cfg(vec![files], &[], None)).unwrap()[0].fingerprint_sha256;
+    assert_eq!(ours, theirs);
+}
