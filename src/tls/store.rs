@@ -14,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::names::{self, NameIndex};
 use super::{provider, sha256_fingerprint, TlsError};
-use crate::config::model::TlsStoreConfig;
+use crate::config::model::{CertFiles, TlsStoreConfig};
 
 /// What `spliced check`, the metrics and the logs show about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,44 +134,14 @@ impl CertStore {
         cfg: &TlsStoreConfig,
         previous: Option<&CertStore>,
     ) -> Result<(CertStore, Vec<Note>), TlsError> {
-        let provider = provider();
         let now = unix_now();
         let mut notes = Vec::new();
         let mut entries = Vec::new();
         let mut index = NameIndex::default();
 
         for files in &cfg.certs {
-            let chain = read_chain(&files.cert)?;
-            let key = read_key(&files.key)?;
-            let signing =
-                provider
-                    .key_provider
-                    .load_private_key(key)
-                    .map_err(|e| TlsError::BadKey {
-                        path: files.key.clone(),
-                        reason: e.to_string(),
-                    })?;
-            let certified = CertifiedKey::new(chain, signing);
-            match certified.keys_match() {
-                // WHY: a provider whose key cannot produce its public half
-                // cannot be checked; rustls' own from_der accepts that too.
-                Ok(())
-                | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-                Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                    return Err(TlsError::KeyMismatch {
-                        key: files.key.clone(),
-                        cert: files.cert.clone(),
-                    })
-                }
-                Err(e) => {
-                    return Err(TlsError::BadCertificate {
-                        path: files.cert.clone(),
-                        reason: e.to_string(),
-                    })
-                }
-            }
+            let (certified, parsed) = load_pair(files)?;
             let leaf = &certified.cert[0];
-            let parsed = parse_leaf(&files.cert, leaf)?;
             if parsed.not_after_unix < now {
                 notes.push(Note::Expired {
                     path: files.cert.clone(),
@@ -348,6 +318,41 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         },
         e => pem_error(path, e),
     })
+}
+
+/// A cert file's chain and a key file's key, checked to belong together, and
+/// what the leaf says.
+fn load_pair(files: &CertFiles) -> Result<(CertifiedKey, Leaf), TlsError> {
+    let chain = read_chain(&files.cert)?;
+    let key = read_key(&files.key)?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::BadKey {
+            path: files.key.clone(),
+            reason: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        // WHY: a provider whose key cannot produce its public half cannot be
+        // checked; rustls' own CertifiedKey::from_der accepts that too.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(TlsError::KeyMismatch {
+                key: files.key.clone(),
+                cert: files.cert.clone(),
+            })
+        }
+        Err(e) => {
+            return Err(TlsError::BadCertificate {
+                path: files.cert.clone(),
+                reason: e.to_string(),
+            })
+        }
+    }
+    // read_chain refused an empty chain, so the leaf is there.
+    let leaf = parse_leaf(&files.cert, &certified.cert[0])?;
+    Ok((certified, leaf))
 }
 
 struct Leaf {
