@@ -641,3 +641,23 @@ fn fingerprint_matches_openssl_when_installed() {
     let ours = &check(&store_cfg(vec![files], &[], None)).unwrap()[0].fingerprint_sha256;
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn unreadable_file_and_bad_self_signed_name_are_named() {
+    let dir = TempDir::new("unreadable");
+    let a = write(&dir, "a", &cert(&["a.test"]));
+    // A directory cannot be read as a file, even by root.
+    let files = CertFiles {
+        cert: dir.0.clone(),
+        key: a.key,
+    };
+    let err = check(&store_cfg(vec![files], &[], None)).unwrap_err();
+    assert!(matches!(err, TlsError::Unreadable { .. }), "{err:?}");
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}: cannot read", dir.0.display())));
+
+    let err = check(&store_cfg(vec![], &["ok.test", "a*.test"], None)).unwrap_err();
+    assert!(matches!(err, TlsError::BadSelfSignedName { .. }), "{err:?}");
+    assert!(err.to_string().contains("\"a*.test\""), "{err}");
+}
