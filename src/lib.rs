@@ -30,6 +30,7 @@
 //!    parsing, pure), `outcome` (why connections end or are refused),
 //!    `sys` (raw syscalls), [`clock`], [`log`].
 //! 2. `counters` (per-worker counters), `limits` (per-client limits),
+//!    `tls` (certificate stores, SNI resolver, rustls server configs),
 //!    `uring` (rings, buffer rings, pipes; with `sys` the only `unsafe`).
 //! 3. [`balance`]: `Backend` and the selection algorithms behind one trait.
 //! 4. `snapshot`: the immutable routing view the planes read.
@@ -62,6 +63,7 @@ pub mod proto;
 pub(crate) mod session;
 pub(crate) mod snapshot;
 pub(crate) mod sys;
+pub(crate) mod tls;
 pub(crate) mod uring;
 
 /// The module graph's layers, bottom first: a top-level module may use only
@@ -74,7 +76,7 @@ mod layers {
 
     const LAYERS: &[&[&str]] = &[
         &["clock", "config", "log", "outcome", "proto", "sys"],
-        &["counters", "limits", "uring"],
+        &["counters", "limits", "tls", "uring"],
         &["balance"],
         &["snapshot"],
         &["accesslog", "metrics"],
