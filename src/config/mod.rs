@@ -34,7 +34,7 @@ mod raw;
 mod validate;
 mod value;
 
-pub use change::{BackendDiff, Change, ChangeSet, ListenerDiff, PoolDiff, Setting};
+pub use change::{BackendDiff, Change, ChangeSet, ListenerDiff, PoolDiff, Setting, StoreDiff};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 
