@@ -5,8 +5,10 @@
 //!   syntax errors, unknown keys and wrongly-shaped sections;
 //! - `validate` (one file per section): raw into [`model`] types, one line
 //!   per key naming its default and its kind; the kinds themselves (duration,
-//!   address, CIDR, rate, SNI pattern, count, words...) live in `value`, one
-//!   file each, and the ranges of counts in `bounds`;
+//!   address, CIDR, rate, size, SNI pattern, count, words, the values of
+//!   `mode: http`...) live in `value`, one file each, and the ranges of
+//!   counts in `bounds`. Certificate and CA files are only named here, never
+//!   opened: the TLS module loads them;
 //! - `check`: the rules across values (unique names, references, a primary
 //!   per pool...), which `validate` applies as it reads and which the admin
 //!   API's mutations (that edit a `Config` directly) go through too, so both
@@ -1796,6 +1798,7 @@ pools:
             b"pools: [{name: p, health_check: {kind: [tcp], send: {a: b}, expect: !!binary aGVsbG8=}}]\n",
             b"limits_table_size: 1e999\nlisteners: [{name: a, listen: '[::]:1', pool: p, sni: [{match: '*.*', pool: p, alpn: [[]]}, {match: '.', alpn: ''}, {match: ''}], require_sni: yes}]\npools: [{name: p, backends: [1.2.3.4:5]}]\n",
             b"listeners: [{name: a, listen: '[::]:1', pool: p, allow: ['::/0', '1.2.3.4/', '/', '::ffff:1.2.3.4/128', '0.0.0.0/00000000000000000000000000032'], deny: [{}], trusted_proxies: ~, accept_proxy_protocol: {}, proxy_protocol: -1}]\n",
+            b"tls: [{name: a, certs: [{cert: 1}, 2, ~], self_signed: a, acme: 1}, ~, 3]\nlisteners: [{name: a, listen: '[::]:1', mode: http, tls: {store: [a], alpn: [h2, {}], min_version: .nan}, timeouts: {tunnel_idle: -0}, request_limits: {max_body: '1e999GiB', max_header_bytes: -1}, routes: [{match: {host: '*.*', path_prefix: ''}}, ~, 1, {match: 2}], redirect_https: 1e9}]\npools: [{name: p, protocol: [h2], backend_tls: 1, backends: [1.2.3.4:5]}]\n",
             b"listeners: [{limits: {per_ip_rate: '99999999999999999999999999999999999999999999999999/s', per_ip_burst: -1, per_ip_bandwidth: '9999999999999999999999999GiB/s', ipv6_prefix: 0, action: [], tarpit_delay: .inf}}, {limits: {per_ip_rate: './m', per_ip_bandwidth: '/s'}}]\n",
         ];
         for input in odd {
