@@ -1,7 +1,7 @@
 //! What differs between two valid configs, so a reload touches only what
-//! changed (STYLE.md rule 6): listeners, pools and backends added, removed or
-//! changed, and which top-level settings changed — those a running process
-//! can take at once, and those that need a restart.
+//! changed (STYLE.md rule 6): certificate stores, listeners, pools and
+//! backends added, removed or changed, and which top-level settings changed —
+//! those a running process can take at once, and those that need a restart.
 //!
 //! Pure and total: no I/O, no clock, and nothing here decides whether a
 //! change is *allowed* (that is [`Config::check_with`] and reload's business).
@@ -24,6 +24,12 @@
 //!    the same pool name and address, which is exactly a backend that is
 //!    unchanged or [`Change::Changed`] without `"address"` in its fields; an
 //!    `"address"` change is a new backend under an old name and starts afresh;
+//!    A [`Change`] in [`ChangeSet::tls`] never needs a restart: the TLS
+//!    module loads the changed stores (before publishing, so a bad file
+//!    changes nothing) and the listeners naming them take the new
+//!    certificates for new handshakes. Certificate files rewritten in place
+//!    look unchanged here (the paths are the same): reload should load every
+//!    store's files anew whatever this says;
 //! 4. stops accepting on [`Change::Removed`] listeners and on the old sockets
 //!    of rebound ones (their connections run on), and applies the live
 //!    settings: the next shutdown uses the new `shutdown_timeout`, the access
@@ -35,7 +41,10 @@
 //! added to the model does not compile there) and holds this file to listing
 //! them all.
 
-use super::model::{AdminConfig, BackendConfig, Config, PoolConfig, PoolId, SniRoute};
+use super::model::{
+    AdminConfig, BackendConfig, Config, HttpListener, HttpRoute, PoolConfig, PoolId, SniRoute,
+    TlsStoreConfig,
+};
 
 /// Everything that differs between an old and a new config. Items that are
 /// the same in both are not listed.
@@ -43,6 +52,9 @@ use super::model::{AdminConfig, BackendConfig, Config, PoolConfig, PoolId, SniRo
 pub struct ChangeSet {
     /// Top-level settings that differ, in the order of [`Setting::ALL`].
     pub settings: Vec<Setting>,
+    /// Certificate stores (`tls:`), matched by name: indices into the old
+    /// and new `Config::tls`. Never needs a restart.
+    pub tls: Vec<Change<StoreDiff>>,
     /// Listeners, matched by name: indices into the old and new
     /// `Config::listeners`.
     pub listeners: Vec<Change<ListenerDiff>>,
@@ -65,11 +77,21 @@ pub enum Change<D> {
 /// How a listener with the same name differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerDiff {
-    /// Its address or backlog changed: it needs a new socket. Otherwise its
-    /// socket stays and only the settings in `fields` change.
+    /// Its address, backlog or mode changed: it needs a new socket.
+    /// Otherwise its socket stays and only the settings in `fields` change.
     pub rebind: bool,
     /// The config keys that differ (`listen`, `connect_timeout`, `sni`...),
-    /// in the order the model has them.
+    /// in the order the model has them. The `mode: http` keys (`tls`,
+    /// `timeouts`, `request_limits`, `forwarded`, `routes`,
+    /// `redirect_https`) are compared when both sides are HTTP listeners; a
+    /// listener that changes mode lists `mode` instead.
+    pub fields: Vec<&'static str>,
+}
+
+/// How a certificate store with the same name differs: the keys that
+/// changed (`certs`, `self_signed`, `default`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreDiff {
     pub fields: Vec<&'static str>,
 }
 
@@ -179,6 +201,10 @@ impl ChangeSet {
             .into_iter()
             .filter(|s| s.differs(old, new))
             .collect();
+        let tls = by_name(&old.tls, &new.tls, |s| &s.name)
+            .into_iter()
+            .filter_map(|pair| pair.diff(|o, n| store_diff(&old.tls[o], &new.tls[n])))
+            .collect();
         let listeners = by_name(&old.listeners, &new.listeners, |l| &l.name)
             .into_iter()
             .filter_map(|pair| pair.diff(|o, n| listener_diff(old, o, new, n)))
@@ -189,6 +215,7 @@ impl ChangeSet {
             .collect();
         ChangeSet {
             settings,
+            tls,
             listeners,
             pools,
         }
@@ -196,7 +223,10 @@ impl ChangeSet {
 
     /// Whether the two configs are the same in every way reload cares about.
     pub fn is_empty(&self) -> bool {
-        self.settings.is_empty() && self.listeners.is_empty() && self.pools.is_empty()
+        self.settings.is_empty()
+            && self.tls.is_empty()
+            && self.listeners.is_empty()
+            && self.pools.is_empty()
     }
 
     /// The changed settings a running process cannot take.
@@ -279,10 +309,53 @@ fn routes<'a>(config: &'a Config, routes: &'a [SniRoute]) -> Vec<impl PartialEq 
         .collect()
 }
 
+/// An HTTP listener's routes with their pools by name.
+fn http_routes<'a>(config: &'a Config, routes: &'a [HttpRoute]) -> Vec<impl PartialEq + 'a> {
+    routes
+        .iter()
+        .map(|route| {
+            let HttpRoute {
+                host,
+                path_prefix,
+                pool,
+            } = route;
+            (host, path_prefix, pool_name(config, *pool))
+        })
+        .collect()
+}
+
+/// An HTTP listener's TLS settings with the store by name.
+fn listener_tls<'a>(config: &'a Config, http: &'a HttpListener) -> Option<impl PartialEq + 'a> {
+    http.tls.as_ref().map(|tls| {
+        let store = config.tls.get(tls.store).map(|s| s.name.as_str());
+        (store, &tls.alpn, tls.min_version)
+    })
+}
+
+/// The `mode: http` keys that differ between two HTTP listeners.
+fn http_diff(old: &Config, a: &HttpListener, new: &Config, b: &HttpListener) -> Vec<&'static str> {
+    keys(&[
+        ("tls", listener_tls(old, a) != listener_tls(new, b)),
+        ("timeouts", a.timeouts != b.timeouts),
+        ("request_limits", a.request_limits != b.request_limits),
+        ("forwarded", a.trusted_proxies != b.trusted_proxies),
+        (
+            "routes",
+            http_routes(old, &a.routes) != http_routes(new, &b.routes),
+        ),
+        ("redirect_https", a.redirect_https != b.redirect_https),
+    ])
+}
+
 fn listener_diff(old: &Config, o: usize, new: &Config, n: usize) -> Option<ListenerDiff> {
     let (a, b) = (&old.listeners[o], &new.listeners[n]);
-    let fields = keys(&[
+    let http = match (a.http.as_deref(), b.http.as_deref()) {
+        (Some(x), Some(y)) => http_diff(old, x, new, y),
+        _ => Vec::new(),
+    };
+    let mut fields = keys(&[
         ("listen", a.listen != b.listen),
+        ("mode", a.http.is_some() != b.http.is_some()),
         (
             "pool",
             a.pool.and_then(|p| pool_name(old, p)) != b.pool.and_then(|p| pool_name(new, p)),
@@ -315,12 +388,26 @@ fn listener_diff(old: &Config, o: usize, new: &Config, n: usize) -> Option<Liste
         ("deny", a.deny != b.deny),
         ("limits", a.limits != b.limits),
     ]);
+    fields.extend(http);
     (!fields.is_empty()).then(|| ListenerDiff {
         // WHY: SO_REUSEPORT sockets are bound with their backlog, so a new
-        // backlog needs new sockets just as a new address does.
-        rebind: fields.iter().any(|f| matches!(*f, "listen" | "backlog")),
+        // backlog needs new sockets just as a new address does; and tcp
+        // listeners are served by the io_uring workers while http ones are
+        // served by the HTTP plane, each owning its sockets.
+        rebind: fields
+            .iter()
+            .any(|f| matches!(*f, "listen" | "backlog" | "mode")),
         fields,
     })
+}
+
+fn store_diff(a: &TlsStoreConfig, b: &TlsStoreConfig) -> Option<StoreDiff> {
+    let fields = keys(&[
+        ("certs", a.certs != b.certs),
+        ("self_signed", a.self_signed != b.self_signed),
+        ("default", a.default != b.default),
+    ]);
+    (!fields.is_empty()).then_some(StoreDiff { fields })
 }
 
 fn pool_diff(a: &PoolConfig, b: &PoolConfig) -> Option<PoolDiff> {
@@ -344,6 +431,8 @@ fn pool_diff(a: &PoolConfig, b: &PoolConfig) -> Option<PoolDiff> {
             a.hash_balance_factor != b.hash_balance_factor,
         ),
         ("hash_table_size", a.hash_table_size != b.hash_table_size),
+        ("protocol", a.protocol != b.protocol),
+        ("backend_tls", a.backend_tls != b.backend_tls),
     ]);
     let pairs = backend_pairs(&a.backends, &b.backends);
     // The old positions of the backends that stay, in their new order.
@@ -624,6 +713,112 @@ mod tests {
         assert_eq!(set.settings, [Setting::ShutdownTimeout, Setting::AccessLog]);
     }
 
+    /// TEST_CONFIG with a store and two HTTP listeners, and `(from, to)`
+    /// replaced in the second.
+    const HTTP: &str = "\
+tls:
+  - { name: main, self_signed: [localhost] }
+  - { name: other, self_signed: [other.localhost] }
+listeners:
+  - name: https
+    listen: 127.0.0.1:8443
+    mode: http
+    tls: { store: main }
+    routes: [{ match: { path_prefix: /api/ }, pool: api }]
+  - { name: http, listen: 127.0.0.1:8080, mode: http, redirect_https: 8443 }
+pools:
+  - { name: web, backends: [127.0.0.1:9001] }
+  - { name: api, backends: [127.0.0.1:9002] }
+";
+
+    fn http_changes(edits: &[(&str, &str)]) -> ChangeSet {
+        let mut yaml = HTTP.to_owned();
+        for (from, to) in edits {
+            assert!(yaml.contains(from), "{from:?} is not in the config");
+            yaml = yaml.replacen(from, to, 1);
+        }
+        let old = parse_str(HTTP).unwrap();
+        let new = parse_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        ChangeSet::between(&old, &new)
+    }
+
+    #[test]
+    fn http_settings_are_listener_changes() {
+        assert!(http_changes(&[]).is_empty());
+        let set = http_changes(&[
+            (
+                "tls: { store: main }",
+                "tls: { store: other, min_version: '1.3' }\n    timeouts: { idle: 5s }",
+            ),
+            (
+                "pool: api }]",
+                "pool: web }]\n    forwarded: { trusted_proxies: [10.0.0.0/8] }",
+            ),
+            ("redirect_https: 8443", "redirect_https: 443"),
+        ]);
+        assert_eq!(
+            set.listeners,
+            [
+                changed(
+                    0,
+                    0,
+                    listener(false, &["tls", "timeouts", "forwarded", "routes"])
+                ),
+                changed(1, 1, listener(false, &["redirect_https"])),
+            ]
+        );
+        assert!(set.tls.is_empty() && set.pools.is_empty());
+        // Stores listed in another order: the listener names the same store.
+        let set = http_changes(&[
+            ("  - { name: main, self_signed: [localhost] }\n", ""),
+            (
+                "self_signed: [other.localhost] }\n",
+                "self_signed: [other.localhost] }\n  - { name: main, self_signed: [localhost] }\n",
+            ),
+        ]);
+        assert!(set.is_empty(), "{set:?}");
+    }
+
+    #[test]
+    fn a_listener_that_changes_mode_needs_a_new_socket() {
+        let set = http_changes(&[(
+            "{ name: http, listen: 127.0.0.1:8080, mode: http, redirect_https: 8443 }",
+            "{ name: http, listen: 127.0.0.1:8080, pool: web }",
+        )]);
+        assert_eq!(
+            set.listeners,
+            [changed(1, 1, listener(true, &["mode", "pool"]))]
+        );
+    }
+
+    #[test]
+    fn stores_are_added_removed_and_changed_by_name_without_a_restart() {
+        let set = http_changes(&[(
+            "{ name: other, self_signed: [other.localhost] }",
+            "{ name: other, self_signed: [a.localhost], default: a.localhost }",
+        )]);
+        let diff = StoreDiff {
+            fields: vec!["self_signed", "default"],
+        };
+        assert_eq!(set.tls, [changed(1, 1, diff)]);
+        assert!(set.needs_restart().is_empty() && set.listeners.is_empty());
+        let set = http_changes(&[("name: other,", "name: third,")]);
+        assert_eq!(set.tls, [Change::Added(1), Change::Removed(1)]);
+    }
+
+    #[test]
+    fn pool_protocol_and_backend_tls_are_pool_changes() {
+        let set = http_changes(&[(
+            "{ name: api, backends: [127.0.0.1:9002] }",
+            "{ name: api, protocol: h2, backend_tls: { verify: false }, backends: [127.0.0.1:9002] }",
+        )]);
+        let diff = PoolDiff {
+            fields: vec!["protocol", "backend_tls"],
+            ..PoolDiff::default()
+        };
+        assert_eq!(set.pools, [changed(1, 1, diff)]);
+    }
+
     /// Each model struct rebuilt with every field changed. The struct literals
     /// name every field, so a field added to the model stops this compiling
     /// until it is added here, and then to the comparisons above.
@@ -664,13 +859,21 @@ mod tests {
                 tarpit_delay: Duration::from_secs(1),
                 ipv6_prefix: 64,
             }),
-            http: None,
+            http: Some(Box::new(HttpListener {
+                tls: None,
+                redirect_https: None,
+                timeouts: DEFAULT_HTTP_TIMEOUTS,
+                request_limits: DEFAULT_REQUEST_LIMITS,
+                trusted_proxies: vec![],
+                routes: vec![],
+            })),
         };
         let mut new = old.clone();
         new.listeners[1] = l;
         let diff = listener_diff(&old, 1, &new, 1).unwrap();
-        // Every listener key but `name` (the identity) and `allow` (empty in both).
-        assert_eq!(diff.fields.len(), 16, "{diff:?}");
+        // Every listener key but `name` (the identity) and `allow` (empty in
+        // both), with `mode` for `http` (its keys are compared below).
+        assert_eq!(diff.fields.len(), 17, "{diff:?}");
 
         let p = &old.pools[0];
         let pool = PoolConfig {
@@ -695,10 +898,85 @@ mod tests {
             slow_start: Duration::from_secs(9),
             hash_balance_factor: Some(2.0),
             hash_table_size: 1021,
-            protocol: crate::config::model::UpstreamProtocol::Http1,
-            backend_tls: None,
+            protocol: UpstreamProtocol::H2,
+            backend_tls: Some(BackendTls {
+                sni: None,
+                ca_file: None,
+                verify: true,
+            }),
         };
-        assert_eq!(pool_diff(p, &pool).unwrap().fields.len(), 10);
+        assert_eq!(pool_diff(p, &pool).unwrap().fields.len(), 12);
+
+        // Both sides HTTP listeners, every `mode: http` key changed.
+        let store = |name: &str| TlsStoreConfig {
+            name: name.into(),
+            certs: vec![],
+            self_signed: vec!["localhost".into()],
+            default: None,
+        };
+        let mut old_http = old.clone();
+        old_http.tls = vec![store("a"), store("b")];
+        old_http.listeners[1].http = Some(Box::new(HttpListener {
+            tls: None,
+            redirect_https: None,
+            timeouts: DEFAULT_HTTP_TIMEOUTS,
+            request_limits: DEFAULT_REQUEST_LIMITS,
+            trusted_proxies: vec![],
+            routes: vec![],
+        }));
+        let mut new_http = old_http.clone();
+        new_http.listeners[1].http = Some(Box::new(HttpListener {
+            tls: Some(ListenerTls {
+                store: 1,
+                alpn: vec!["h2".into()],
+                min_version: TlsVersion::V1_3,
+            }),
+            redirect_https: Some(8443),
+            timeouts: HttpTimeouts {
+                handshake: Duration::from_secs(9),
+                request_header: Duration::from_secs(9),
+                idle: Duration::from_secs(9),
+                tunnel_idle: None,
+                backend_response: Duration::from_secs(9),
+            },
+            request_limits: RequestLimits {
+                max_header_bytes: 9999,
+                max_body: 9,
+                h2_max_streams: 9,
+            },
+            trusted_proxies: vec![Cidr {
+                addr: [10, 0, 0, 0].into(),
+                prefix: 8,
+            }],
+            routes: vec![HttpRoute {
+                host: Some(SniPattern::Exact("a.example".into())),
+                path_prefix: Some("/".into()),
+                pool: PoolId(0),
+            }],
+        }));
+        let diff = listener_diff(&old_http, 1, &new_http, 1).unwrap();
+        assert_eq!(
+            diff.fields,
+            [
+                "tls",
+                "timeouts",
+                "request_limits",
+                "forwarded",
+                "routes",
+                "redirect_https"
+            ]
+        );
+        assert!(!diff.rebind);
+        let s = TlsStoreConfig {
+            name: "a".into(),
+            certs: vec![CertFiles {
+                cert: "/c".into(),
+                key: "/k".into(),
+            }],
+            self_signed: vec![],
+            default: Some("localhost".into()),
+        };
+        assert_eq!(store_diff(&old_http.tls[0], &s).unwrap().fields.len(), 3);
 
         let b = BackendConfig {
             name: "x:1".into(),
@@ -726,7 +1004,7 @@ mod tests {
                 format: AccessLogFormat::Logfmt,
             }),
             limits_table_size: 9999,
-            tls: Vec::new(),
+            tls: old.tls.clone(),
             listeners: old.listeners.clone(),
             pools: old.pools.clone(),
         };

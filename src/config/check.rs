@@ -1083,6 +1083,7 @@ fn reaches(backend: SocketAddr, own: SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::model::{PoolId, ProxyProtocolSend};
     use crate::config::{parse_str, TEST_CONFIG as BASE};
 
     #[test]
@@ -1276,6 +1277,101 @@ mod tests {
         assert_eq!(
             check_says(&config),
             file_says(&BASE.replace("listen: 127.0.0.1:9090", "listen: 0.0.0.0:9090"))
+        );
+    }
+
+    /// TEST_CONFIG with a store and an HTTPS listener in front of it.
+    fn http_base() -> String {
+        BASE.replace(
+            "listeners:\n",
+            "tls:\n  - { name: main, self_signed: [localhost] }\nlisteners:\n  - { name: https, listen: 127.0.0.1:8444, mode: http, tls: { store: main }, routes: [{ match: { path_prefix: /a/ }, pool: api }] }\n  - { name: http, listen: 127.0.0.1:8081, mode: http, redirect_https: 8444 }\n",
+        )
+    }
+
+    #[test]
+    fn http_rules_hold_for_a_config_changed_in_code() {
+        let base = parse_str(&http_base()).expect("the HTTP base is valid");
+        assert_eq!(base.check(), Ok(()));
+
+        // The file's words for the same mistakes, rule by rule.
+        let mut config = base.clone();
+        config.tls.push(config.tls[0].clone());
+        config.tls[0].self_signed.clear();
+        let file = http_base().replace(
+            "  - { name: main, self_signed: [localhost] }\n",
+            "  - { name: main }\n  - { name: main, self_signed: [localhost] }\n",
+        );
+        assert_eq!(check_says(&config), file_says(&file));
+
+        let mut config = base.clone();
+        let http = config.listeners[0].http.as_mut().unwrap();
+        http.tls.as_mut().unwrap().alpn = vec!["h2".into(), "h2".into()];
+        let file = http_base().replace(
+            "tls: { store: main }",
+            "tls: { store: main, alpn: [h2, h2] }",
+        );
+        assert_eq!(check_says(&config), file_says(&file));
+
+        let mut config = base.clone();
+        config.listeners[1].http.as_mut().unwrap().tls =
+            config.listeners[0].http.as_ref().unwrap().tls.clone();
+        config.listeners[1].pool = Some(PoolId(0));
+        let file = http_base().replace(
+            "redirect_https: 8444 }",
+            "redirect_https: 8444, tls: { store: main }, pool: web }",
+        );
+        assert_eq!(check_says(&config), file_says(&file));
+
+        let mut config = base.clone();
+        config.pools[1].protocol = crate::config::model::UpstreamProtocol::H2;
+        let file = http_base().replace("  - name: api\n", "  - name: api\n    protocol: h2\n");
+        assert_eq!(check_says(&config), file_says(&file));
+
+        let mut config = base.clone();
+        config.listeners[0].sni_routes = config.listeners[3].sni_routes.clone();
+        config.listeners[0].proxy_protocol = ProxyProtocolSend::V2;
+        let file = http_base().replace(
+            "tls: { store: main },",
+            "tls: { store: main }, sni: [{ match: api.example.com, pool: api }], proxy_protocol: v2,",
+        );
+        assert_eq!(check_says(&config), file_says(&file));
+
+        let mut config = base.clone();
+        let http = config.listeners[0].http.as_mut().unwrap();
+        http.routes.push(http.routes[0].clone());
+        let file = http_base().replace(
+            "routes: [{ match: { path_prefix: /a/ }, pool: api }]",
+            "routes: [{ match: { path_prefix: /a/ }, pool: api }, { match: { path_prefix: /a/ }, pool: api }]",
+        );
+        assert_eq!(check_says(&config), file_says(&file));
+    }
+
+    #[test]
+    fn http_references_that_are_gone_are_refused() {
+        let mut config = parse_str(&http_base()).unwrap();
+        config.tls.clear();
+        config.pools.truncate(1);
+        assert_eq!(
+            check_says(&config).lines().collect::<Vec<_>>(),
+            [
+                r##"listeners[0].tls.store: "#0" does not name a tls store: define it under the top-level tls:, e.g. tls: [{ name: #0, self_signed: [localhost] }]"##,
+                r##"listeners[0].routes[0].pool: "#1" does not name a pool: use one of the pools defined: web"##,
+                r##"listeners[3].pool: "#1" does not name a pool: use one of the pools defined: web"##,
+                r##"listeners[3].sni[0].pool: "#1" does not name a pool: use one of the pools defined: web"##,
+            ]
+        );
+        let mut config = parse_str(&http_base()).unwrap();
+        let http = config.listeners[0].http.as_mut().unwrap();
+        http.timeouts.idle = Duration::ZERO;
+        http.request_limits.max_header_bytes = 10;
+        http.routes[0].path_prefix = Some("a/".into());
+        assert_eq!(
+            check_says(&config).lines().collect::<Vec<_>>(),
+            [
+                r#"listeners[0].timeouts.idle: "0s" must be longer than zero: use e.g. 1m"#,
+                r#"listeners[0].request_limits.max_header_bytes: "10" is out of range: use from 1KiB to 1MiB"#,
+                r#"listeners[0].routes[0].match.path_prefix: "a/" does not start with /: write the path as requests carry it, e.g. /a/"#,
+            ]
         );
     }
 

@@ -5,8 +5,10 @@
 //!   syntax errors, unknown keys and wrongly-shaped sections;
 //! - `validate` (one file per section): raw into [`model`] types, one line
 //!   per key naming its default and its kind; the kinds themselves (duration,
-//!   address, CIDR, rate, SNI pattern, count, words...) live in `value`, one
-//!   file each, and the ranges of counts in `bounds`;
+//!   address, CIDR, rate, size, SNI pattern, count, words, the values of
+//!   `mode: http`...) live in `value`, one file each, and the ranges of
+//!   counts in `bounds`. Certificate and CA files are only named here, never
+//!   opened: the TLS module loads them;
 //! - `check`: the rules across values (unique names, references, a primary
 //!   per pool...), which `validate` applies as it reads and which the admin
 //!   API's mutations (that edit a `Config` directly) go through too, so both
@@ -34,7 +36,7 @@ mod raw;
 mod validate;
 mod value;
 
-pub use change::{BackendDiff, Change, ChangeSet, ListenerDiff, PoolDiff, Setting};
+pub use change::{BackendDiff, Change, ChangeSet, ListenerDiff, PoolDiff, Setting, StoreDiff};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 
@@ -1363,6 +1365,398 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
         );
     }
 
+    /// A `mode: http` listener `web` on 127.0.0.1:8443 with `body` as its
+    /// further keys, a store `main`, and pools `web` and `api`.
+    fn http_listener(body: &str) -> String {
+        format!(
+            "tls:\n  - {{ name: main, self_signed: [localhost] }}\nlisteners:\n  - name: web\n    listen: 127.0.0.1:8443\n    mode: http\n{body}pools:\n  - {{ name: web, backends: [127.0.0.1:9001] }}\n  - {{ name: api, backends: [127.0.0.1:9002] }}\n"
+        )
+    }
+
+    #[test]
+    fn an_http_listener_gets_every_default_and_needs_no_pool() {
+        let config = check(&http_listener("")).unwrap();
+        let l = &config.listeners[0];
+        assert_eq!(l.pool, None);
+        assert_eq!(
+            l.http.as_deref(),
+            Some(&HttpListener {
+                tls: None,
+                redirect_https: None,
+                timeouts: DEFAULT_HTTP_TIMEOUTS,
+                request_limits: DEFAULT_REQUEST_LIMITS,
+                trusted_proxies: vec![],
+                routes: vec![],
+            })
+        );
+        // The passthrough settings stay at their defaults.
+        assert_eq!(l.sni_routes, []);
+        assert_eq!(l.tls_inspect_timeout, DEFAULT_TLS_INSPECT_TIMEOUT);
+        assert_eq!(
+            config.tls,
+            [TlsStoreConfig {
+                name: "main".into(),
+                certs: vec![],
+                self_signed: vec!["localhost".into()],
+                default: None,
+            }]
+        );
+        let pool = &config.pools[0];
+        assert_eq!(
+            (pool.protocol, &pool.backend_tls),
+            (UpstreamProtocol::Http1, &None)
+        );
+        // Written as the default, mode: tcp is today's listener.
+        let tcp = check(&MINIMAL.replace("pool: web }", "pool: web, mode: tcp }")).unwrap();
+        assert_eq!(tcp, check(MINIMAL).unwrap());
+        assert_eq!(tcp.listeners[0].http, None);
+        assert_eq!(tcp.tls, []);
+        // With tls and nothing else, the alpn and version defaults.
+        let config = check(&http_listener("    tls: { store: main }\n")).unwrap();
+        assert_eq!(
+            config.listeners[0].http.as_ref().unwrap().tls,
+            Some(ListenerTls {
+                store: 0,
+                alpn: vec!["h2".into(), "http/1.1".into()],
+                min_version: TlsVersion::V1_2,
+            })
+        );
+    }
+
+    #[test]
+    fn a_tcp_listener_still_needs_a_pool() {
+        let shown = errors(&MINIMAL.replace(", pool: web }", " }"));
+        assert_eq!(
+            shown,
+            "listeners[0].pool: is missing: add pool: <name of a pool>"
+        );
+    }
+
+    #[test]
+    fn every_http_key_is_read() {
+        let config = check(
+            r#"tls:
+  - name: main
+    certs:
+      - { cert: /etc/spliced/site.pem, key: /etc/spliced/site.key }
+    self_signed: [LocalHost, "*.localhost", 127.0.0.1]
+    default: site.example.com
+  - { name: spare, certs: [{ cert: a.pem, key: a.key }] }
+listeners:
+  - name: https
+    listen: 127.0.0.1:8443
+    mode: http
+    tls: { store: spare, alpn: [http/1.1], min_version: 1.3 }
+    timeouts: { handshake: 1s, request_header: 2s, idle: 3s, tunnel_idle: 0, backend_response: 4s }
+    request_limits: { max_header_bytes: 64KiB, max_body: '1048576', h2_max_streams: 250 }
+    forwarded: { trusted_proxies: [10.0.0.0/8, "::1"] }
+    pool: web
+    connect_timeout: 1s
+    limits: { per_ip_connections: 5 }
+    routes:
+      - match: { host: API.Example.com, path_prefix: /v1/ }
+        pool: api
+      - match: { host: "*.example.com" }
+        pool: web
+      - match: { path_prefix: /ws/ }
+        pool: api
+      - match:
+        pool: web
+  - { name: http, listen: 127.0.0.1:8080, mode: http, redirect_https: 8443 }
+pools:
+  - { name: web, backends: [127.0.0.1:9001] }
+  - name: api
+    protocol: h2
+    backend_tls: { sni: api.internal, ca_file: /etc/spliced/ca.pem, verify: false }
+    backends: [127.0.0.1:9002]
+  - { name: grpc, protocol: h2c, backends: [127.0.0.1:9003] }
+  - { name: tls1, backend_tls: {}, backends: [127.0.0.1:9004] }
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            [
+                TlsStoreConfig {
+                    name: "main".into(),
+                    certs: vec![CertFiles {
+                        cert: "/etc/spliced/site.pem".into(),
+                        key: "/etc/spliced/site.key".into(),
+                    }],
+                    self_signed: vec!["localhost".into(), "*.localhost".into(), "127.0.0.1".into()],
+                    default: Some("site.example.com".into()),
+                },
+                TlsStoreConfig {
+                    name: "spare".into(),
+                    certs: vec![CertFiles {
+                        cert: "a.pem".into(),
+                        key: "a.key".into(),
+                    }],
+                    self_signed: vec![],
+                    default: None,
+                },
+            ]
+        );
+        let l = &config.listeners[0];
+        assert_eq!(l.pool, Some(PoolId(0)));
+        assert_eq!(l.connect_timeout, Duration::from_secs(1));
+        assert!(l.limits.is_some());
+        let secs = Duration::from_secs;
+        assert_eq!(
+            **l.http.as_ref().unwrap(),
+            HttpListener {
+                tls: Some(ListenerTls {
+                    store: 1,
+                    alpn: vec!["http/1.1".into()],
+                    min_version: TlsVersion::V1_3,
+                }),
+                redirect_https: None,
+                timeouts: HttpTimeouts {
+                    handshake: secs(1),
+                    request_header: secs(2),
+                    idle: secs(3),
+                    tunnel_idle: None,
+                    backend_response: secs(4),
+                },
+                request_limits: RequestLimits {
+                    max_header_bytes: 64 * 1024,
+                    max_body: 1 << 20,
+                    h2_max_streams: 250,
+                },
+                trusted_proxies: vec![
+                    Cidr {
+                        addr: [10, 0, 0, 0].into(),
+                        prefix: 8
+                    },
+                    Cidr {
+                        addr: "::1".parse().unwrap(),
+                        prefix: 128
+                    },
+                ],
+                routes: vec![
+                    HttpRoute {
+                        host: Some(SniPattern::Exact("api.example.com".into())),
+                        path_prefix: Some("/v1/".into()),
+                        pool: PoolId(1),
+                    },
+                    HttpRoute {
+                        host: Some(SniPattern::Suffix(".example.com".into())),
+                        path_prefix: None,
+                        pool: PoolId(0),
+                    },
+                    HttpRoute {
+                        host: None,
+                        path_prefix: Some("/ws/".into()),
+                        pool: PoolId(1),
+                    },
+                    HttpRoute {
+                        host: None,
+                        path_prefix: None,
+                        pool: PoolId(0),
+                    },
+                ],
+            }
+        );
+        let redirect = config.listeners[1].http.as_ref().unwrap();
+        assert_eq!(
+            (redirect.redirect_https, &redirect.tls),
+            (Some(8443), &None)
+        );
+        assert_eq!(config.listeners[1].pool, None);
+        let api = &config.pools[1];
+        assert_eq!(api.protocol, UpstreamProtocol::H2);
+        assert_eq!(
+            api.backend_tls,
+            Some(BackendTls {
+                sni: Some("api.internal".into()),
+                ca_file: Some("/etc/spliced/ca.pem".into()),
+                verify: false,
+            })
+        );
+        assert_eq!(config.pools[2].protocol, UpstreamProtocol::H2c);
+        assert_eq!(
+            config.pools[3].backend_tls,
+            Some(BackendTls {
+                sni: None,
+                ca_file: None,
+                verify: true,
+            })
+        );
+    }
+
+    #[test]
+    fn bad_http_values_name_their_path() {
+        let shown = errors(&http_listener(
+            r#"    tls: { store: mian, alpn: [h2, h2], min_version: "1.1" }
+    timeouts: { handshake: 0s, request_header: 10, idle: forever, tunnel_idle: -1s, backend_response: 30s }
+    request_limits: { max_header_bytes: 512, max_body: 10mb, h2_max_streams: 0 }
+    forwarded: { trusted_proxies: 10.0.0.0/8 }
+    routes:
+      - { match: { host: "api.example.com:443", path_prefix: v1/ }, pool: api }
+      - { match: { path_prefix: /a }, pool: wbe }
+      - { match: { path_prefix: /a/b }, pool: web }
+      - { match: { host: "*" }, pool: web }
+      - { pool: web, weight: 1 }
+"#,
+        ));
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "listeners[0].routes[4].weight: is not a known key: allowed keys here: match, pool",
+                r#"listeners[0].tls.store: "mian" does not name a tls store: did you mean main? stores defined: main"#,
+                r#"listeners[0].tls.alpn: "h2, h2" lists h2 twice: list each protocol once"#,
+                r#"listeners[0].tls.min_version: "1.1" is not a TLS version spliced accepts: use "1.2" (the default) or "1.3"; older versions are not offered"#,
+                r#"listeners[0].timeouts.handshake: "0s" must be longer than zero: use e.g. 5s"#,
+                r#"listeners[0].timeouts.request_header: "10" is a number without a unit: add a unit, e.g. 10s (units: ms, s, m, h)"#,
+                r#"listeners[0].timeouts.idle: "forever" is not a duration: write a number and one unit (ms, s, m or h), e.g. 250ms, 1.5s or 1m"#,
+                r#"listeners[0].timeouts.tunnel_idle: "-1s" is not a duration: write a number and one unit (ms, s, m or h), e.g. 250ms, 1.5s or 1h"#,
+                r#"listeners[0].request_limits.max_header_bytes: "512" is out of range: use from 1KiB to 1MiB"#,
+                r#"listeners[0].request_limits.max_body: "10mb" has an unknown unit "mb": did you mean MB? write bytes with a unit, e.g. 32KiB or 10MiB (units: B, KB, MB, GB, KiB, MiB, GiB), or a whole number of bytes"#,
+                r#"listeners[0].request_limits.h2_max_streams: "0" is out of range: use a whole number from 1 to 10000"#,
+                r#"listeners[0].forwarded.trusted_proxies: "10.0.0.0/8" is a string, not a list: write a list, e.g. [10.0.0.0/8]"#,
+                r#"listeners[0].routes[0].match.host: "api.example.com:443" contains ':', which is not allowed in a host name: the host is matched without its port: write the name alone, e.g. api.example.com"#,
+                r#"listeners[0].routes[0].match.path_prefix: "v1/" does not start with /: write the path as requests carry it, e.g. /v1/"#,
+                r#"listeners[0].routes[1].pool: "wbe" does not name a pool: did you mean web? pools defined: api, web"#,
+                "listeners[0].routes[2]: can never be chosen: listeners[0].routes[1] (path_prefix /a), listed earlier, matches every request it does: routes are tried in order and the first match wins: put the more specific route first, or remove this one",
+                r#"listeners[0].routes[3].match.host: "*" matches every name: leave host out: a route without host takes every host"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_stores_and_pools_name_their_path() {
+        let shown = errors(
+            r#"tls:
+  - { name: main, certs: [{ cert: "", key: k }, { key: k }], self_signed: localhost }
+  - { name: main, self_signed: [], default: "a b", acme: { directory: x } }
+  - name: empty
+listeners:
+  - { name: web, listen: 127.0.0.1:8443, mode: http, tls: { store: main } }
+pools:
+  - { name: web, protocol: http2, backends: [127.0.0.1:9001] }
+  - { name: api, protocol: h2, backends: [127.0.0.1:9002] }
+  - { name: grpc, protocol: h2c, backend_tls: { verify: no }, backends: [127.0.0.1:9003] }
+  - { name: pl, backend_tls: { sni: "*.internal", ca_file: "" }, discovery: { file: x }, backends: [127.0.0.1:9004] }
+"#,
+        );
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                r#"tls[0].certs[0].cert: "" is an empty path: give the file's path, e.g. /etc/spliced/site.pem"#,
+                "tls[0].certs[1].cert: is missing: add cert: the PEM file of the certificate chain, e.g. cert: /etc/spliced/site.pem",
+                r#"tls[0].self_signed: "localhost" is a string, not a list: write a list, e.g. [localhost]"#,
+                "tls[1].acme: is not supported yet: remove acme and give the store certs (cert and key files) or self_signed names for now",
+                r#"tls[1].name: "main" is already the name of tls[0]: give each tls store a unique name (it is a metric label)"#,
+                r#"tls[1].default: "a b" contains a space: write one name, e.g. api.example.com"#,
+                "tls[1]: has no certificates: add certs: [{ cert: FILE, key: FILE }] or self_signed: [localhost] (or both)",
+                "tls[2]: has no certificates: add certs: [{ cert: FILE, key: FILE }] or self_signed: [localhost] (or both)",
+                r#"pools[0].protocol: "http2" is not a known upstream protocol: did you mean http1? use one of http1, h2c, h2"#,
+                "pools[1].backend_tls: is missing: protocol: h2 is HTTP/2 over TLS: add backend_tls: {} (or with sni, ca_file), or use protocol: h2c for HTTP/2 without TLS",
+                r#"pools[2].backend_tls.verify: "no" is a string, not true or false: write true or false (the default is true)"#,
+                "pools[2].backend_tls: is set, but protocol: h2c is HTTP/2 without TLS: use protocol: h2 for HTTP/2 over TLS, or remove backend_tls",
+                "pools[3].discovery: is not supported yet: list the pool's backends under backends: for now",
+                r#"pools[3].backend_tls.sni: "*.internal" is a wildcard, and a client sends one name: write the name the backends' certificate is for, e.g. api.internal"#,
+                r#"pools[3].backend_tls.ca_file: "" is an empty path: give the file's path, e.g. /etc/spliced/ca.pem"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_of_one_mode_are_refused_in_the_other() {
+        let shown = errors(&MINIMAL.replace(
+            "pool: web }",
+            "pool: web, tls: { store: main }, timeouts: {}, request_limits: {}, forwarded: {}, routes: [], redirect_https: 8443 }",
+        ));
+        let lines: Vec<&str> = shown.lines().collect();
+        let fix = |key: &str| {
+            format!("listeners[0].{key}: is only for mode: http: add mode: http to this listener to terminate TLS and proxy HTTP, or remove {key}")
+        };
+        let expected: Vec<String> = [
+            "tls",
+            "timeouts",
+            "request_limits",
+            "forwarded",
+            "routes",
+            "redirect_https",
+        ]
+        .map(fix)
+        .into();
+        assert_eq!(lines, expected);
+
+        let shown = errors(&http_listener(
+            "    sni: [{ match: a.example.com, pool: web }]\n    require_sni: true\n    tls_inspect_timeout: 5s\n    proxy_protocol: v2\n    accept_proxy_protocol: v1\n    trusted_proxies: [10.0.0.0/8]\n    proxy_header_timeout: 5s\n",
+        ));
+        let passthrough = "is only for mode: tcp (TLS passthrough): in mode: http, route by host with routes: [{ match: { host: api.example.com }, pool: api }]; or remove mode: http to pass TLS through";
+        let unsupported =
+            "is not supported in mode: http yet: remove it, or remove mode: http to relay bytes as they are";
+        assert_eq!(
+            shown.lines().collect::<Vec<_>>(),
+            [
+                format!("listeners[0].sni: {passthrough}"),
+                format!("listeners[0].require_sni: {passthrough}"),
+                format!("listeners[0].tls_inspect_timeout: {passthrough}"),
+                format!("listeners[0].proxy_protocol: {unsupported}"),
+                format!("listeners[0].accept_proxy_protocol: {unsupported}"),
+                "listeners[0].trusted_proxies: is for accept_proxy_protocol, which mode: http does not support yet: to keep X-Forwarded-For from proxies in front, write forwarded: { trusted_proxies: [10.0.0.0/8] }".to_owned(),
+                format!("listeners[0].proxy_header_timeout: {unsupported}"),
+            ]
+        );
+        // A mode that is itself wrong says so, and nothing about the keys.
+        let shown = errors(&http_listener("    routes: []\n").replace("mode: http", "mode: https"));
+        assert_eq!(
+            shown,
+            r#"listeners[0].mode: "https" is not a known listener mode: did you mean http? use tcp or http"#
+        );
+    }
+
+    #[test]
+    fn a_redirecting_listener_proxies_nothing() {
+        let shown = errors(&http_listener(
+            "    redirect_https: 8443\n    tls: { store: main }\n    pool: web\n    routes: [{ pool: web }]\n",
+        ));
+        let why = "is set, but redirect_https answers every request with a redirect to port 8443";
+        assert_eq!(
+            shown.lines().collect::<Vec<_>>(),
+            [
+                format!("listeners[0].tls: {why}: a redirecting listener speaks plaintext HTTP: remove tls, or remove redirect_https to serve HTTPS here"),
+                format!("listeners[0].pool: {why}: nothing is proxied from here: remove pool, or remove redirect_https"),
+                format!("listeners[0].routes: {why}: nothing is proxied from here: remove routes, or remove redirect_https"),
+            ]
+        );
+        for port in ["0", "65536", "https"] {
+            let shown = errors(&http_listener(&format!("    redirect_https: {port}\n")));
+            assert!(
+                shown.starts_with(&format!(r#"listeners[0].redirect_https: "{port}" "#))
+                    && shown.contains("use a whole number from 1 to 65535"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_example_terminates_tls_and_routes_by_host_and_path() {
+        let config = load_file(&repo_file("conf/http.yaml")).unwrap();
+        assert_eq!(config.tls[0].self_signed, ["localhost", "api.localhost"]);
+        let https = &config.listeners[0];
+        let http = https.http.as_ref().unwrap();
+        assert_eq!(http.tls.as_ref().unwrap().store, 0);
+        assert_eq!(http.tls.as_ref().unwrap().alpn, DEFAULT_ALPN);
+        assert_eq!(http.timeouts, DEFAULT_HTTP_TIMEOUTS);
+        assert_eq!(http.request_limits, DEFAULT_REQUEST_LIMITS);
+        let pools: Vec<&str> = http
+            .routes
+            .iter()
+            .map(|r| config.pool(r.pool).name.as_str())
+            .collect();
+        assert_eq!(pools, ["api", "api", "web"]);
+        assert_eq!(config.pool(https.pool.unwrap()).name, "web");
+        let redirect = &config.listeners[1];
+        assert_eq!(redirect.http.as_ref().unwrap().redirect_https, Some(8443));
+        assert_eq!(config.pools[1].protocol, UpstreamProtocol::H2c);
+    }
+
     /// Each `tests/fixtures/bad/X.yaml` must be rejected, and every line of the
     /// `X.expected` beside it must appear in the printed errors.
     #[test]
@@ -1404,6 +1798,7 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             b"pools: [{name: p, health_check: {kind: [tcp], send: {a: b}, expect: !!binary aGVsbG8=}}]\n",
             b"limits_table_size: 1e999\nlisteners: [{name: a, listen: '[::]:1', pool: p, sni: [{match: '*.*', pool: p, alpn: [[]]}, {match: '.', alpn: ''}, {match: ''}], require_sni: yes}]\npools: [{name: p, backends: [1.2.3.4:5]}]\n",
             b"listeners: [{name: a, listen: '[::]:1', pool: p, allow: ['::/0', '1.2.3.4/', '/', '::ffff:1.2.3.4/128', '0.0.0.0/00000000000000000000000000032'], deny: [{}], trusted_proxies: ~, accept_proxy_protocol: {}, proxy_protocol: -1}]\n",
+            b"tls: [{name: a, certs: [{cert: 1}, 2, ~], self_signed: a, acme: 1}, ~, 3]\nlisteners: [{name: a, listen: '[::]:1', mode: http, tls: {store: [a], alpn: [h2, {}], min_version: .nan}, timeouts: {tunnel_idle: -0}, request_limits: {max_body: '1e999GiB', max_header_bytes: -1}, routes: [{match: {host: '*.*', path_prefix: ''}}, ~, 1, {match: 2}], redirect_https: 1e9}]\npools: [{name: p, protocol: [h2], backend_tls: 1, backends: [1.2.3.4:5]}]\n",
             b"listeners: [{limits: {per_ip_rate: '99999999999999999999999999999999999999999999999999/s', per_ip_burst: -1, per_ip_bandwidth: '9999999999999999999999999GiB/s', ipv6_prefix: 0, action: [], tarpit_delay: .inf}}, {limits: {per_ip_rate: './m', per_ip_bandwidth: '/s'}}]\n",
         ];
         for input in odd {

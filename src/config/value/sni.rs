@@ -268,6 +268,26 @@ mod tests {
     }
 
     #[test]
+    fn http_hosts_may_be_addresses_and_speak_of_the_host() {
+        assert_eq!(
+            parse("10.0.0.1", Target::Host),
+            Ok(SniPattern::Exact("10.0.0.1".into()))
+        );
+        assert_eq!(
+            read(&host, "'*.Example.com'"),
+            Ok(SniPattern::Suffix(".example.com".into()))
+        );
+        assert_eq!(
+            parse("api.example.com:443", Target::Host).unwrap_err().1,
+            "the host is matched without its port: write the name alone, e.g. api.example.com"
+        );
+        assert!(parse("*", Target::Host)
+            .unwrap_err()
+            .1
+            .starts_with("leave host out"));
+    }
+
+    #[test]
     fn a_match_reads_as_written_and_as_its_pattern() {
         assert_eq!(
             read(&pattern, "'*.EXAMPLE.com.'"),
