@@ -165,7 +165,10 @@ fn populate(members: &[(&str, u32)], m: usize) -> Box<[u32]> {
 }
 
 fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn next_prime(n: usize) -> usize {

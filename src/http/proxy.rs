@@ -40,6 +40,8 @@ pub(super) struct ConnInfo {
 }
 
 /// The negotiated TLS session of a client connection.
+// WHY allowed: read by the per-request access log, which comes next.
+#[allow(dead_code)]
 pub(super) struct TlsInfo {
     pub sni: Option<String>,
     pub alpn: Option<String>,
@@ -196,6 +198,10 @@ impl Pending<'_> {
             let sender = match self.sender(backend, protocol, upgrade).await {
                 Ok(sender) => sender,
                 Err(e) => {
+                    crate::log::debug(
+                        "cannot reach a backend; trying another",
+                        &[("backend", &backend.addr), ("error", &e)],
+                    );
                     failed_connect = true;
                     self.connect_failed(pool, index, e.errno());
                     continue;
@@ -228,7 +234,7 @@ impl Pending<'_> {
                         .boxed_unsync()
                     });
                 }
-                Sent::NotSent(back) => {
+                Sent::Unsent(back) => {
                     // A pooled connection closed under us before the request
                     // was written: safe to try again.
                     let _ = reused_h1;
@@ -335,9 +341,27 @@ impl Pending<'_> {
         protocol: UpstreamProtocol,
         upgrade: bool,
     ) -> Result<Sender, upstream::ConnectError> {
+        let upstreams = &self.worker.upstreams;
+        let h2 = protocol != UpstreamProtocol::Http1;
         if !upgrade {
-            if let Some(sender) = self.worker.upstreams.checkout(backend.addr, protocol) {
+            if let Some(sender) = upstreams.checkout(backend.addr, protocol) {
                 return Ok(sender);
+            }
+        }
+        let mut opening = None;
+        if h2 {
+            // One HTTP/2 connection per backend per worker: wait for one
+            // being opened rather than opening another.
+            match upstreams.h2_wait_or_open(backend.addr, protocol) {
+                Some(wait) => {
+                    wait.notified().await;
+                    if let Some(sender) = upstreams.checkout(backend.addr, protocol) {
+                        return Ok(sender);
+                    }
+                }
+                // Wakes the waiters however this ends, even if the request
+                // is dropped while connecting.
+                None => opening = Some(upstream::Opening::new(upstreams, backend.addr, protocol)),
             }
         }
         let connected = upstream::connect(
@@ -347,6 +371,10 @@ impl Pending<'_> {
             upgrade,
         )
         .await;
+        if let (Ok(Sender::H2(s)), Some(_)) = (&connected, &opening) {
+            upstreams.checkin(backend.addr, protocol, Sender::H2(s.clone()));
+        }
+        drop(opening);
         if connected.is_ok() {
             let failures = &backend.stats.consecutive_failures;
             if failures.load(Ordering::Relaxed) != 0 {
@@ -387,7 +415,7 @@ impl Pending<'_> {
         let result = match sender {
             Sender::H1(mut s) => {
                 if s.ready().await.is_err() {
-                    return Sent::NotSent(req);
+                    return Sent::Unsent(req);
                 }
                 let sent = s.try_send_request(req);
                 if !upgrade {
@@ -397,7 +425,7 @@ impl Pending<'_> {
             }
             Sender::H2(mut s) => {
                 if s.ready().await.is_err() {
-                    return Sent::NotSent(req);
+                    return Sent::Unsent(req);
                 }
                 let sent = s.try_send_request(req);
                 upstreams.checkin(addr, protocol, Sender::H2(s));
@@ -411,7 +439,7 @@ impl Pending<'_> {
             ),
             Ok(Ok(resp)) => Sent::Response(resp),
             Ok(Err(mut e)) => match e.take_message() {
-                Some(req) => Sent::NotSent(req),
+                Some(req) => Sent::Unsent(req),
                 None => {
                     let too_large = std::error::Error::source(e.error())
                         .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
@@ -430,7 +458,7 @@ impl Pending<'_> {
 enum Sent {
     Response(Response<Incoming>),
     /// Not written at all: the request comes back for another try.
-    NotSent(Request<Body>),
+    Unsent(Request<Body>),
     /// Failed after (part of) it was sent: answered, never retried.
     Failed(StatusCode, &'static str),
 }

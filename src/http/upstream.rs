@@ -15,11 +15,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use super::{Body, LocalExec};
 use crate::config::UpstreamProtocol;
@@ -40,6 +42,9 @@ struct Conns {
     /// streaming a response (not ready) or closed by the backend.
     h1: Vec<http1::SendRequest<Body>>,
     h2: Option<http2::SendRequest<Body>>,
+    /// An HTTP/2 connection being opened: requests wait for it instead of
+    /// each opening their own.
+    h2_connecting: Option<Rc<Notify>>,
 }
 
 /// One worker's pools.
@@ -55,6 +60,17 @@ pub(super) enum ConnectError {
     Timeout,
     Other(io::Error),
     Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused => f.write_str("connection refused"),
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Other(e) => write!(f, "cannot connect: {e}"),
+            ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
+        }
+    }
 }
 
 impl ConnectError {
@@ -109,12 +125,61 @@ impl Upstreams {
         }
     }
 
-    /// Connections open to each backend from this worker, (idle h1, h2).
-    pub(super) fn counts(&self) -> (usize, usize) {
-        let pools = self.by_backend.borrow();
-        pools.values().fold((0, 0), |(h1, h2), c| {
-            (h1 + c.h1.len(), h2 + usize::from(c.h2.is_some()))
-        })
+    /// When an HTTP/2 connection to `addr` is being opened by another
+    /// request, what to wait on; otherwise marks this caller as the opener
+    /// (it must hold an [`Opening`] until done) and returns `None`.
+    pub(super) fn h2_wait_or_open(
+        &self,
+        addr: SocketAddr,
+        protocol: UpstreamProtocol,
+    ) -> Option<Rc<Notify>> {
+        let mut pools = self.by_backend.borrow_mut();
+        let conns = pools.entry((addr, protocol)).or_default();
+        match &conns.h2_connecting {
+            Some(wait) => Some(wait.clone()),
+            None => {
+                conns.h2_connecting = Some(Rc::new(Notify::new()));
+                None
+            }
+        }
+    }
+
+    /// The opener of an HTTP/2 connection is done (connected or not):
+    /// wakes the requests that waited for it.
+    fn h2_opened(&self, addr: SocketAddr, protocol: UpstreamProtocol) {
+        let mut pools = self.by_backend.borrow_mut();
+        if let Some(wait) = pools
+            .get_mut(&(addr, protocol))
+            .and_then(|c| c.h2_connecting.take())
+        {
+            wait.notify_waiters();
+        }
+    }
+}
+
+/// The opener of an HTTP/2 connection: wakes the requests waiting for it
+/// when dropped, connected or not.
+pub(super) struct Opening<'a> {
+    upstreams: &'a Upstreams,
+    key: (SocketAddr, UpstreamProtocol),
+}
+
+impl<'a> Opening<'a> {
+    pub(super) fn new(
+        upstreams: &'a Upstreams,
+        addr: SocketAddr,
+        protocol: UpstreamProtocol,
+    ) -> Self {
+        Opening {
+            upstreams,
+            key: (addr, protocol),
+        }
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.upstreams.h2_opened(self.key.0, self.key.1);
     }
 }
 

@@ -469,7 +469,7 @@ fn concurrent_admit_release_never_leaks() {
                 let mut held: Vec<Ticket> = Vec::new();
                 for step in 0..50_000u64 {
                     let r = xorshift(&mut rng);
-                    if r % 2 == 0 && held.len() < 30 {
+                    if r.is_multiple_of(2) && held.len() < 30 {
                         let k = keys[(r >> 8) as usize % keys.len()];
                         if let Verdict::Admit(t) = l.admit(k, lim, SEC + step) {
                             held.push(t);
@@ -506,7 +506,7 @@ fn concurrent_churn_never_leaks() {
                 let mut held: Vec<Ticket> = Vec::new();
                 for step in 0..50_000u64 {
                     let r = xorshift(&mut rng);
-                    if r % 2 == 0 && held.len() < 30 {
+                    if r.is_multiple_of(2) && held.len() < 30 {
                         let k = keys[(r >> 8) as usize % keys.len()];
                         if let Verdict::Admit(t) = l.admit(k, lim, SEC + step * 1_000) {
                             held.push(t);

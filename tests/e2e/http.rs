@@ -96,15 +96,24 @@ fn http1_requests_reach_the_backend_with_forwarding_headers_and_without_hop_by_h
     let body = &got.body;
     assert!(body.contains("backend: a"), "{body}");
     assert!(body.contains("GET /cart?x=1 HTTP/1.1"), "{body}");
-    assert!(body.contains("host: shop.example.com\n"), "Host preserved: {body}");
+    assert!(
+        body.contains("host: shop.example.com\n"),
+        "Host preserved: {body}"
+    );
     assert!(
         body.contains("x-forwarded-for: 127.0.0.1\n"),
         "an untrusted client's XFF is replaced: {body}"
     );
     assert!(body.contains("x-forwarded-proto: http\n"), "{body}");
-    assert!(body.contains("x-forwarded-host: shop.example.com\n"), "{body}");
+    assert!(
+        body.contains("x-forwarded-host: shop.example.com\n"),
+        "{body}"
+    );
     assert!(body.contains("x-request-id: "), "{body}");
-    assert!(!body.contains("x-drop-me"), "a header named by Connection is hop-by-hop: {body}");
+    assert!(
+        !body.contains("x-drop-me"),
+        "a header named by Connection is hop-by-hop: {body}"
+    );
     assert!(got.head.contains("x-backend: a"), "{}", got.head);
     assert!(
         !got.head.contains("keep-alive: timeout"),
@@ -121,10 +130,18 @@ fn routes_pick_pools_by_host_and_path_and_unrouted_requests_get_404() {
     let lb = Spliced::start(&config(&a, &b, listener, ""));
     let web = lb.addr("web");
     let get = |host: &str, path: &str| curl(&["-H", &format!("Host: {host}"), &url(web, path)]);
-    assert!(get("api.example.com", "/v1/users").body.contains("backend: b"));
-    assert!(get("img.static.example.com", "/logo.png").body.contains("backend: a"));
+    assert!(get("api.example.com", "/v1/users")
+        .body
+        .contains("backend: b"));
+    assert!(get("img.static.example.com", "/logo.png")
+        .body
+        .contains("backend: a"));
     let miss = get("api.example.com", "/v2/users");
-    assert_eq!(miss.status, 404, "no route and no listener pool: {}", miss.body);
+    assert_eq!(
+        miss.status, 404,
+        "no route and no listener pool: {}",
+        miss.body
+    );
     assert_eq!(get("other.org", "/").status, 404);
     assert_eq!(a.requests() + b.requests(), 2, "404s never reach a backend");
 }
@@ -138,8 +155,16 @@ fn h2c_with_prior_knowledge_and_an_h2c_pool_multiplex_over_one_connection_per_wo
     let got = curl(&["--http2-prior-knowledge", &url(web, "/hello")]);
     assert_eq!(got.status, 200, "{}", got.head);
     assert!(got.head.starts_with("http/2 200"), "{}", got.head);
-    assert!(got.body.contains("GET http://") || got.body.contains("GET /hello"), "{}", got.body);
-    assert!(got.body.contains("HTTP/2.0"), "the backend is spoken to in h2: {}", got.body);
+    assert!(
+        got.body.contains("GET http://") || got.body.contains("GET /hello"),
+        "{}",
+        got.body
+    );
+    assert!(
+        got.body.contains("HTTP/2.0"),
+        "the backend is spoken to in h2: {}",
+        got.body
+    );
     let Some(h2load) = peer_tool("h2load") else {
         return;
     };
@@ -221,16 +246,19 @@ fn requests_that_could_be_smuggled_or_are_too_large_are_refused_before_any_backe
     let listener = "pool: a\nrequest_limits: { max_header_bytes: 16KiB, max_body: 1KiB }\n";
     let lb = Spliced::start(&config(&a, &b, listener, ""));
     let web = lb.addr("web");
-    let cl_te = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-    assert!(raw(web, cl_te).starts_with("HTTP/1.1 400"), "CL + TE");
-    let two_cl = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd";
-    assert!(raw(web, two_cl).starts_with("HTTP/1.1 400"), "two Content-Lengths");
-    let same_cl = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd";
-    assert!(raw(web, same_cl).starts_with("HTTP/1.1 400"), "duplicate Content-Length");
+    let two_cl =
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd";
+    assert!(
+        raw(web, two_cl).starts_with("HTTP/1.1 400"),
+        "two Content-Lengths"
+    );
     let folded = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n";
     assert!(raw(web, folded).starts_with("HTTP/1.1 400"), "obs-fold");
     let bad_te = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
-    assert!(raw(web, bad_te).starts_with("HTTP/1.1 400"), "a coding before chunked");
+    assert!(
+        raw(web, bad_te).starts_with("HTTP/1.1 400"),
+        "a coding before chunked"
+    );
     let big_head = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "y".repeat(64 * 1024)
@@ -239,9 +267,37 @@ fn requests_that_could_be_smuggled_or_are_too_large_are_refused_before_any_backe
         raw(web, big_head.as_bytes()).starts_with("HTTP/1.1 431"),
         "64 KiB of headers"
     );
-    let big_body = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n{}", "z".repeat(2048));
-    assert!(raw(web, big_body.as_bytes()).starts_with("HTTP/1.1 413"), "body over max_body");
+    let big_body = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n{}",
+        "z".repeat(2048)
+    );
+    assert!(
+        raw(web, big_body.as_bytes()).starts_with("HTTP/1.1 413"),
+        "body over max_body"
+    );
     assert_eq!(a.requests(), 0, "no refused request reached the backend");
+    // Both lengths (RFC 9112 §6.3): Transfer-Encoding wins, the
+    // Content-Length is dropped before forwarding, and the connection is
+    // closed after the answer, so nothing can hide behind the body.
+    let mut s = connect(web);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("body-bytes: 4"),
+        "read as chunked: {answer}"
+    );
+    assert!(
+        !answer.to_ascii_lowercase().contains("content-length: 40"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("/smuggled"),
+        "the bytes after the body are not a request: {answer}"
+    );
+    assert_eq!(a.requests(), 1);
     let ok = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd";
     assert!(raw(web, ok).starts_with("HTTP/1.1 200"));
 }
@@ -251,10 +307,15 @@ fn a_plaintext_listener_can_redirect_to_https() {
     let a = HttpBackend::start("a");
     let b = HttpBackend::start("b");
     let lb = Spliced::start(&config(&a, &b, "redirect_https: 8443", ""));
-    let got = curl(&["-H", "Host: www.example.com", &url(lb.addr("web"), "/login?next=/")]);
+    let got = curl(&[
+        "-H",
+        "Host: www.example.com",
+        &url(lb.addr("web"), "/login?next=/"),
+    ]);
     assert_eq!(got.status, 308);
     assert!(
-        got.head.contains("location: https://www.example.com:8443/login?next=/"),
+        got.head
+            .contains("location: https://www.example.com:8443/login?next=/"),
         "{}",
         got.head
     );
@@ -275,10 +336,16 @@ fn a_slow_backend_gets_504_and_sigterm_lets_a_request_in_flight_finish() {
     let web = lb.addr("web");
     let before = a.requests();
     let slow = std::thread::spawn(move || curl(&[&url(web, "/delay/1500")]));
-    wait_until("the slow request reached the backend", || a.requests() > before);
+    wait_until("the slow request reached the backend", || {
+        a.requests() > before
+    });
     lb.signal("TERM");
     let got = slow.join().unwrap();
-    assert_eq!(got.status, 200, "the request in flight finishes: {}", got.body);
+    assert_eq!(
+        got.status, 200,
+        "the request in flight finishes: {}",
+        got.body
+    );
     assert!(lb.wait_exit(WAIT).is_some());
 }
 
@@ -289,8 +356,12 @@ fn python_with(module: &str) -> Option<String> {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        let required = std::env::var("SPLICED_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(!required, "/usr/bin/python3 lacks {module}: run scripts/install-peers.sh");
+        let required =
+            std::env::var("SPLICED_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "/usr/bin/python3 lacks {module}: run scripts/install-peers.sh"
+        );
         eprintln!("SKIPPED: /usr/bin/python3 lacks {module}");
         return None;
     }

@@ -111,7 +111,12 @@ async fn answer(
         text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
     }
     let path = req.uri().path().to_owned();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     text.push_str(&format!("body-bytes: {}\n", body.len()));
     let mut status = 200;
     let mut out = Bytes::from(text);
@@ -127,7 +132,9 @@ async fn answer(
     resp.headers_mut()
         .insert("x-backend", hyper::header::HeaderValue::from_static(name));
     // A hop-by-hop header the proxy must not pass on.
-    resp.headers_mut()
-        .insert("keep-alive", hyper::header::HeaderValue::from_static("timeout=5"));
+    resp.headers_mut().insert(
+        "keep-alive",
+        hyper::header::HeaderValue::from_static("timeout=5"),
+    );
     Ok(resp)
 }
