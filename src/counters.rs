@@ -227,7 +227,7 @@ pub fn code_class(status: u16) -> usize {
 }
 
 /// TLS handshake results counted per listener, in this order.
-pub const HANDSHAKE_RESULTS: [&str; 3] = ["ok", "failed", "timeout"];
+pub const HANDSHAKE_RESULTS: [&str; 4] = ["ok", "failed", "timeout", "unknown_sni"];
 
 impl BackendStats {
     pub fn new(workers: usize) -> BackendStats {
@@ -247,6 +247,11 @@ impl BackendStats {
             went_up: AtomicU64::new(0),
             ejections_total: AtomicU64::new(0),
         }
+    }
+
+    /// How many worker slots it has.
+    pub fn workers(&self) -> usize {
+        self.per_worker.len()
     }
 
     /// The slot only worker `w` writes.
@@ -291,7 +296,7 @@ pub struct ListenerWorkerStats {
     /// route, no backend, refused requests), by status class.
     pub http_local: [AtomicU64; CODE_CLASSES],
     /// TLS handshakes by result ([`HANDSHAKE_RESULTS`]).
-    pub tls_handshakes: [AtomicU64; 3],
+    pub tls_handshakes: [AtomicU64; HANDSHAKE_RESULTS.len()],
 }
 
 impl ListenerStats {

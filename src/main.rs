@@ -85,8 +85,18 @@ fn main() -> ExitCode {
                     Err(ExitCode::from(1))
                 }
             });
+            let checked = checked.and_then(|c| match control::certs::check(&c) {
+                Ok(lines) => Ok((c, lines)),
+                Err(e) => {
+                    eprintln!("{}: invalid configuration:\n{e}", config.display());
+                    Err(ExitCode::from(1))
+                }
+            });
             return match checked {
-                Ok(c) => {
+                Ok((c, certs)) => {
+                    for line in certs {
+                        println!("{line}");
+                    }
                     for warning in c.warnings() {
                         eprintln!("warning: {warning}");
                     }

@@ -15,10 +15,14 @@ use crate::config::{
 };
 use crate::counters::{BackendStats, ListenerStats, LISTENER_SLOTS};
 use crate::limits::Scope;
+use crate::tls::ReloadableStore;
 
 pub struct Snapshot {
     pub listeners: Vec<Arc<Listener>>,
     pub pools: Vec<Pool>,
+    /// The certificate stores (parallel to `Config::tls`), attached by the
+    /// control thread after the build.
+    pub tls_stores: Vec<Arc<ReloadableStore>>,
 }
 
 pub struct Listener {
@@ -46,6 +50,9 @@ pub struct Listener {
     /// `mode: http` with `tls:`: the rustls configuration handshakes use
     /// (its certificate resolver follows certificate reloads).
     pub server_config: Option<Arc<rustls::ServerConfig>>,
+    /// The store it resolves from, asked before the handshake whether the
+    /// client's SNI has a certificate at all.
+    pub tls_store: Option<Arc<ReloadableStore>>,
 }
 
 pub struct Pool {
@@ -133,7 +140,11 @@ impl Snapshot {
                 Arc::new(Listener::new(l, listener_ids[index], index, stats))
             })
             .collect();
-        Snapshot { listeners, pools }
+        Snapshot {
+            listeners,
+            pools,
+            tls_stores: Vec::new(),
+        }
     }
 }
 
@@ -153,6 +164,7 @@ impl Listener {
             limit_scope: Scope::listener(&l.name),
             metrics_slot: id as usize % LISTENER_SLOTS,
             server_config: None,
+            tls_store: None,
         }
     }
 }

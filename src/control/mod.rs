@@ -6,6 +6,7 @@
 //! the only writer of the snapshot and never runs on a worker's thread.
 
 pub mod admin;
+pub mod certs;
 pub mod events;
 pub mod health;
 mod notify;
@@ -57,6 +58,8 @@ pub struct State {
     pub ready: AtomicBool,
     pub reloads_ok: AtomicU64,
     pub reloads_error: AtomicU64,
+    /// Certificate store reloads (config reloads and the file watch).
+    pub tls_reloads: certs::ReloadCounts,
     pub started: Instant,
     /// The config file SIGHUP and `POST /api/v1/reload` re-read (`None`: built in).
     pub path: Option<PathBuf>,
@@ -235,7 +238,10 @@ pub fn run_with(
     let token = read_token(&config)?;
     let ids: Vec<u32> = (0..config.listeners.len() as u32).collect();
     let slots = plane::counter_slots(workers);
-    let snapshot = Snapshot::build(&config, &ids, slots, None);
+    let mut snapshot = Snapshot::build(&config, &ids, slots, None);
+    certs::prepare(None, &config)
+        .map_err(|e| anyhow::anyhow!("tls: {e}"))?
+        .commit(&mut snapshot);
     let (sockets, addrs) = plane::bind_listeners(&config.listeners, &ids, workers)?;
     let shared = Arc::new(Shared::new(snapshot, slots, config.limits_table_size));
     let budget = dataplane::fd_budget(soft, workers, config.listeners.len());
@@ -263,6 +269,7 @@ pub fn run_with(
         ready: AtomicBool::new(false),
         reloads_ok: AtomicU64::new(0),
         reloads_error: AtomicU64::new(0),
+        tls_reloads: certs::ReloadCounts::default(),
         started: Instant::now(),
         path: options.path.clone(),
         demo: options
@@ -367,6 +374,7 @@ pub fn run_with(
                 ("version", &env!("CARGO_PKG_VERSION")),
                 ("workers", &workers),
                 ("engine", &engine),
+                ("tls_provider", &crate::tls::provider_name()),
                 ("nofile", &format!("{soft}/{hard}")),
                 ("max_connections_by_fds", &budget.connections),
                 ("fd_reserve", &budget.reserve),
@@ -374,6 +382,9 @@ pub fn run_with(
             ],
         );
         state.ready.store(true, Ordering::Release);
+        if !state.shared.snapshot.load().tls_stores.is_empty() {
+            tokio::spawn(certs::watch(state.clone()));
+        }
         if options.watch_config {
             tokio::spawn(watch::watch_config(state.clone()));
         }

@@ -30,6 +30,8 @@ pub enum ReloadError {
     Token(anyhow::Error),
     #[error("there is no config file to re-read (the configuration is built in)")]
     NoFile,
+    #[error("tls: {0}; nothing was changed")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the config check failed unexpectedly ({0}); nothing was changed")]
     CheckFailed(String),
     #[error("checking the configuration took longer than {0:?} (slow DNS for a backend hostname?); nothing was changed")]
@@ -139,12 +141,21 @@ pub fn apply(state: &State, new: Config) -> Result<(), ReloadError> {
     // Publish.
     let ids: Vec<u32> = bound.iter().map(|b| b.id).collect();
     let old = state.shared.snapshot.load_full();
-    state.shared.snapshot.store(Arc::new(Snapshot::build(
-        &new,
-        &ids,
-        plane::counter_slots(workers),
-        Some(&old),
-    )));
+    // Every certificate file is read again (before anything is published:
+    // a broken one changes nothing).
+    let certs = match super::certs::prepare(Some(&old), &new) {
+        Ok(certs) => certs,
+        Err(e) => {
+            state.tls_reloads.error.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    };
+    let mut snapshot = Snapshot::build(&new, &ids, plane::counter_slots(workers), Some(&old));
+    certs.commit(&mut snapshot);
+    if !new.tls.is_empty() {
+        state.tls_reloads.ok.fetch_add(1, Ordering::Relaxed);
+    }
+    state.shared.snapshot.store(Arc::new(snapshot));
     for (id, sockets) in added {
         if let Some(plane) = &inner.plane {
             plane.listen(id, sockets);

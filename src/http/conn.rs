@@ -14,9 +14,12 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::server::Acceptor;
 use socket2::Socket;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::proxy::{self, ConnInfo};
 use super::worker::{ConnGuard, Worker};
@@ -28,6 +31,7 @@ use crate::limits::{self, ClientKey, Ticket, Verdict};
 use crate::log;
 use crate::outcome::Reject;
 use crate::snapshot::Listener;
+use crate::tls;
 
 /// How long accepting pauses after running out of fds or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -174,13 +178,28 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
     };
     let limits = http.request_limits.clone();
     let request_header = http.timeouts.request_header;
-    match listener.server_config.clone() {
-        Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let handshake = tokio::time::timeout(http.timeouts.handshake, acceptor.accept(stream));
+    match (listener.server_config.clone(), listener.tls_store.clone()) {
+        (Some(config), Some(store)) => {
+            let handshake = tokio::time::timeout(http.timeouts.handshake, async {
+                let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+                let sni = start.client_hello().server_name().map(str::to_owned);
+                if !store.accepts(sni.as_deref()) {
+                    // No certificate for this name and no default: say so
+                    // with the alert meant for it (rustls would say
+                    // access_denied).
+                    let mut io = start.io;
+                    let _ = io.write_all(&tls::UNRECOGNIZED_NAME_ALERT).await;
+                    return Err(Handshake::UnknownSni);
+                }
+                Ok(start.into_stream(config).await?)
+            });
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
+                Ok(Err(Handshake::UnknownSni)) => {
+                    proxy::count_handshake(worker, &listener, "unknown_sni");
+                    return;
+                }
+                Ok(Err(Handshake::Failed(e))) => {
                     proxy::count_handshake(worker, &listener, "failed");
                     log::debug("TLS handshake failed", &[("client", &peer), ("error", &e)]);
                     return;
@@ -201,7 +220,20 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
             });
             serve_http(worker, TokioIo::new(tls), info, &limits, request_header).await;
         }
-        None => serve_http(worker, TokioIo::new(stream), info, &limits, request_header).await,
+        _ => serve_http(worker, TokioIo::new(stream), info, &limits, request_header).await,
+    }
+}
+
+/// How a TLS handshake failed.
+enum Handshake {
+    /// No certificate serves the client's SNI (answered `unrecognized_name`).
+    UnknownSni,
+    Failed(io::Error),
+}
+
+impl From<io::Error> for Handshake {
+    fn from(e: io::Error) -> Self {
+        Handshake::Failed(e)
     }
 }
 

@@ -8,7 +8,7 @@ mod family;
 pub mod names;
 mod render;
 
-pub use render::render;
+pub use render::{render, Reloads};
 
 #[cfg(test)]
 mod tests;

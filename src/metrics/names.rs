@@ -169,6 +169,18 @@ metrics! {
     // The control thread.
     CONFIG_RELOADS_TOTAL: Counter "spliced_config_reloads_total" ["result"]
         "Configuration loads, by result (ok, error).";
+
+    // The HTTP mode.
+    HTTP_REQUESTS_TOTAL: Counter "spliced_http_requests_total" ["listener", "pool", "code_class"]
+        "HTTP responses by listener, pool and status class (1xx..5xx); pool is empty for answers spliced made before choosing one (404, redirects, refusals).";
+    HTTP_REQUEST_DURATION: Histogram "spliced_http_request_duration_seconds" ["listener", "pool"]
+        "Time from a request's arrival to its backend's response headers.";
+    TLS_HANDSHAKES_TOTAL: Counter "spliced_tls_handshakes_total" ["listener", "result"]
+        "TLS handshakes on terminating listeners, by result (ok, failed, timeout, unknown_sni).";
+    TLS_CERT_EXPIRY: Gauge "spliced_tls_cert_expiry_timestamp_seconds" ["store", "name"]
+        "When each served certificate expires (Unix time), by store and its first name.";
+    TLS_RELOADS_TOTAL: Counter "spliced_tls_reloads_total" ["result"]
+        "Certificate store reloads (config reloads and file changes), by result (ok, error).";
 }
 
 #[cfg(test)]

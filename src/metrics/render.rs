@@ -11,7 +11,7 @@ use super::names::{self, Metric};
 use crate::balance::Backend;
 use crate::counters::{
     BackendWorkerStats, Histogram, RouteStats, Stats, WorkerStats, BACKEND_TO_CLIENT,
-    CLIENT_TO_BACKEND,
+    CLIENT_TO_BACKEND, CODE_CLASSES, CONNECT_BUCKETS_US, HANDSHAKE_RESULTS, LISTENER_SLOTS,
 };
 use crate::limits::Limiter;
 use crate::outcome::{Reject, Termination};
@@ -30,13 +30,15 @@ type RouteField = fn(&RouteStats) -> &AtomicU64;
 /// Selects one counter of a worker's traffic to a backend.
 type BackendField = fn(&BackendWorkerStats) -> &AtomicU64;
 
-/// Renders every metric; `reloads` is (ok, error) counts from the control thread.
-pub fn render(
-    snapshot: &Snapshot,
-    stats: &Stats,
-    limiter: &Limiter,
-    reloads: (u64, u64),
-) -> String {
+/// The control thread's reload counts, (ok, error) each.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reloads {
+    pub config: (u64, u64),
+    pub tls: (u64, u64),
+}
+
+/// Renders every metric.
+pub fn render(snapshot: &Snapshot, stats: &Stats, limiter: &Limiter, reloads: Reloads) -> String {
     render_at(snapshot, stats, limiter, reloads, crate::clock::now_ms())
 }
 
@@ -46,7 +48,7 @@ pub(super) fn render_at(
     snapshot: &Snapshot,
     stats: &Stats,
     limiter: &Limiter,
-    reloads: (u64, u64),
+    reloads: Reloads,
     now: u64,
 ) -> String {
     let mut out = Exposition::new();
@@ -59,7 +61,9 @@ pub(super) fn render_at(
     connections(&mut out, stats);
     workers(&mut out, stats);
     limits(&mut out, limiter);
-    control(&mut out, reloads);
+    control(&mut out, reloads.config);
+    http(&mut out, snapshot);
+    tls(&mut out, snapshot, reloads.tls);
     out.finish()
 }
 
@@ -356,6 +360,101 @@ fn limits(out: &mut Exposition, limiter: &Limiter) {
 /// The control thread's own counters; `(ok, error)` config loads.
 fn control(out: &mut Exposition, (ok, error): (u64, u64)) {
     let mut reloads = out.family(&names::CONFIG_RELOADS_TOTAL);
+    reloads.sample(["ok"], ok);
+    reloads.sample(["error"], error);
+}
+
+/// The HTTP mode's requests: by (listener, pool) from the backends' route
+/// counters, and each listener's own answers with an empty pool.
+fn http(out: &mut Exposition, snapshot: &Snapshot) {
+    let is_http = |name: &str| {
+        snapshot
+            .listeners
+            .iter()
+            .any(|l| l.name == name && l.settings.http.is_some())
+    };
+    let routes: Vec<Route<'_>> = routes(snapshot)
+        .into_iter()
+        .filter(|r| is_http(r.listener))
+        .collect();
+    let mut requests = out.family(&names::HTTP_REQUESTS_TOTAL);
+    for r in &routes {
+        for (class, label) in CODE_CLASS_LABELS.iter().enumerate() {
+            let n: u64 = r
+                .pool
+                .backends
+                .iter()
+                .map(|b| b.stats.sum_route(r.slot, |s| &s.http_responses[class]))
+                .sum();
+            requests.sample([r.listener, &r.pool.name, label], n);
+        }
+    }
+    for l in snapshot
+        .listeners
+        .iter()
+        .filter(|l| l.settings.http.is_some())
+    {
+        for (class, label) in CODE_CLASS_LABELS.iter().enumerate() {
+            requests.sample([&l.name, "", label], l.stats.sum(|s| &s.http_local[class]));
+        }
+    }
+    drop(requests);
+    let mut durations = out.histogram(&names::HTTP_REQUEST_DURATION);
+    for r in &routes {
+        let per_worker = || {
+            r.pool.backends.iter().flat_map(|b| {
+                (0..b.stats.workers()).map(move |w| {
+                    &b.stats.worker(w).by_listener[r.slot % LISTENER_SLOTS].http_duration
+                })
+            })
+        };
+        let buckets: Vec<(f64, u64)> = CONNECT_BUCKETS_US
+            .iter()
+            .enumerate()
+            .map(|(i, bound)| {
+                (
+                    *bound as f64 / 1e6,
+                    per_worker().map(|h| load(&h.buckets[i])).sum(),
+                )
+            })
+            .collect();
+        let count: u64 = per_worker().map(|h| load(&h.count)).sum();
+        let sum_us: u64 = per_worker().map(|h| load(&h.sum_us)).sum();
+        durations.series(
+            [r.listener, &r.pool.name],
+            buckets,
+            sum_us as f64 / 1e6,
+            count,
+        );
+    }
+}
+
+/// The `code_class` label of each status-class index.
+const CODE_CLASS_LABELS: [&str; CODE_CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Handshakes per terminating listener, certificate expiry, reloads.
+fn tls(out: &mut Exposition, snapshot: &Snapshot, (ok, error): (u64, u64)) {
+    let mut handshakes = out.family(&names::TLS_HANDSHAKES_TOTAL);
+    for l in snapshot
+        .listeners
+        .iter()
+        .filter(|l| l.server_config.is_some())
+    {
+        for (i, result) in HANDSHAKE_RESULTS.iter().enumerate() {
+            handshakes.sample([&l.name, result], l.stats.sum(|s| &s.tls_handshakes[i]));
+        }
+    }
+    drop(handshakes);
+    let mut expiry = out.family(&names::TLS_CERT_EXPIRY);
+    for store in &snapshot.tls_stores {
+        let current = store.current();
+        for cert in current.certs() {
+            let name = cert.names.first().map_or("", String::as_str);
+            expiry.sample([current.name(), name], cert.not_after_unix);
+        }
+    }
+    drop(expiry);
+    let mut reloads = out.family(&names::TLS_RELOADS_TOTAL);
     reloads.sample(["ok"], ok);
     reloads.sample(["error"], error);
 }

@@ -57,7 +57,10 @@ const LISTENER_IDS: [u32; 2] = [3, 5];
 const WORKERS: usize = 2;
 /// The injected clock (ms): one backend's ejection runs past it.
 const NOW_MS: u64 = 1_000_000;
-const RELOADS: (u64, u64) = (4, 1);
+const RELOADS: super::Reloads = super::Reloads {
+    config: (4, 1),
+    tls: (0, 0),
+};
 
 /// Hands out values no other counter has, in a pattern that survives the
 /// summing over workers: worker 0's counters get 1, 2, 3..., worker 1's

@@ -9,10 +9,6 @@
 //! - `store`: [`CertStore`], one loaded store; [`CertInfo`].
 //! - `reload`: [`ReloadableStore`], the swappable resolver, and the file probe.
 
-// WHY: the HTTP plane that calls in is being built on another branch; until
-// it lands only this module's tests use most of it.
-#![allow(dead_code)]
-
 mod error;
 mod names;
 mod reload;
@@ -26,10 +22,8 @@ use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 
 pub use error::TlsError;
-#[allow(unused_imports)] // WHY: as dead_code above, until the HTTP plane names them.
-pub use reload::{ReloadReport, ReloadableStore};
-#[allow(unused_imports)]
-pub use store::{CertInfo, CertStore, Note};
+pub use reload::{ReloadableStore, Staged};
+pub use store::{CertInfo, CertStore};
 
 use crate::config::model::{ListenerTls, TlsStoreConfig, TlsVersion};
 

@@ -112,6 +112,14 @@ impl ReloadableStore {
     /// result in for new handshakes; on error nothing changes. The
     /// self-signed certificate is kept while its names stay the same.
     pub fn reload(&self, cfg: &TlsStoreConfig) -> Result<ReloadReport, TlsError> {
+        self.prepare(cfg).map(Staged::commit)
+    }
+
+    /// The first half of [`ReloadableStore::reload`]: reads the files (and
+    /// takes `cfg`'s changes) without serving them yet, so a config reload
+    /// can read every store before it swaps any. Dropping the result
+    /// changes nothing.
+    pub fn prepare(&self, cfg: &TlsStoreConfig) -> Result<Staged<'_>, TlsError> {
         let seen = see_all(cfg);
         // WHY: recorded even when the load fails, so a watch polling
         // files_changed reports a broken file once, not on every poll, and
@@ -122,10 +130,11 @@ impl ReloadableStore {
         for note in &notes {
             note.log(&cfg.name);
         }
-        let certs = store.certs();
-        let changed = certs != old.certs();
-        self.current.store(Arc::new(store));
-        Ok(ReloadReport { certs, changed })
+        Ok(Staged {
+            target: self,
+            old,
+            store,
+        })
     }
 
     /// Whether any cert or key file now resolves to a different file, or the
@@ -153,6 +162,23 @@ impl ReloadableStore {
     /// [`super::UNRECOGNIZED_NAME_ALERT`] instead of continuing.
     pub fn accepts(&self, sni: Option<&str>) -> bool {
         self.current.load().accepts(sni)
+    }
+}
+
+/// A store's files read by [`ReloadableStore::prepare`], not serving yet.
+pub struct Staged<'a> {
+    target: &'a ReloadableStore,
+    old: Arc<CertStore>,
+    store: CertStore,
+}
+
+impl Staged<'_> {
+    /// Serves the staged certificates for new handshakes from now on.
+    pub fn commit(self) -> ReloadReport {
+        let certs = self.store.certs();
+        let changed = certs != self.old.certs();
+        self.target.current.store(Arc::new(self.store));
+        ReloadReport { certs, changed }
     }
 }
 

@@ -6,6 +6,7 @@ use rustls::AlertDescription;
 
 use super::testutil::*;
 use super::*;
+use super::store::Note;
 use crate::config::model::{CertFiles, ListenerTls, TlsVersion};
 
 fn listener(alpn: &[&str], min_version: TlsVersion) -> ListenerTls {

@@ -155,10 +155,16 @@ pub fn percent_decode(s: &str) -> String {
 
 fn metrics_text(state: &State) -> String {
     let snapshot = state.shared.snapshot.load();
-    let reloads = (
-        state.reloads_ok.load(Ordering::Relaxed),
-        state.reloads_error.load(Ordering::Relaxed),
-    );
+    let reloads = metrics::Reloads {
+        config: (
+            state.reloads_ok.load(Ordering::Relaxed),
+            state.reloads_error.load(Ordering::Relaxed),
+        ),
+        tls: (
+            state.tls_reloads.ok.load(Ordering::Relaxed),
+            state.tls_reloads.error.load(Ordering::Relaxed),
+        ),
+    };
     metrics::render(
         &snapshot,
         &state.shared.stats,
@@ -272,7 +278,7 @@ fn pools_json(state: &State) -> Value {
 
 fn reload_error(e: ReloadError) -> Response {
     let status = match e {
-        ReloadError::Invalid(_) | ReloadError::Token(_) => 422,
+        ReloadError::Invalid(_) | ReloadError::Token(_) | ReloadError::Tls(_) => 422,
         ReloadError::NeedsRestart(_) | ReloadError::Bind(_) => 409,
         ReloadError::NoFile => 409,
         ReloadError::TooSlow(_) => 504,
