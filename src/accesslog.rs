@@ -35,6 +35,24 @@ pub struct Record {
     pub duration_us: u64,
     pub connect_us: Option<u64>,
     pub termination: Termination,
+    /// HTTP mode: the request (one record per request, not per connection).
+    pub http: Option<Box<HttpRecord>>,
+}
+
+/// What an HTTP request's access-log line adds.
+pub struct HttpRecord {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub status: u16,
+    /// Request arrival to the backend's response headers (`None`: answered
+    /// by spliced itself).
+    pub response_us: Option<u64>,
+    /// Whether `pool` is meaningful (a route or the listener's pool chose it).
+    pub routed: bool,
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    pub tls_version: Option<&'static str>,
 }
 
 /// Per-worker queue capacity: at 8192 records and a 200 ms flush, a worker can
@@ -45,10 +63,12 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// Formats one record as a line (with its newline).
 pub fn format(r: &Record, format: AccessLogFormat) -> String {
     let listener = &r.snapshot.listeners[r.listener];
-    let pool = &r.snapshot.pools[r.pool];
+    let routed = r.http.as_ref().is_none_or(|h| h.routed);
+    let pool = r.snapshot.pools.get(r.pool).filter(|_| routed);
+    let pool_name = pool.map_or("-", |p| p.name.as_str());
     let backend = r
         .backend
-        .map(|i| pool.backends[i].name.as_str())
+        .and_then(|i| Some(pool?.backends.get(i)?.name.as_str()))
         .unwrap_or("-");
     let client = r
         .client
@@ -67,7 +87,7 @@ pub fn format(r: &Record, format: AccessLogFormat) -> String {
             out.push_str(",\"client\":");
             log::json_str(&mut out, &client);
             out.push_str(",\"pool\":");
-            log::json_str(&mut out, &pool.name);
+            log::json_str(&mut out, pool_name);
             out.push_str(",\"backend\":");
             log::json_str(&mut out, backend);
             let _ = write!(
@@ -78,18 +98,70 @@ pub fn format(r: &Record, format: AccessLogFormat) -> String {
                 connect_ms.map_or("null".to_string(), |c| format!("{c:.3}")),
                 r.termination.as_str()
             );
+            if let Some(h) = &r.http {
+                out.pop();
+                out.push_str(",\"method\":");
+                log::json_str(&mut out, &h.method);
+                out.push_str(",\"host\":");
+                log::json_str(&mut out, &h.host);
+                out.push_str(",\"path\":");
+                log::json_str(&mut out, &h.path);
+                let _ = write!(
+                    out,
+                    ",\"status\":{},\"response_ms\":{}",
+                    h.status,
+                    h.response_us.map_or("null".to_string(), |us| format!(
+                        "{:.3}",
+                        us as f64 / 1000.0
+                    ))
+                );
+                for (key, value) in [
+                    ("sni", h.sni.as_deref()),
+                    ("alpn", h.alpn.as_deref()),
+                    ("tls", h.tls_version),
+                ] {
+                    let _ = write!(out, ",\"{key}\":");
+                    match value {
+                        Some(v) => log::json_str(&mut out, v),
+                        None => out.push_str("null"),
+                    }
+                }
+                out.push('}');
+            }
         }
         AccessLogFormat::Logfmt => {
             let _ = write!(
                 out,
                 "time={time} listener={} client={client} pool={} backend={backend} bytes_client_to_backend={} bytes_backend_to_client={} duration_ms={duration_ms:.3} connect_ms={} termination={}",
                 listener.name,
-                pool.name,
+                pool_name,
                 r.bytes_client_to_backend,
                 r.bytes_backend_to_client,
                 connect_ms.map_or("-".to_string(), |c| format!("{c:.3}")),
                 r.termination.as_str()
             );
+            if let Some(h) = &r.http {
+                let quoted = |s: &str| {
+                    if s.is_empty() || s.contains([' ', '"', '=']) {
+                        format!("{s:?}")
+                    } else {
+                        s.to_owned()
+                    }
+                };
+                let _ = write!(
+                    out,
+                    " method={} host={} path={} status={} response_ms={} sni={} alpn={} tls={}",
+                    quoted(&h.method),
+                    quoted(&h.host),
+                    quoted(&h.path),
+                    h.status,
+                    h.response_us
+                        .map_or("-".to_string(), |us| format!("{:.3}", us as f64 / 1000.0)),
+                    h.sni.as_deref().unwrap_or("-"),
+                    h.alpn.as_deref().unwrap_or("-"),
+                    h.tls_version.unwrap_or("-"),
+                );
+            }
         }
     }
     out.push('\n');

@@ -99,6 +99,18 @@ pub fn banner(bound: &crate::control::Bound) -> String {
     s.push_str(&format!(
         "  curl http://{lb}/          # run it a few times: the backend changes\n"
     ));
+    if let Some((_, https)) = bound
+        .listeners
+        .iter()
+        .find(|(name, _)| name == "demo-https")
+    {
+        s.push_str(&format!(
+            "  curl -k https://{https}/   # HTTPS, TLS terminated by spliced (self-signed: -k)\n"
+        ));
+        s.push_str(&format!(
+            "  curl -k --http2 -sI https://{https}/ | head -1   # HTTP/2\n"
+        ));
+    }
     if let Some(admin) = bound.admin {
         s.push_str(&format!(
             "  curl http://{admin}/metrics   # Prometheus metrics\n"

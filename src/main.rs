@@ -41,7 +41,7 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
     },
-    /// Run the built-in demo: three demo backends and a balancer on 127.0.0.1:8080.
+    /// Run the built-in demo: three demo backends and a balancer on 127.0.0.1:8080 (TCP) and 127.0.0.1:8443 (HTTPS).
     Demo {
         /// Also generate some traffic through it, so the dashboard has something to show.
         #[arg(long)]

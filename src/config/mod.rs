@@ -1040,8 +1040,13 @@ pools: [{ name: p, backends: [127.0.0.1:1] }]
             config.admin.as_ref().unwrap().listen,
             "127.0.0.1:9090".parse().unwrap()
         );
-        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.listeners.len(), 2);
         assert_eq!(config.listeners[0].name, "demo");
+        let https = &config.listeners[1];
+        assert_eq!(https.listen, "127.0.0.1:8443".parse().unwrap());
+        let tls = https.http.as_ref().unwrap().tls.as_ref().unwrap();
+        assert_eq!(config.tls[tls.store].self_signed, ["localhost"]);
+        assert_eq!(https.pool, config.listeners[0].pool);
         assert_eq!(
             config.listeners[0].listen,
             "127.0.0.1:8080".parse().unwrap()

@@ -383,6 +383,7 @@ impl Worker {
                     duration_us: 0,
                     connect_us: None,
                     termination: Termination::MaxConnections,
+                    http: None,
                 };
                 self.log_access(record);
             }

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::deadline::{Activity, Timed};
 use super::proxy::{self, ConnInfo};
 use super::worker::{ConnGuard, Worker};
 use super::LocalExec;
@@ -170,14 +171,17 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
         return;
     };
     let local = stream.local_addr().ok();
+    let activity = Arc::new(Activity::default());
     let mut info = ConnInfo {
         listener_id: listener.id,
         client: peer,
         local,
         tls: None,
+        activity: activity.clone(),
     };
     let limits = http.request_limits.clone();
-    let request_header = http.timeouts.request_header;
+    let timers = (http.timeouts.request_header, http.timeouts.idle);
+    let stats = listener.stats.clone();
     match (listener.server_config.clone(), listener.tls_store.clone()) {
         (Some(config), Some(store)) => {
             let handshake = tokio::time::timeout(http.timeouts.handshake, async {
@@ -218,9 +222,23 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
                     .map(|p| String::from_utf8_lossy(p).into_owned()),
                 version: session.protocol_version().and_then(|v| v.as_str()),
             });
-            serve_http(worker, TokioIo::new(tls), info, &limits, request_header).await;
+            serve_http(
+                worker,
+                TokioIo::new(Timed::new(tls, activity, timers, stats, worker.slot)),
+                info,
+                &limits,
+            )
+            .await;
         }
-        _ => serve_http(worker, TokioIo::new(stream), info, &limits, request_header).await,
+        _ => {
+            serve_http(
+                worker,
+                TokioIo::new(Timed::new(stream, activity, timers, stats, worker.slot)),
+                info,
+                &limits,
+            )
+            .await
+        }
     }
 }
 
@@ -241,20 +259,17 @@ impl From<io::Error> for Handshake {
 /// or h2c with prior knowledge) on one connection; when the drain starts,
 /// in-flight requests finish and the connection closes (h2 GOAWAY, h1
 /// `Connection: close`).
-async fn serve_http<I>(
-    worker: &Rc<Worker>,
-    io: I,
-    info: ConnInfo,
-    limits: &RequestLimits,
-    request_header: Duration,
-) where
+async fn serve_http<I>(worker: &Rc<Worker>, io: I, info: ConnInfo, limits: &RequestLimits)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(LocalExec);
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(request_header)
+        // `deadline::Timed` keeps the request-head and idle timers (with a
+        // 408); hyper's own would close without a word.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()

@@ -12,14 +12,18 @@
 //! where io_uring is refused (default container seccomp profiles).
 //!
 //! Files: `worker` (threads, runtimes, accept loops, drain), `conn` (one
-//! client connection: admission, TLS, hyper), `proxy` (one request: route,
+//! client connection: admission, TLS, hyper), `deadline` (its idle and
+//! request-head timers), `proxy` (one request: route,
 //! backend, retries), `route`, `headers` (forwarding headers, hop-by-hop,
 //! smuggling checks), `upstream` (per-core backend connection pools),
-//! `tunnel` (upgraded connections), `answer` (responses spliced makes).
+//! `tunnel` (upgraded connections), `answer` (responses spliced makes),
+//! `logged` (the per-request access-log line).
 
 mod answer;
 mod conn;
+mod deadline;
 mod headers;
+mod logged;
 mod proxy;
 mod route;
 mod tunnel;

@@ -20,7 +20,9 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
+use super::deadline::Activity;
 use super::headers::{self, Forwarded};
+use super::logged::{self, Draft, Served};
 use super::upstream::{self, Sender};
 use super::worker::Worker;
 use super::{answer, route, tunnel, Body};
@@ -37,11 +39,11 @@ pub(super) struct ConnInfo {
     pub client: SocketAddr,
     pub local: Option<SocketAddr>,
     pub tls: Option<TlsInfo>,
+    /// Requests in flight, for the connection's idle and header timers.
+    pub activity: Arc<Activity>,
 }
 
 /// The negotiated TLS session of a client connection.
-// WHY allowed: read by the per-request access log, which comes next.
-#[allow(dead_code)]
 pub(super) struct TlsInfo {
     pub sni: Option<String>,
     pub alpn: Option<String>,
@@ -83,11 +85,28 @@ pub(super) async fn handle(
         listener,
         http,
     };
+    let busy = conn.activity.begin();
+    let draft = worker
+        .shared
+        .access_log_on
+        .load(Ordering::Relaxed)
+        .then(|| {
+            let host = route::request_host(&req);
+            Draft::new(&snapshot, listener.index, &conn, &req, host.as_deref())
+        });
+    let mut served = Served::default();
     let resp = match request.refusal(&req) {
         Some(resp) => resp,
-        None => request.proxy(req).await,
+        None => request.proxy(req, &mut served).await,
     };
-    Ok(resp)
+    Ok(logged::wrap(
+        resp,
+        draft,
+        served,
+        worker.shared.clone(),
+        worker.slot,
+        busy,
+    ))
 }
 
 /// A request being handled, with the views it was started with.
@@ -133,7 +152,7 @@ impl Pending<'_> {
     }
 
     /// Routes the request and sends it to a backend of its pool.
-    async fn proxy(&self, mut req: Request<Incoming>) -> Response<Body> {
+    async fn proxy(&self, mut req: Request<Incoming>, served: &mut Served) -> Response<Body> {
         let started = Instant::now();
         let host = route::request_host(&req);
         let routed = route::pick(
@@ -147,6 +166,7 @@ impl Pending<'_> {
             return answer::plain(StatusCode::NOT_FOUND, "no route for this request");
         };
         let pool = &self.snapshot.pools[pool_index];
+        served.pool = Some(pool_index);
         let upgrade = headers::wants_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let protocol = if upgrade {
@@ -207,18 +227,20 @@ impl Pending<'_> {
                     continue;
                 }
             };
-            let reused_h1 = matches!(sender, Sender::H1(_));
+            served.backend = Some(index);
             match self
                 .send(sender, req, backend.addr, protocol, upgrade)
                 .await
             {
                 Sent::Response(mut resp) => {
                     let status = resp.status();
+                    served.response_us = Some(started.elapsed().as_micros() as u64);
                     flight.observe(status, started);
                     let backend_upgrade = (status == StatusCode::SWITCHING_PROTOCOLS)
                         .then(|| hyper::upgrade::on(&mut resp));
                     headers::strip_hop_by_hop(resp.headers_mut(), backend_upgrade.is_some());
                     if let (Some(client), Some(backend)) = (client_upgrade, backend_upgrade) {
+                        self.conn.activity.upgraded();
                         let idle = self.http.timeouts.tunnel_idle;
                         tokio::task::spawn_local(async move {
                             let _flight = flight;
@@ -237,7 +259,6 @@ impl Pending<'_> {
                 Sent::Unsent(back) => {
                     // A pooled connection closed under us before the request
                     // was written: safe to try again.
-                    let _ = reused_h1;
                     req = back;
                     continue;
                 }

@@ -398,7 +398,6 @@ fn http(out: &mut Exposition, snapshot: &Snapshot) {
             requests.sample([&l.name, "", label], l.stats.sum(|s| &s.http_local[class]));
         }
     }
-    drop(requests);
     let mut durations = out.histogram(&names::HTTP_REQUEST_DURATION);
     for r in &routes {
         let per_worker = || {
@@ -444,7 +443,6 @@ fn tls(out: &mut Exposition, snapshot: &Snapshot, (ok, error): (u64, u64)) {
             handshakes.sample([&l.name, result], l.stats.sum(|s| &s.tls_handshakes[i]));
         }
     }
-    drop(handshakes);
     let mut expiry = out.family(&names::TLS_CERT_EXPIRY);
     for store in &snapshot.tls_stores {
         let current = store.current();
@@ -453,7 +451,6 @@ fn tls(out: &mut Exposition, snapshot: &Snapshot, (ok, error): (u64, u64)) {
             expiry.sample([current.name(), name], cert.not_after_unix);
         }
     }
-    drop(expiry);
     let mut reloads = out.family(&names::TLS_RELOADS_TOTAL);
     reloads.sample(["ok"], ok);
     reloads.sample(["error"], error);

@@ -509,6 +509,7 @@ impl Session {
             connect_us: self.connect_us,
             termination,
             snapshot: self.snapshot,
+            http: None,
         })
     }
 }

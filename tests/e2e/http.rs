@@ -437,3 +437,106 @@ fn websockets_pass_through_and_idle_under_tunnel_idle_not_the_request_timeouts()
     assert!(said.starts_with("closed"), "{said}");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn every_request_gets_one_access_log_line() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let dir = temp_dir();
+    let log = dir.join("access.log");
+    let mut yaml = config(
+        &a,
+        &b,
+        "routes:\n  - match: { path_prefix: /shop/ }\n    pool: a\n",
+        "",
+    );
+    yaml.push_str(&format!(
+        "access_log: {{ path: {}, format: json }}\n",
+        log.display()
+    ));
+    let lb = Spliced::start(&yaml);
+    let web = lb.addr("web");
+    for _ in 0..3 {
+        assert_eq!(
+            curl(&["-H", "Host: shop.test", &url(web, "/shop/cart")]).status,
+            200
+        );
+    }
+    assert_eq!(curl(&[&url(web, "/elsewhere")]).status, 404);
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(json)
+            .collect::<Vec<_>>()
+    };
+    wait_until("four request lines", || lines().len() >= 4);
+    let lines = lines();
+    assert_eq!(lines.len(), 4, "one line per request, not per connection");
+    let ok = lines
+        .iter()
+        .filter(|l| l["status"] == 200)
+        .collect::<Vec<_>>();
+    assert_eq!(ok.len(), 3);
+    for l in &ok {
+        assert_eq!(l["method"], "GET");
+        assert_eq!(l["host"], "shop.test");
+        assert_eq!(l["path"], "/shop/cart");
+        assert_eq!(l["pool"], "a");
+        assert_eq!(l["backend"], a.addr.to_string());
+        assert!(l["bytes_backend_to_client"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["response_ms"].as_f64().is_some(), "{l}");
+    }
+    let miss = lines.iter().find(|l| l["status"] == 404).unwrap();
+    assert_eq!(miss["pool"], "-", "{miss}");
+    assert_eq!(miss["backend"], "-");
+}
+
+#[test]
+fn a_slow_request_head_gets_408_while_kept_alive_connections_wait_for_idle() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let listener = "pool: a\ntimeouts: { request_header: 300ms, idle: 3s }\n";
+    let lb = Spliced::start(&config(&a, &b, listener, ""));
+    let web = lb.addr("web");
+
+    // Slowloris: half a head, then nothing.
+    let mut slow = connect(web);
+    slow.set_read_timeout(Some(WAIT)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert_eq!(a.requests(), 0);
+
+    // A kept-alive connection may wait between requests longer than
+    // request_header (the idle timer governs that gap)...
+    let mut kept = connect(web);
+    kept.set_read_timeout(Some(WAIT)).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let read_answer = |s: &mut std::net::TcpStream| {
+        let mut buf = vec![0u8; 8192];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    kept.write_all(request).unwrap();
+    assert!(read_answer(&mut kept).starts_with("HTTP/1.1 200"));
+    // WHY a sleep: the pause is the stimulus (a client thinking between
+    // requests), not a synchronisation.
+    std::thread::sleep(Duration::from_millis(800));
+    kept.write_all(request).unwrap();
+    assert!(read_answer(&mut kept).starts_with("HTTP/1.1 200"));
+    // ...and is closed once idle for `idle`.
+    let mut rest = Vec::new();
+    let _ = kept.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "closed without another answer: {rest:?}");
+    assert_eq!(
+        lb.metric(
+            "spliced_http_requests_total",
+            &[("listener", "web"), ("pool", ""), ("code_class", "4xx")]
+        ),
+        1.0,
+        "the 408 is counted"
+    );
+}

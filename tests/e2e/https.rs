@@ -118,9 +118,9 @@ fn certificates_are_chosen_by_sni_and_unknown_names_get_unrecognized_name() {
         assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
     }
     let unknown = client_config(Verify::Any, &[b"http/1.1"], true);
-    let err = tls_connect(web, &unknown, "unknown.test")
-        .err()
-        .expect("no certificate for unknown.test and no default");
+    let Err(err) = tls_connect(web, &unknown, "unknown.test") else {
+        panic!("no certificate for unknown.test and no default: the handshake must fail");
+    };
     assert!(
         err.to_string().to_lowercase().contains("unrecognisedname")
             || err.to_string().to_lowercase().contains("unrecognized"),
