@@ -70,6 +70,19 @@ pub struct Pool {
     pub health_check: Option<HealthCheck>,
     /// HTTP listeners: how requests reach the backends.
     pub protocol: UpstreamProtocol,
+    /// HTTP listeners: TLS to the backends (attached by the control thread
+    /// after the build, like the listeners' certificates).
+    pub upstream_tls: Option<UpstreamTls>,
+}
+
+/// How a pool's backends are spoken to over TLS.
+pub struct UpstreamTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name sent as SNI and verified; `None`: each backend's host.
+    pub sni: Option<String>,
+    /// Tells apart connections made with different TLS settings (never 0,
+    /// which is plaintext) in the per-core pools; stable across reloads.
+    pub id: u64,
 }
 
 impl Snapshot {
@@ -124,6 +137,7 @@ impl Snapshot {
                     max_ejection_percent: p.max_ejection_percent,
                     health_check: p.health_check.clone(),
                     protocol: p.protocol,
+                    upstream_tls: None,
                     backends,
                 }
             })

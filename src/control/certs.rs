@@ -14,9 +14,9 @@ use std::time::Duration;
 use rustls::ServerConfig;
 
 use super::State;
-use crate::config::{Config, ListenerTls};
+use crate::config::{Config, ListenerTls, UpstreamProtocol};
 use crate::log;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, UpstreamTls};
 use crate::tls::{self, ReloadableStore, Staged, TlsError};
 
 /// How often the watch looks at the certificate files.
@@ -35,6 +35,8 @@ pub struct Prepared<'a> {
     stores: Vec<Arc<ReloadableStore>>,
     /// Per listener of the new config: its store and rustls config.
     servers: Vec<Option<(Arc<ReloadableStore>, Arc<ServerConfig>)>>,
+    /// Per pool: TLS to its backends.
+    upstreams: Vec<Option<UpstreamTls>>,
 }
 
 /// Reads every store of `config`: the ones `old` already serves (by name)
@@ -71,10 +73,34 @@ pub fn prepare<'a>(old: Option<&'a Snapshot>, config: &Config) -> Result<Prepare
         };
         servers.push(Some((store, server)));
     }
+    let mut upstreams = Vec::with_capacity(config.pools.len());
+    for p in &config.pools {
+        let tls = match &p.backend_tls {
+            Some(tls) => {
+                let alpn: &[&[u8]] = match p.protocol {
+                    UpstreamProtocol::H2 | UpstreamProtocol::H2c => &[b"h2"],
+                    UpstreamProtocol::Http1 => &[b"http/1.1"],
+                };
+                Some(UpstreamTls {
+                    config: tls::client_config(tls, alpn)?,
+                    sni: tls.sni.clone(),
+                    id: {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        (&tls.sni, &tls.ca_file, tls.verify, alpn).hash(&mut h);
+                        h.finish() | 1
+                    },
+                })
+            }
+            None => None,
+        };
+        upstreams.push(tls);
+    }
     Ok(Prepared {
         staged,
         stores,
         servers,
+        upstreams,
     })
 }
 
@@ -94,6 +120,9 @@ impl Prepared<'_> {
             }
         }
         snapshot.tls_stores = self.stores;
+        for (pool, tls) in snapshot.pools.iter_mut().zip(self.upstreams) {
+            pool.upstream_tls = tls;
+        }
         for (listener, server) in snapshot.listeners.iter_mut().zip(self.servers) {
             if let (Some(l), Some((store, server))) = (Arc::get_mut(listener), server) {
                 l.tls_store = Some(store);

@@ -31,7 +31,7 @@ use crate::clock;
 use crate::config::{HttpListener, UpstreamProtocol};
 use crate::counters::{bump, code_class, unbump};
 use crate::session::MAX_ATTEMPTS;
-use crate::snapshot::{Listener, Pool, Snapshot};
+use crate::snapshot::{Listener, Pool, Snapshot, UpstreamTls};
 
 /// What every request on one client connection shares.
 pub(super) struct ConnInfo {
@@ -215,7 +215,10 @@ impl Pending<'_> {
             attempts += 1;
             let backend = &pool.backends[index];
             let flight = InFlight::start(self.worker, backend, self.listener.metrics_slot);
-            let sender = match self.sender(backend, protocol, upgrade).await {
+            let sender = match self
+                .sender(backend, protocol, pool.upstream_tls.as_ref(), upgrade)
+                .await
+            {
                 Ok(sender) => sender,
                 Err(e) => {
                     crate::log::debug(
@@ -229,7 +232,16 @@ impl Pending<'_> {
             };
             served.backend = Some(index);
             match self
-                .send(sender, req, backend.addr, protocol, upgrade)
+                .send(
+                    sender,
+                    req,
+                    (
+                        backend.addr,
+                        protocol,
+                        pool.upstream_tls.as_ref().map_or(0, |t| t.id),
+                    ),
+                    upgrade,
+                )
                 .await
             {
                 Sent::Response(mut resp) => {
@@ -360,12 +372,14 @@ impl Pending<'_> {
         &self,
         backend: &Backend,
         protocol: UpstreamProtocol,
+        tls: Option<&UpstreamTls>,
         upgrade: bool,
     ) -> Result<Sender, upstream::ConnectError> {
         let upstreams = &self.worker.upstreams;
+        let key = (backend.addr, protocol, tls.map_or(0, |t| t.id));
         let h2 = protocol != UpstreamProtocol::Http1;
         if !upgrade {
-            if let Some(sender) = upstreams.checkout(backend.addr, protocol) {
+            if let Some(sender) = upstreams.checkout(key) {
                 return Ok(sender);
             }
         }
@@ -373,27 +387,28 @@ impl Pending<'_> {
         if h2 {
             // One HTTP/2 connection per backend per worker: wait for one
             // being opened rather than opening another.
-            match upstreams.h2_wait_or_open(backend.addr, protocol) {
+            match upstreams.h2_wait_or_open(key) {
                 Some(wait) => {
                     wait.notified().await;
-                    if let Some(sender) = upstreams.checkout(backend.addr, protocol) {
+                    if let Some(sender) = upstreams.checkout(key) {
                         return Ok(sender);
                     }
                 }
                 // Wakes the waiters however this ends, even if the request
                 // is dropped while connecting.
-                None => opening = Some(upstream::Opening::new(upstreams, backend.addr, protocol)),
+                None => opening = Some(upstream::Opening::new(upstreams, key)),
             }
         }
         let connected = upstream::connect(
-            backend.addr,
+            backend,
             protocol,
+            tls,
             self.listener.connect_timeout,
             upgrade,
         )
         .await;
         if let (Ok(Sender::H2(s)), Some(_)) = (&connected, &opening) {
-            upstreams.checkin(backend.addr, protocol, Sender::H2(s.clone()));
+            upstreams.checkin(key, Sender::H2(s.clone()));
         }
         drop(opening);
         if connected.is_ok() {
@@ -427,8 +442,7 @@ impl Pending<'_> {
         &self,
         sender: Sender,
         req: Request<Body>,
-        addr: SocketAddr,
-        protocol: UpstreamProtocol,
+        key: upstream::Key,
         upgrade: bool,
     ) -> Sent {
         let wait = self.http.timeouts.backend_response;
@@ -440,7 +454,7 @@ impl Pending<'_> {
                 }
                 let sent = s.try_send_request(req);
                 if !upgrade {
-                    upstreams.checkin(addr, protocol, Sender::H1(s));
+                    upstreams.checkin(key, Sender::H1(s));
                 }
                 tokio::time::timeout(wait, sent).await
             }
@@ -449,7 +463,7 @@ impl Pending<'_> {
                     return Sent::Unsent(req);
                 }
                 let sent = s.try_send_request(req);
-                upstreams.checkin(addr, protocol, Sender::H2(s));
+                upstreams.checkin(key, Sender::H2(s));
                 tokio::time::timeout(wait, sent).await
             }
         };

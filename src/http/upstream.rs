@@ -24,11 +24,18 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::{Body, LocalExec};
+use crate::balance::Backend;
 use crate::config::UpstreamProtocol;
 use crate::log;
+use crate::snapshot::UpstreamTls;
+use rustls::pki_types::ServerName;
 
 /// Idle HTTP/1.1 connections kept per backend per core.
 const MAX_IDLE_PER_BACKEND: usize = 128;
+
+/// What a pooled connection can be reused for: the backend, the protocol,
+/// and the TLS settings it was made with (0: plaintext).
+pub(super) type Key = (SocketAddr, UpstreamProtocol, u64);
 
 /// A connection a request can be sent on.
 pub(super) enum Sender {
@@ -50,7 +57,7 @@ struct Conns {
 /// One worker's pools.
 #[derive(Default)]
 pub(crate) struct Upstreams {
-    by_backend: RefCell<HashMap<(SocketAddr, UpstreamProtocol), Conns>>,
+    by_backend: RefCell<HashMap<Key, Conns>>,
 }
 
 /// Why no connection could be had.
@@ -60,6 +67,7 @@ pub(super) enum ConnectError {
     Timeout,
     Other(io::Error),
     Handshake(hyper::Error),
+    Tls(io::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -69,6 +77,7 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Timeout => f.write_str("connect timed out"),
             ConnectError::Other(e) => write!(f, "cannot connect: {e}"),
             ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
+            ConnectError::Tls(e) => write!(f, "TLS to the backend failed: {e}"),
         }
     }
 }
@@ -79,16 +88,17 @@ impl ConnectError {
             ConnectError::Refused => libc::ECONNREFUSED,
             ConnectError::Timeout => libc::ETIMEDOUT,
             ConnectError::Other(e) => e.raw_os_error().unwrap_or(libc::EIO),
-            ConnectError::Handshake(_) => libc::EPROTO,
+            ConnectError::Handshake(_) | ConnectError::Tls(_) => libc::EPROTO,
         }
     }
 }
 
 impl Upstreams {
     /// A pooled connection to `addr` ready for a request, if there is one.
-    pub(super) fn checkout(&self, addr: SocketAddr, protocol: UpstreamProtocol) -> Option<Sender> {
+    pub(super) fn checkout(&self, key: Key) -> Option<Sender> {
+        let protocol = key.1;
         let mut pools = self.by_backend.borrow_mut();
-        let conns = pools.get_mut(&(addr, protocol))?;
+        let conns = pools.get_mut(&key)?;
         match protocol {
             UpstreamProtocol::Http1 => {
                 conns.h1.retain(|s| !s.is_closed());
@@ -108,9 +118,9 @@ impl Upstreams {
     /// Gives an HTTP/1.1 connection back once its request is sent (it
     /// becomes ready again when the response has been read), or keeps a new
     /// HTTP/2 one for the requests that follow.
-    pub(super) fn checkin(&self, addr: SocketAddr, protocol: UpstreamProtocol, sender: Sender) {
+    pub(super) fn checkin(&self, key: Key, sender: Sender) {
         let mut pools = self.by_backend.borrow_mut();
-        let conns = pools.entry((addr, protocol)).or_default();
+        let conns = pools.entry(key).or_default();
         match sender {
             Sender::H1(s) => {
                 if conns.h1.len() < MAX_IDLE_PER_BACKEND && !s.is_closed() {
@@ -128,13 +138,9 @@ impl Upstreams {
     /// When an HTTP/2 connection to `addr` is being opened by another
     /// request, what to wait on; otherwise marks this caller as the opener
     /// (it must hold an [`Opening`] until done) and returns `None`.
-    pub(super) fn h2_wait_or_open(
-        &self,
-        addr: SocketAddr,
-        protocol: UpstreamProtocol,
-    ) -> Option<Rc<Notify>> {
+    pub(super) fn h2_wait_or_open(&self, key: Key) -> Option<Rc<Notify>> {
         let mut pools = self.by_backend.borrow_mut();
-        let conns = pools.entry((addr, protocol)).or_default();
+        let conns = pools.entry(key).or_default();
         match &conns.h2_connecting {
             Some(wait) => Some(wait.clone()),
             None => {
@@ -146,12 +152,9 @@ impl Upstreams {
 
     /// The opener of an HTTP/2 connection is done (connected or not):
     /// wakes the requests that waited for it.
-    fn h2_opened(&self, addr: SocketAddr, protocol: UpstreamProtocol) {
+    fn h2_opened(&self, key: Key) {
         let mut pools = self.by_backend.borrow_mut();
-        if let Some(wait) = pools
-            .get_mut(&(addr, protocol))
-            .and_then(|c| c.h2_connecting.take())
-        {
+        if let Some(wait) = pools.get_mut(&key).and_then(|c| c.h2_connecting.take()) {
             wait.notify_waiters();
         }
     }
@@ -161,39 +164,35 @@ impl Upstreams {
 /// when dropped, connected or not.
 pub(super) struct Opening<'a> {
     upstreams: &'a Upstreams,
-    key: (SocketAddr, UpstreamProtocol),
+    key: Key,
 }
 
 impl<'a> Opening<'a> {
-    pub(super) fn new(
-        upstreams: &'a Upstreams,
-        addr: SocketAddr,
-        protocol: UpstreamProtocol,
-    ) -> Self {
-        Opening {
-            upstreams,
-            key: (addr, protocol),
-        }
+    pub(super) fn new(upstreams: &'a Upstreams, key: Key) -> Self {
+        Opening { upstreams, key }
     }
 }
 
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
-        self.upstreams.h2_opened(self.key.0, self.key.1);
+        self.upstreams.h2_opened(self.key);
     }
 }
 
-/// Opens a new connection to `addr` within `timeout` and does the HTTP
-/// handshake for `protocol`; the connection's task runs on this worker.
-/// `upgrades`: an HTTP/1.1 connection that may switch protocols (it is then
-/// never pooled).
+/// Opens a new connection to `backend` within `timeout` (TCP, then TLS when
+/// the pool has `backend_tls`) and does the HTTP handshake for `protocol`;
+/// the connection's task runs on this worker. `upgrades`: an HTTP/1.1
+/// connection that may switch protocols (it is then never pooled).
 pub(super) async fn connect(
-    addr: SocketAddr,
+    backend: &Backend,
     protocol: UpstreamProtocol,
+    tls: Option<&UpstreamTls>,
     timeout: Duration,
     upgrades: bool,
 ) -> Result<Sender, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let addr = backend.addr;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
             return Err(ConnectError::Refused)
@@ -202,7 +201,45 @@ pub(super) async fn connect(
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
+    let Some(tls) = tls else {
+        return handshake(TokioIo::new(stream), addr, protocol, upgrades).await;
+    };
+    let name = server_name(tls.sni.as_deref(), backend)?;
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let stream = match tokio::time::timeout_at(deadline, connector.connect(name, stream)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(e)) => return Err(ConnectError::Tls(e)),
+        Ok(Ok(s)) => s,
+    };
+    handshake(TokioIo::new(stream), addr, protocol, upgrades).await
+}
+
+/// The name a backend's certificate must carry: the pool's `sni`, else the
+/// host part of the backend's address as configured.
+fn server_name(sni: Option<&str>, backend: &Backend) -> Result<ServerName<'static>, ConnectError> {
+    let host = match sni {
+        Some(name) => name.to_owned(),
+        None => match backend.name.rsplit_once(':') {
+            Some((host, _)) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            None => backend.name.clone(),
+        },
+    };
+    ServerName::try_from(host)
+        .map_err(|e| ConnectError::Tls(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))
+}
+
+async fn handshake<I>(
+    io: TokioIo<I>,
+    addr: SocketAddr,
+    protocol: UpstreamProtocol,
+    upgrades: bool,
+) -> Result<Sender, ConnectError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     match protocol {
         UpstreamProtocol::Http1 => {
             let (sender, conn) = http1::Builder::new()

@@ -8,7 +8,9 @@
 //! - `names`: SNI normalisation and wildcard rules (pure).
 //! - `store`: [`CertStore`], one loaded store; [`CertInfo`].
 //! - `reload`: [`ReloadableStore`], the swappable resolver, and the file probe.
+//! - `client`: TLS to backends (`backend_tls`).
 
+mod client;
 mod error;
 mod names;
 mod reload;
@@ -21,6 +23,7 @@ use rustls::server::ServerSessionMemoryCache;
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 
+pub use client::client_config;
 pub use error::TlsError;
 pub use reload::{ReloadableStore, Staged};
 pub use store::{CertInfo, CertStore};

@@ -296,7 +296,7 @@ fn pem_error(path: &Path, e: pem::Error) -> TlsError {
 }
 
 /// The certificate chain in a PEM file, leaf first.
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(super) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read_file(path)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()

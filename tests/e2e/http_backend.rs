@@ -29,6 +29,15 @@ pub struct HttpBackend {
 
 impl HttpBackend {
     pub fn start(name: &'static str) -> HttpBackend {
+        HttpBackend::start_with(name, None)
+    }
+
+    /// The same backend behind TLS (its certificate and ALPN from `tls`).
+    pub fn start_tls(name: &'static str, tls: Arc<rustls::ServerConfig>) -> HttpBackend {
+        HttpBackend::start_with(name, Some(tls))
+    }
+
+    fn start_with(name: &'static str, tls: Option<Arc<rustls::ServerConfig>>) -> HttpBackend {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
@@ -54,13 +63,30 @@ impl HttpBackend {
                     };
                     c.fetch_add(1, Ordering::Relaxed);
                     let (r, h2) = (r.clone(), h2.clone());
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             answer(name, r.clone(), h2.clone(), req)
                         });
-                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .await;
+                        let builder =
+                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        match tls {
+                            None => {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                            Some(tls) => {
+                                let Ok(stream) =
+                                    tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+                                else {
+                                    return;
+                                };
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
                     });
                 }
             });

@@ -221,3 +221,38 @@ fn a_kubernetes_style_data_symlink_swap_is_picked_up() {
     });
     assert_ne!(first, two.der.to_vec());
 }
+
+#[test]
+fn backends_are_reached_over_verified_tls_with_http2_or_http11() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("backend.test", &["backend.test"]);
+    let dir = temp_dir();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let secure = HttpBackend::start_tls("secure", leaf.server_config(&[b"h2", b"http/1.1"]));
+    let yaml = format!(
+        "workers: 1\nlisteners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    routes:\n      - {{ match: {{ path_prefix: /h2/ }}, pool: h2 }}\n      - {{ match: {{ path_prefix: /h1/ }}, pool: h1 }}\n      - {{ match: {{ path_prefix: /wrong/ }}, pool: wrong }}\npools:\n  - name: h2\n    protocol: h2\n    backend_tls: {{ sni: backend.test, ca_file: {ca} }}\n    backends: [{b}]\n  - name: h1\n    backend_tls: {{ sni: backend.test, ca_file: {ca} }}\n    backends: [{b}]\n  - name: wrong\n    backend_tls: {{ sni: other.test, ca_file: {ca} }}\n    retries: 0\n    backends: [{b}]\n",
+        ca = ca.display(),
+        b = secure.addr
+    )
+    .replace("    retries: 0\n", "");
+    let lb = Spliced::start(&yaml);
+    let web = lb.addr("web");
+    let h2 = curl(&[&format!("http://{web}/h2/x")]);
+    assert_eq!(h2.status, 200, "{}", h2.body);
+    assert!(
+        h2.body.contains("backend: secure") && h2.body.contains("HTTP/2.0"),
+        "{}",
+        h2.body
+    );
+    let h1 = curl(&[&format!("http://{web}/h1/x")]);
+    assert_eq!(h1.status, 200, "{}", h1.body);
+    assert!(h1.body.contains("HTTP/1.1"), "{}", h1.body);
+    let wrong = curl(&[&format!("http://{web}/wrong/x")]);
+    assert_eq!(
+        wrong.status, 502,
+        "a backend whose certificate does not carry the expected name is not used: {}",
+        wrong.body
+    );
+    assert_eq!(secure.requests(), 2);
+}
