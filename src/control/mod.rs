@@ -10,6 +10,7 @@ pub mod certs;
 pub mod events;
 pub mod health;
 mod notify;
+mod planes;
 pub mod reload;
 mod watch;
 
@@ -84,72 +85,6 @@ impl State {
             plane.wake();
         }
     }
-}
-
-/// The L4 plane and the HTTP plane, driven as one: a listener a reload adds
-/// goes to the plane of its `mode`.
-struct Planes {
-    l4: Box<dyn Plane>,
-    http: Box<dyn Plane>,
-    shared: Arc<Shared>,
-}
-
-impl Plane for Planes {
-    fn engine(&self) -> &'static str {
-        self.l4.engine()
-    }
-
-    fn listen(&self, id: u32, sockets: Vec<socket2::Socket>) {
-        // The snapshot naming the new listener is published before this call.
-        let snapshot = self.shared.snapshot.load();
-        let http = snapshot
-            .listeners
-            .iter()
-            .any(|l| l.id == id && l.settings.http.is_some());
-        if http {
-            self.http.listen(id, sockets)
-        } else {
-            self.l4.listen(id, sockets)
-        }
-    }
-
-    fn unlisten(&self, id: u32) {
-        self.l4.unlisten(id);
-        self.http.unlisten(id);
-    }
-
-    fn wake(&self) {
-        self.l4.wake();
-        self.http.wake();
-    }
-
-    fn join(self: Box<Self>) {
-        self.l4.join();
-        self.http.join();
-    }
-}
-
-/// Each worker's listening sockets, split into the `mode: tcp` ones (the
-/// L4 plane's) and the `mode: http` ones.
-fn split_by_mode(
-    config: &Config,
-    sockets: Vec<plane::WorkerSockets>,
-) -> (Vec<plane::WorkerSockets>, Vec<plane::WorkerSockets>) {
-    let http_ids: Vec<u32> = config
-        .listeners
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.http.is_some())
-        .map(|(i, _)| i as u32)
-        .collect();
-    sockets
-        .into_iter()
-        .map(|socks| {
-            socks
-                .into_iter()
-                .partition(|(id, _)| !http_ids.contains(id))
-        })
-        .unzip()
 }
 
 /// Reads the admin token file: its contents without surrounding whitespace.
@@ -334,24 +269,11 @@ pub fn run_with(
         });
 
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let (l4_sockets, http_sockets) = split_by_mode(&state.inner().config, sockets);
-        let workers_started = l4_sockets.len() + http_sockets.len();
-        let l4_exit = exit_tx.clone();
-        let l4 = dataplane::start(&shared, l4_sockets, move || {
-            let _ = l4_exit.send(());
-        })
-        .context("cannot start worker threads")?;
-        let http = crate::http::start(&shared, http_sockets, workers, move || {
-            let _ = exit_tx.send(());
-        })
-        .context("cannot start the HTTP worker threads")?;
-        let engine = l4.engine();
-        let mut alive = workers_started;
-        state.inner().plane = Some(Box::new(Planes {
-            l4: Box::new(l4),
-            http: Box::new(http),
-            shared: shared.clone(),
-        }));
+        let (l4_sockets, http_sockets) = planes::split_by_mode(&state.inner().config, sockets);
+        let exits = planes::Exits::new(exit_tx);
+        let planes = planes::Planes::start(&shared, workers, l4_sockets, http_sockets, exits.clone())?;
+        let engine = planes.engine();
+        state.inner().plane = Some(Box::new(planes));
 
         for l in &listeners {
             log::info("listening", &[("listener", &l.name), ("addr", &l.addr)]);
@@ -398,7 +320,7 @@ pub fn run_with(
         });
 
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-        while alive > 0 {
+        while exits.running() > 0 {
             let drain_deadline = async {
                 match deadline.as_mut() {
                     Some(d) => d.as_mut().await,
@@ -407,7 +329,6 @@ pub fn run_with(
             };
             tokio::select! {
                 _ = exit_rx.recv() => {
-                    alive -= 1;
                     // One worker ending (error or drain) drains the others too.
                     if !shared.draining.swap(true, Ordering::AcqRel) {
                         state.wake_workers();

@@ -540,3 +540,34 @@ fn a_slow_request_head_gets_408_while_kept_alive_connections_wait_for_idle() {
         "the 408 is counted"
     );
 }
+
+#[test]
+fn a_reload_can_add_the_first_http_listener_and_an_l4_only_balancer_runs_no_http_threads() {
+    let a = HttpBackend::start("a");
+    let tcp_only = format!(
+        "workers: 2\nlisteners:\n  - {{ name: lb, listen: 127.0.0.1:0, pool: a }}\npools:\n  - name: a\n    backends: [{}]\n",
+        a.addr
+    );
+    let lb = Spliced::start(&tcp_only);
+    let l4_threads = lb.threads();
+    let with_http = tcp_only.replace(
+        "listeners:\n",
+        "listeners:\n  - { name: web, listen: 127.0.0.1:0, mode: http, pool: a }\n",
+    );
+    std::fs::write(lb.dir.join("spliced.yaml"), with_http).unwrap();
+    lb.signal("HUP");
+    lb.wait_log("listening listener=web");
+    let line = lb
+        .log_text()
+        .lines()
+        .find(|l| l.contains("listening listener=web"))
+        .unwrap()
+        .to_owned();
+    let web: SocketAddr = field(&line, "addr").unwrap().parse().unwrap();
+    let got = curl(&[&url(web, "/")]);
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert!(
+        lb.threads() >= l4_threads + 2,
+        "the HTTP workers start with the first HTTP listener"
+    );
+}
