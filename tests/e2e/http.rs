@@ -571,3 +571,69 @@ fn a_reload_can_add_the_first_http_listener_and_an_l4_only_balancer_runs_no_http
         "the HTTP workers start with the first HTTP listener"
     );
 }
+
+const GRPC_SERVER: &str = r#"
+import grpc, sys
+from concurrent import futures
+def echo(request, context):
+    if request == b"fail":
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+    context.set_trailing_metadata((("x-echo-trailer", "kept"),))
+    return b"echo:" + request
+handler = grpc.method_handlers_generic_handler("test.Echo", {
+    "Say": grpc.unary_unary_rpc_method_handler(echo),
+})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"#;
+
+const GRPC_CLIENT: &str = r#"
+import grpc, sys
+channel = grpc.insecure_channel(sys.argv[1])
+say = channel.unary_unary("/test.Echo/Say")
+reply, call = say.with_call(b"hello", timeout=10)
+trailers = dict(call.trailing_metadata())
+print("reply", reply.decode(), "trailer", trailers.get("x-echo-trailer"))
+try:
+    say(b"fail", timeout=10)
+    print("no error")
+except grpc.RpcError as e:
+    print("status", e.code().name, e.details())
+"#;
+
+#[test]
+fn a_grpc_call_goes_through_end_to_end_with_its_trailers() {
+    let Some(python) = python_with("grpc") else {
+        return;
+    };
+    let mut server = Proc::spawn(
+        "gRPC server",
+        Command::new(&python).args(["-c", GRPC_SERVER]),
+        std::process::Stdio::null(),
+    );
+    let port: u16 = server.wait_output("\n").trim().parse().unwrap();
+    let yaml = format!(
+        "workers: 1\nlisteners:\n  - {{ name: web, listen: 127.0.0.1:0, mode: http, pool: grpc }}\npools:\n  - name: grpc\n    protocol: h2c\n    backends: [127.0.0.1:{port}]\n"
+    );
+    let lb = Spliced::start(&yaml);
+    let out = run_command(
+        {
+            let mut c = Command::new(&python);
+            c.args(["-c", GRPC_CLIENT, &lb.addr("web").to_string()]);
+            c
+        },
+        "",
+        WAIT,
+    );
+    let said = out.stdout.trim();
+    assert!(said.contains("reply echo:hello trailer kept"), "{said}\n{}", out.stderr);
+    assert!(
+        said.contains("status NOT_FOUND no such thing"),
+        "an error status travels in the trailers: {said}\n{}",
+        out.stderr
+    );
+}
