@@ -295,6 +295,9 @@ pub struct ListenerWorkerStats {
     /// HTTP mode: answers spliced made before any backend was involved (no
     /// route, no backend, refused requests), by status class.
     pub http_local: [AtomicU64; CODE_CLASSES],
+    /// HTTP/2 connections closed for a flood of reset streams (rapid reset)
+    /// or other abuse h2 answers with ENHANCE_YOUR_CALM.
+    pub h2_abuse_closed: AtomicU64,
     /// TLS handshakes by result ([`HANDSHAKE_RESULTS`]).
     pub tls_handshakes: [AtomicU64; HANDSHAKE_RESULTS.len()],
 }

@@ -27,7 +27,7 @@ use super::worker::{ConnGuard, Worker};
 use super::LocalExec;
 use crate::clock;
 use crate::config::RequestLimits;
-use crate::counters::{bump, unbump};
+use crate::counters::{bump, unbump, ListenerStats};
 use crate::limits::{self, ClientKey, Ticket, Verdict};
 use crate::log;
 use crate::outcome::Reject;
@@ -224,22 +224,38 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
             });
             serve_http(
                 worker,
-                TokioIo::new(Timed::new(tls, activity, timers, stats, worker.slot)),
+                TokioIo::new(Timed::new(tls, activity, timers, stats.clone(), worker.slot)),
                 info,
                 &limits,
+                &stats,
             )
             .await;
         }
         _ => {
             serve_http(
                 worker,
-                TokioIo::new(Timed::new(stream, activity, timers, stats, worker.slot)),
+                TokioIo::new(Timed::new(stream, activity, timers, stats.clone(), worker.slot)),
                 info,
                 &limits,
+                &stats,
             )
             .await
         }
     }
+}
+
+/// Whether h2 ended the connection with ENHANCE_YOUR_CALM: a rapid-reset
+/// flood (more reset streams than `max_pending_accept_reset_streams`) or
+/// another abuse it refuses to keep serving.
+fn calmed_down(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// How a TLS handshake failed.
@@ -259,8 +275,13 @@ impl From<io::Error> for Handshake {
 /// or h2c with prior knowledge) on one connection; when the drain starts,
 /// in-flight requests finish and the connection closes (h2 GOAWAY, h1
 /// `Connection: close`).
-async fn serve_http<I>(worker: &Rc<Worker>, io: I, info: ConnInfo, limits: &RequestLimits)
-where
+async fn serve_http<I>(
+    worker: &Rc<Worker>,
+    io: I,
+    info: ConnInfo,
+    limits: &RequestLimits,
+    stats: &ListenerStats,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(LocalExec);
@@ -295,6 +316,9 @@ where
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
+                    if calmed_down(&*e) {
+                        bump(&stats.worker(worker.slot).h2_abuse_closed, 1);
+                    }
                     log::debug("HTTP connection ended with an error", &[("error", &e)]);
                 }
                 return;

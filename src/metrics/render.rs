@@ -398,6 +398,10 @@ fn http(out: &mut Exposition, snapshot: &Snapshot) {
             requests.sample([&l.name, "", label], l.stats.sum(|s| &s.http_local[class]));
         }
     }
+    let mut abuse = out.family(&names::HTTP2_ABUSE_CLOSED_TOTAL);
+    for l in snapshot.listeners.iter().filter(|l| l.settings.http.is_some()) {
+        abuse.sample([&l.name], l.stats.sum(|s| &s.h2_abuse_closed));
+    }
     let mut durations = out.histogram(&names::HTTP_REQUEST_DURATION);
     for r in &routes {
         let per_worker = || {
