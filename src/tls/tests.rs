@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use rustls::AlertDescription;
 
+use super::store::Note;
 use super::testutil::*;
 use super::*;
-use super::store::Note;
 use crate::config::model::{CertFiles, ListenerTls, TlsVersion};
 
 fn listener(alpn: &[&str], min_version: TlsVersion) -> ListenerTls {
