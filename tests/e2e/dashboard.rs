@@ -113,7 +113,11 @@ fn http_traffic(
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
             i += 1;
-            let path = if i % 10 == 0 { "/status/503" } else { "/" };
+            let path = if i.is_multiple_of(10) {
+                "/status/503"
+            } else {
+                "/"
+            };
             let s = connect(addr);
             let _ = s.set_read_timeout(Some(WAIT));
             let mut w = s.try_clone().unwrap();
@@ -122,10 +126,11 @@ fn http_traffic(
                 w,
                 "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
             );
-            if sent.is_ok() && BufReader::new(s).read_to_string(&mut text).is_ok() {
-                if text.starts_with("HTTP/1.1 ") {
-                    served.fetch_add(1, Ordering::Relaxed);
-                }
+            if sent.is_ok()
+                && BufReader::new(s).read_to_string(&mut text).is_ok()
+                && text.starts_with("HTTP/1.1 ")
+            {
+                served.fetch_add(1, Ordering::Relaxed);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
