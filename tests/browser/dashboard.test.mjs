@@ -11,6 +11,11 @@
 //   SPLICED_TEST_TOKEN     the admin token; when set, the test first checks that
 //                          actions are locked without it and that a wrong token's
 //                          error is shown, then saves it
+//   SPLICED_TEST_HTTP_LISTENER  an HTTP listener with live traffic (2xx and 5xx):
+//                          its row must show the request count and rate moving
+//   SPLICED_TEST_EXPIRING  a certificate name that expires within 14 days: its
+//                          row must be highlighted
+//   SPLICED_TEST_NOT_EXPIRING  a certificate name with longer left: not highlighted
 //
 // Prints one "ok - ..." line per check and exits 0, or prints the failure and
 // exits 1. Every wait is bounded (at most 30 s each).
@@ -120,6 +125,48 @@ try {
   const bars = await pool.locator('[data-testid="timeline-bar"] .tl-seg').count();
   if (bars < 1) throw new Error("health timeline shows nothing");
   ok(`throughput chart, health timeline (${bars} segments) and traffic share (${shareSegs} backends) shown`);
+
+  // 3b. HTTP listeners: the request count and rate move; status classes and
+  //     response time are shown. Certificates: days left, highlighted when few.
+  const httpName = process.env.SPLICED_TEST_HTTP_LISTENER;
+  if (httpName) {
+    const hrow = page.locator(`[data-testid="http-row"][data-name=${cssString(httpName)}]`);
+    await hrow.waitFor();
+    const total0 = Number(await hrow.getAttribute("data-total"));
+    await page.waitForFunction(
+      ([el, before]) => Number(el.dataset.total) > before && Number(el.dataset.rps) > 0,
+      [await hrow.elementHandle(), total0], { timeout: WAIT });
+    const total1 = Number(await hrow.getAttribute("data-total"));
+    const cell = async (id) => (await hrow.locator(`[data-testid="http-${id}"]`).textContent()).trim();
+    const num = (t) => Number(t.replace(/[^0-9.]/g, ""));
+    const [c2, c5, rps, p50, p99] = [await cell("2xx"), await cell("5xx"), await cell("rps"), await cell("p50"), await cell("p99")];
+    if (!(num(c2) > 0)) throw new Error(`${httpName}: 2xx shows ${c2}`);
+    if (!(num(c5) > 0)) throw new Error(`${httpName}: 5xx shows ${c5}`);
+    if (!/\d/.test(rps) || !(num(rps) > 0)) throw new Error(`${httpName}: requests/s shows ${rps}`);
+    for (const [what, t] of [["p50", p50], ["p99", p99]]) if (!/^[0-9.]+ m?s$/.test(t)) throw new Error(`${httpName}: ${what} shows ${JSON.stringify(t)}`);
+    const chart = page.locator('[data-testid="http-chart"]');
+    await page.waitForFunction((el) => Number(el.dataset.peak) > 0, await chart.elementHandle(), { timeout: WAIT });
+    const mode = (await page.locator(`[data-testid="listener-row"][data-name=${cssString(httpName)}] [data-testid="listener-mode"]`).textContent()).trim();
+    if (mode !== "http") throw new Error(`${httpName}: listener table says mode ${mode}`);
+    ok(`HTTP listener ${httpName}: requests ${total0} → ${total1} (${rps}/s, 2xx ${c2}, 5xx ${c5}, p50 ${p50}, p99 ${p99})`);
+  }
+  const certRow = (name) => page.locator(`[data-testid="cert-row"][data-name=${cssString(name)}]`);
+  if (process.env.SPLICED_TEST_EXPIRING) {
+    const name = process.env.SPLICED_TEST_EXPIRING;
+    await certRow(name).waitFor();
+    const cls = (await certRow(name).getAttribute("class")) || "";
+    const days = (await certRow(name).locator('[data-testid="cert-days"]').textContent()).trim();
+    if (!/\bexpiring\b/.test(cls)) throw new Error(`certificate ${name} (${days} days) is not highlighted: class ${JSON.stringify(cls)}`);
+    if (!(Number(days) < 14)) throw new Error(`certificate ${name}: days left shows ${days}`);
+    ok(`certificate ${name} with ${days} days left is highlighted`);
+  }
+  if (process.env.SPLICED_TEST_NOT_EXPIRING) {
+    const name = process.env.SPLICED_TEST_NOT_EXPIRING;
+    await certRow(name).waitFor();
+    const cls = (await certRow(name).getAttribute("class")) || "";
+    if (/expir/.test(cls)) throw new Error(`certificate ${name} is highlighted: ${cls}`);
+    ok(`certificate ${name} is listed, not highlighted`);
+  }
 
   // 4. Actions: token handling, then drain (and optionally a weight) from the page.
   const row = pool.locator(`[data-testid="backend-row"][data-address=${cssString(drainAddr)}]`);

@@ -455,3 +455,120 @@ fn a_body_that_stops_arriving_is_answered_408() {
     assert!(answer.contains("did not arrive within"), "{answer}");
     assert_eq!(http_get(admin, "/ready").0, 200);
 }
+
+/// One HTTP/1.1 request on its own connection; the status.
+fn http_status(addr: SocketAddr, host: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn pools_view_shows_http_listeners_their_requests_and_the_certificates() {
+    let web = crate::http_backend::HttpBackend::start("web");
+    let lb = Spliced::start(&format!(
+        "workers: 2
+admin:
+  listen: 127.0.0.1:0
+tls:
+  - {{ name: main, self_signed: [localhost], default: localhost }}
+listeners:
+  - name: site
+    listen: 127.0.0.1:0
+    mode: http
+    routes:
+      - match: {{ path_prefix: /app/ }}
+        pool: web
+      - match: {{ path_prefix: /status/ }}
+        pool: web
+  - name: secure
+    listen: 127.0.0.1:0
+    mode: http
+    tls: {{ store: main, alpn: [http/1.1], min_version: \"1.3\" }}
+    pool: web
+  - {{ name: raw, listen: 127.0.0.1:0, pool: web }}
+pools:
+  - name: web
+    backends: [\"{}\"]
+",
+        web.addr
+    ));
+    let admin = lb.admin.unwrap();
+    let site = lb.addr("site");
+    for _ in 0..3 {
+        assert_eq!(http_status(site, "localhost", "/app/x"), 200);
+    }
+    assert_eq!(http_status(site, "localhost", "/status/503"), 503);
+    // No route and no default pool: spliced's own 404.
+    assert_eq!(http_status(site, "localhost", "/elsewhere"), 404);
+    let url = format!("https://localhost:{}/", lb.addr("secure").port());
+    let resolve = format!("localhost:{}:127.0.0.1", lb.addr("secure").port());
+    assert_eq!(
+        crate::http::curl(&["-k", "--resolve", &resolve, &url]).status,
+        200
+    );
+
+    let (code, body) = http_get(admin, "/api/v1/pools");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listener = |name: &str| {
+        v["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no listener {name}: {v}"))
+            .clone()
+    };
+    let (s, t, raw) = (listener("site"), listener("secure"), listener("raw"));
+    assert_eq!(raw["mode"], "tcp", "{raw}");
+    assert!(raw.get("requests").is_none(), "{raw}");
+    assert_eq!(s["mode"], "http", "{s}");
+    assert_eq!(s["tls"], serde_json::Value::Null, "{s}");
+    assert_eq!(s["routes"][0]["path_prefix"], "/app/", "{s}");
+    assert_eq!(s["routes"][0]["pool"], "web", "{s}");
+    assert_eq!(s["requests"]["2xx"], 3, "{s}");
+    assert_eq!(s["requests"]["5xx"], 1, "{s}");
+    assert_eq!(s["requests"]["4xx"], 1, "{s}");
+    assert_eq!(s["requests"]["total"], 5, "{s}");
+    assert_eq!(s["local_responses"]["4xx"], 1, "{s}");
+    assert_eq!(s["latency"]["count"], 4, "{s}");
+    assert!(s["latency"]["p99_seconds"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["latency"]["mean_seconds"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(s["tls_handshakes"], serde_json::Value::Null, "{s}");
+
+    assert_eq!(t["tls"]["store"], "main", "{t}");
+    assert_eq!(t["tls"]["alpn"], serde_json::json!(["http/1.1"]), "{t}");
+    assert_eq!(t["tls"]["min_version"], "1.3", "{t}");
+    assert_eq!(t["tls_handshakes"]["ok"], 1, "{t}");
+    assert_eq!(t["tls_handshakes"]["failed"], 0, "{t}");
+    assert_eq!(t["requests"]["2xx"], 1, "{t}");
+
+    let b = backend_json(&v, &web.addr.to_string());
+    assert_eq!(b["http_responses"]["site"]["2xx"], 3, "{b}");
+    assert_eq!(b["http_responses"]["site"]["5xx"], 1, "{b}");
+    assert_eq!(b["http_responses"]["secure"]["total"], 1, "{b}");
+
+    let store = &v["tls_stores"][0];
+    assert_eq!(store["name"], "main", "{v}");
+    let cert = &store["certs"][0];
+    assert_eq!(cert["names"], serde_json::json!(["localhost"]), "{store}");
+    assert_eq!(cert["source"], "self_signed", "{store}");
+    assert!(cert["not_after_unix"].as_i64().unwrap() > 0, "{store}");
+    let not_after = cert["not_after"].as_str().unwrap();
+    assert!(
+        not_after.ends_with('Z') && not_after.as_bytes()[10] == b'T',
+        "{not_after}"
+    );
+    assert_eq!(cert["sha256"].as_str().unwrap().len(), 95, "{store}");
+}

@@ -2,7 +2,9 @@
 //! by playwright-core (tests/browser/dashboard.test.mjs) against spliced with
 //! real backends and live traffic. The page must load, list every backend, draw
 //! the traffic, and drain a backend from a click; this side then checks over
-//! the API and with new connections that the drain took effect. Leaves a
+//! the API and with new connections that the drain took effect. An HTTP
+//! listener with live requests must show its request count and rate moving,
+//! and a certificate 5 days from expiry must be highlighted. Leaves a
 //! screenshot at target/dashboard.png.
 
 use std::collections::HashMap;
@@ -99,6 +101,73 @@ fn traffic(
     vec![short, long]
 }
 
+/// Plain HTTP/1.1 requests to an HTTP listener, one connection each, every
+/// tenth answered 503 by the backend, until `stop` (or a bound).
+fn http_traffic(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    let deadline = Instant::now() + BROWSER_RUN + WAIT;
+    std::thread::spawn(move || {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            i += 1;
+            let path = if i.is_multiple_of(10) {
+                "/status/503"
+            } else {
+                "/"
+            };
+            let s = connect(addr);
+            let _ = s.set_read_timeout(Some(WAIT));
+            let mut w = s.try_clone().unwrap();
+            let mut text = String::new();
+            let sent = write!(
+                w,
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            );
+            if sent.is_ok()
+                && BufReader::new(s).read_to_string(&mut text).is_ok()
+                && text.starts_with("HTTP/1.1 ")
+            {
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
+/// A certificate for `name` that expires in `days` days (from the openssl
+/// command line), or `None` where openssl is missing.
+fn short_lived_cert(dir: &Path, name: &str, days: u32) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("soon.pem"), dir.join("soon.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={name}"),
+        ])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    matches!(status, Ok(s) if s.success()).then_some((cert, key))
+}
+
 fn read_to_end(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -135,17 +204,42 @@ fn dashboard_in_a_real_browser_shows_live_traffic_and_drains_a_backend() {
         .map(|(addr, n)| (addr.to_string(), *n))
         .collect();
 
+    let site = crate::http_backend::HttpBackend::start("site");
+
     let dir = temp_dir();
     let token_file = dir.join("admin.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    // A certificate 5 days from expiry, which the page must highlight.
+    let soon = short_lived_cert(&dir, "soon.example", 5);
+    let certs = soon.as_ref().map_or(String::new(), |(c, k)| {
+        format!(
+            "    certs: [{{ cert: {}, key: {} }}]\n",
+            c.display(),
+            k.display()
+        )
+    });
     let config = format!(
         "workers: 2
 admin:
   listen: 127.0.0.1:0
   token_file: {token}
+tls:
+  - name: main
+    self_signed: [localhost]
+{certs}    default: localhost
 listeners:
   - {{ name: web, listen: 127.0.0.1:0, pool: web, retries: 2 }}
+  - name: site
+    listen: 127.0.0.1:0
+    mode: http
+    pool: site
+    routes:
+      - match: {{ path_prefix: /status/ }}
+        pool: site
+  - {{ name: secure, listen: 127.0.0.1:0, mode: http, tls: {{ store: main }}, pool: site }}
 pools:
+  - name: site
+    backends: [\"{site}\"]
   - name: web
     algorithm: round_robin
     health_check: {{ kind: tcp, interval: 500ms, timeout: 300ms, rise: 2, fall: 2 }}
@@ -159,6 +253,7 @@ pools:
         a = a.addr,
         b = b.addr,
         c = c.addr,
+        site = site.addr,
     );
     let lb = Spliced::start(&config);
     let admin = lb.admin.expect("admin listener");
@@ -166,9 +261,15 @@ pools:
 
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicU64::new(0));
-    let threads = traffic(addr, stop.clone(), served.clone());
+    let mut threads = traffic(addr, stop.clone(), served.clone());
+    let http_served = Arc::new(AtomicU64::new(0));
+    threads.push(http_traffic(
+        lb.addr("site"),
+        stop.clone(),
+        http_served.clone(),
+    ));
     wait_until("traffic flowing through spliced", || {
-        served.load(Ordering::Relaxed) > 20
+        served.load(Ordering::Relaxed) > 20 && http_served.load(Ordering::Relaxed) > 20
     });
 
     let screenshot = root().join("target/dashboard.png");
@@ -189,6 +290,12 @@ pools:
         .env("SPLICED_TEST_DRAIN", a.addr.to_string())
         .env("SPLICED_TEST_WEIGHT", format!("{}=3", b.addr))
         .env("SPLICED_TEST_TOKEN", TOKEN)
+        .env("SPLICED_TEST_HTTP_LISTENER", "site")
+        .env(
+            "SPLICED_TEST_EXPIRING",
+            if soon.is_some() { "soon.example" } else { "" },
+        )
+        .env("SPLICED_TEST_NOT_EXPIRING", "localhost")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -234,6 +341,15 @@ pools:
     assert_eq!(drained["drain"], true, "{drained}");
     assert_eq!(drained["state"], "draining", "{drained}");
     assert_eq!(backend_json(&api, &b.addr.to_string())["weight"], 3);
+    let http = api["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "site")
+        .expect("the HTTP listener in the API answer");
+    assert_eq!(http["mode"], "http", "{http}");
+    assert!(http["requests"]["2xx"].as_u64().unwrap() > 0, "{http}");
+    assert!(http["requests"]["5xx"].as_u64().unwrap() > 0, "{http}");
 
     // ...and new connections avoid the drained backend.
     let mut answered: HashMap<String, u32> = HashMap::new();

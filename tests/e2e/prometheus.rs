@@ -503,6 +503,10 @@ fn every_alert_has_severity_annotations_and_a_unit_test_that_fires_it() {
         "SplicedRejectingConnections",
         "SplicedPipePoolExhausted",
         "SplicedAcceptResourceErrors",
+        "SplicedHttp5xxRatioHigh",
+        "SplicedTlsHandshakeFailuresHigh",
+        "SplicedCertificateExpiringSoon",
+        "SplicedCertificateExpiryCritical",
     ] {
         assert!(alerts.contains(required), "alerts.yml lacks {required}");
     }
@@ -757,6 +761,11 @@ fn the_grafana_dashboard_is_laid_out_and_templated() {
         "health check results",
         "config reloads",
         "idle timeouts and resource errors",
+        "http requests/s by listener and code class",
+        "http 5xx ratio",
+        "http response time",
+        "tls handshakes by result",
+        "days to certificate expiry",
     ] {
         assert!(titles.contains(want), "no panel {want:?}: {titles:?}");
     }

@@ -23,11 +23,13 @@ use super::guard::{self, BodyKind};
 use super::{Request, Response};
 use crate::balance::WEIGHT_SCALE;
 use crate::clock;
-use crate::config::{self, BackendConfig, Config, HealthKind};
+use crate::config::{self, BackendConfig, Config, HealthKind, HttpListener};
 use crate::control::reload::{self, ReloadError};
 use crate::control::State;
+use crate::counters::{CODE_CLASSES, CONNECT_BUCKETS_US, HANDSHAKE_RESULTS, LISTENER_SLOTS};
 use crate::metrics;
 use crate::outcome::Reject;
+use crate::snapshot::{Listener, Snapshot};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -186,9 +188,10 @@ fn pools_json(state: &State) -> Value {
                 .iter()
                 .find(|b| b.id == l.id)
                 .map(|b| b.addr.to_string());
-            json!({
+            let mut v = json!({
                 "name": l.name,
                 "listen": addr,
+                "mode": if l.settings.http.is_some() { "http" } else { "tcp" },
                 "pool": l.pool.map(|p| snapshot.pools[p].name.as_str()),
                 "active": l.stats.active.load(Ordering::Relaxed),
                 "accepted": l.stats.sum(|s| &s.accepted),
@@ -197,14 +200,31 @@ fn pools_json(state: &State) -> Value {
                     .map(|r| (r.as_str().to_string(), json!(l.stats.sum(|s| &s.rejected[r.index()]))))
                     .collect::<serde_json::Map<String, Value>>(),
                 "fail_open": l.stats.sum(|s| &s.fail_open),
-            })
+            });
+            if let (Some(http), Value::Object(map)) = (l.settings.http.as_deref(), &mut v) {
+                map.extend(http_listener_json(&snapshot, &inner.config, l, http));
+            }
+            v
+        })
+        .collect();
+    // Which HTTP listeners send traffic to each pool (for the per-backend,
+    // per-listener response counts).
+    let http_routes: Vec<(usize, &str, usize)> = snapshot
+        .listeners
+        .iter()
+        .filter(|l| l.settings.http.is_some())
+        .flat_map(|l| {
+            listener_pools(l)
+                .into_iter()
+                .map(move |p| (p, l.name.as_str(), l.metrics_slot))
         })
         .collect();
     let pools: Vec<Value> = snapshot
         .pools
         .iter()
         .zip(&inner.config.pools)
-        .map(|(p, pc)| {
+        .enumerate()
+        .map(|(pi, (p, pc))| {
             let backends: Vec<Value> = p
                 .backends
                 .iter()
@@ -222,7 +242,7 @@ fn pools_json(state: &State) -> Value {
                         "up"
                     };
                     let s = &b.stats;
-                    json!({
+                    let mut v = json!({
                         "address": b.name,
                         "resolved": b.addr.to_string(),
                         "weight": b.weight,
@@ -244,7 +264,19 @@ fn pools_json(state: &State) -> Value {
                             + s.sum(|w| &w.connect_errors_other),
                         "checks_ok": s.checks_ok.load(Ordering::Relaxed),
                         "checks_failed": s.checks_failed.load(Ordering::Relaxed),
-                    })
+                    });
+                    let http: serde_json::Map<String, Value> = http_routes
+                        .iter()
+                        .filter(|(pool, _, _)| *pool == pi)
+                        .map(|(_, listener, slot)| {
+                            let classes = by_class(|c| s.sum_route(*slot, |r| &r.http_responses[c]));
+                            (listener.to_string(), classes_json(&classes))
+                        })
+                        .collect();
+                    if let (false, Value::Object(map)) = (http.is_empty(), &mut v) {
+                        map.insert("http_responses".into(), Value::Object(http));
+                    }
+                    v
                 })
                 .collect();
             let health = pc.health_check.as_ref().map(|h| {
@@ -272,8 +304,199 @@ fn pools_json(state: &State) -> Value {
         "token_required": inner.token.is_some(),
         "listeners": listeners,
         "pools": pools,
+        "tls_stores": tls_stores_json(&snapshot),
         "events": state.events.recent(),
     })
+}
+
+/// The pools an HTTP (or TCP) listener sends traffic to: its default pool,
+/// then its routes' pools, each once (as the metrics count them).
+fn listener_pools(l: &Listener) -> Vec<usize> {
+    let sni = l.settings.sni_routes.iter().map(|r| r.pool.0);
+    let http = l
+        .settings
+        .http
+        .iter()
+        .flat_map(|h| h.routes.iter().map(|r| r.pool.0));
+    let mut pools: Vec<usize> = Vec::new();
+    for p in l.pool.into_iter().chain(sni).chain(http) {
+        if !pools.contains(&p) {
+            pools.push(p);
+        }
+    }
+    pools
+}
+
+/// One value per status class, from `f(class index)`.
+fn by_class(f: impl Fn(usize) -> u64) -> [u64; CODE_CLASSES] {
+    std::array::from_fn(f)
+}
+
+/// `{"1xx": n, ..., "5xx": n, "total": n}`.
+fn classes_json(classes: &[u64; CODE_CLASSES]) -> Value {
+    let mut map: serde_json::Map<String, Value> = CODE_CLASS_LABELS
+        .iter()
+        .zip(classes)
+        .map(|(label, n)| (label.to_string(), json!(n)))
+        .collect();
+    map.insert("total".into(), json!(classes.iter().sum::<u64>()));
+    Value::Object(map)
+}
+
+/// The `code_class` label of each status-class index (as /metrics has it).
+const CODE_CLASS_LABELS: [&str; CODE_CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The keys an HTTP listener adds to its `/api/v1/pools` entry: its TLS
+/// settings, routes, responses by status class (the backends' answers
+/// through it plus its own), backend response time and TLS handshakes.
+fn http_listener_json(
+    snapshot: &Snapshot,
+    config: &Config,
+    l: &Listener,
+    http: &HttpListener,
+) -> serde_json::Map<String, Value> {
+    let pool_name = |p: usize| snapshot.pools.get(p).map(|p| p.name.as_str());
+    let tls = http.tls.as_ref().map(|t| {
+        let store = l
+            .tls_store
+            .as_ref()
+            .map(|s| s.current().name().to_string())
+            .or_else(|| config.tls.get(t.store).map(|s| s.name.clone()));
+        json!({"store": store, "alpn": t.alpn, "min_version": t.min_version.as_str()})
+    });
+    let routes: Vec<Value> = http
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "host": r.host.as_ref().map(|h| h.to_string()),
+                "path_prefix": r.path_prefix,
+                "pool": pool_name(r.pool.0),
+            })
+        })
+        .collect();
+    let pools = listener_pools(l);
+    let backends = || {
+        pools
+            .iter()
+            .filter_map(|&p| snapshot.pools.get(p))
+            .flat_map(|p| p.backends.iter())
+    };
+    let slot = l.metrics_slot;
+    let proxied = by_class(|c| {
+        backends()
+            .map(|b| b.stats.sum_route(slot, |r| &r.http_responses[c]))
+            .sum()
+    });
+    let local = by_class(|c| l.stats.sum(|s| &s.http_local[c]));
+    let all = by_class(|c| proxied[c] + local[c]);
+    let latency = {
+        let histograms = || {
+            backends().flat_map(|b| {
+                (0..b.stats.workers()).map(move |w| {
+                    &b.stats.worker(w).by_listener[slot % LISTENER_SLOTS].http_duration
+                })
+            })
+        };
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let buckets: Vec<u64> = (0..CONNECT_BUCKETS_US.len())
+            .map(|i| histograms().map(|h| load(&h.buckets[i])).sum())
+            .collect();
+        let overflow: u64 = histograms().map(|h| load(&h.overflow)).sum();
+        let count: u64 = histograms().map(|h| load(&h.count)).sum();
+        let sum_us: u64 = histograms().map(|h| load(&h.sum_us)).sum();
+        latency_json(&CONNECT_BUCKETS_US, &buckets, overflow, count, sum_us)
+    };
+    let handshakes = l.server_config.as_ref().map(|_| {
+        HANDSHAKE_RESULTS
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.to_string(), json!(l.stats.sum(|s| &s.tls_handshakes[i]))))
+            .collect::<serde_json::Map<String, Value>>()
+    });
+    let mut map = serde_json::Map::new();
+    map.insert("tls".into(), json!(tls));
+    map.insert("redirect_https".into(), json!(http.redirect_https));
+    map.insert("routes".into(), json!(routes));
+    map.insert("requests".into(), classes_json(&all));
+    map.insert("local_responses".into(), classes_json(&local));
+    map.insert("latency".into(), latency);
+    map.insert("tls_handshakes".into(), json!(handshakes));
+    map
+}
+
+/// A response-time histogram as the dashboard reads it: the bucket bounds
+/// and per-bucket (not cumulative) counts, so rates over a window can be
+/// taken from two polls, plus the mean and p50/p99 since start, estimated
+/// as Prometheus' `histogram_quantile` does (linear within a bucket).
+fn latency_json(
+    bounds_us: &[u64],
+    buckets: &[u64],
+    overflow: u64,
+    count: u64,
+    sum_us: u64,
+) -> Value {
+    let q = |q: f64| quantile(bounds_us, buckets, overflow, q).map(|us| us / 1e6);
+    json!({
+        "count": count,
+        "sum_seconds": sum_us as f64 / 1e6,
+        "mean_seconds": (count > 0).then(|| sum_us as f64 / 1e6 / count as f64),
+        "p50_seconds": q(0.5),
+        "p99_seconds": q(0.99),
+        "bounds_seconds": bounds_us.iter().map(|&b| b as f64 / 1e6).collect::<Vec<_>>(),
+        "buckets": buckets,
+        "overflow": overflow,
+    })
+}
+
+/// The `q` quantile (µs) of a fixed-bucket histogram, interpolated linearly
+/// within its bucket (the first from 0); values past the last bound count as
+/// that bound. `None` without observations.
+fn quantile(bounds_us: &[u64], buckets: &[u64], overflow: u64, q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum::<u64>() + overflow;
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    let mut lower = 0.0;
+    for (&bound, &n) in bounds_us.iter().zip(buckets) {
+        let upper = bound as f64;
+        if n > 0 && (below + n) as f64 >= rank {
+            return Some(lower + (upper - lower) * ((rank - below as f64) / n as f64));
+        }
+        below += n;
+        lower = upper;
+    }
+    bounds_us.last().map(|&b| b as f64)
+}
+
+/// Every certificate store with what it serves now.
+fn tls_stores_json(snapshot: &Snapshot) -> Vec<Value> {
+    snapshot
+        .tls_stores
+        .iter()
+        .map(|store| {
+            let current = store.current();
+            let certs: Vec<Value> = current
+                .certs()
+                .into_iter()
+                .map(|c| {
+                    let ms = u64::try_from(c.not_after_unix)
+                        .unwrap_or(0)
+                        .saturating_mul(1000);
+                    json!({
+                        "names": c.names,
+                        "not_after": crate::log::rfc3339(ms),
+                        "not_after_unix": c.not_after_unix,
+                        "sha256": c.fingerprint_sha256,
+                        "source": c.source,
+                    })
+                })
+                .collect();
+            json!({"name": current.name(), "certs": certs})
+        })
+        .collect()
 }
 
 fn reload_error(e: ReloadError) -> Response {
@@ -606,6 +829,36 @@ mod tests {
         assert_eq!(percent_decode("plain"), "plain");
         assert_eq!(percent_decode("bad%zz"), "bad%zz");
         assert_eq!(percent_decode("trail%4"), "trail%4");
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets_like_prometheus() {
+        let bounds = [1_000, 2_000, 4_000];
+        assert_eq!(quantile(&bounds, &[0, 0, 0], 0, 0.5), None);
+        // 10 at (0,1ms], 10 at (1,2ms]: the median is the first bucket's top.
+        assert_eq!(quantile(&bounds, &[10, 10, 0], 0, 0.5), Some(1_000.0));
+        // p75: halfway into the second bucket.
+        assert_eq!(quantile(&bounds, &[10, 10, 0], 0, 0.75), Some(1_500.0));
+        // Empty buckets below are skipped: all in (2,4ms], median 3ms.
+        assert_eq!(quantile(&bounds, &[0, 0, 4], 0, 0.5), Some(3_000.0));
+        // Past every bound: the last bound.
+        assert_eq!(quantile(&bounds, &[1, 0, 0], 9, 0.99), Some(4_000.0));
+        let v = latency_json(&bounds, &[2, 0, 0], 0, 2, 1_000);
+        assert_eq!(v["mean_seconds"], 0.0005);
+        assert_eq!(v["p50_seconds"], 0.0005);
+        assert_eq!(v["bounds_seconds"][2], 0.004);
+        assert_eq!(
+            latency_json(&bounds, &[0; 3], 0, 0, 0)["mean_seconds"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn status_classes_have_their_labels_and_a_total() {
+        let v = classes_json(&[0, 5, 1, 2, 3]);
+        assert_eq!(v["2xx"], 5);
+        assert_eq!(v["5xx"], 3);
+        assert_eq!(v["total"], 11);
     }
 
     #[test]
