@@ -224,7 +224,13 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
             });
             serve_http(
                 worker,
-                TokioIo::new(Timed::new(tls, activity, timers, stats.clone(), worker.slot)),
+                TokioIo::new(Timed::new(
+                    tls,
+                    activity,
+                    timers,
+                    stats.clone(),
+                    worker.slot,
+                )),
                 info,
                 &limits,
                 &stats,
@@ -234,7 +240,13 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
         _ => {
             serve_http(
                 worker,
-                TokioIo::new(Timed::new(stream, activity, timers, stats.clone(), worker.slot)),
+                TokioIo::new(Timed::new(
+                    stream,
+                    activity,
+                    timers,
+                    stats.clone(),
+                    worker.slot,
+                )),
                 info,
                 &limits,
                 &stats,

@@ -399,7 +399,11 @@ fn http(out: &mut Exposition, snapshot: &Snapshot) {
         }
     }
     let mut abuse = out.family(&names::HTTP2_ABUSE_CLOSED_TOTAL);
-    for l in snapshot.listeners.iter().filter(|l| l.settings.http.is_some()) {
+    for l in snapshot
+        .listeners
+        .iter()
+        .filter(|l| l.settings.http.is_some())
+    {
         abuse.sample([&l.name], l.stats.sum(|s| &s.h2_abuse_closed));
     }
     let mut durations = out.histogram(&names::HTTP_REQUEST_DURATION);

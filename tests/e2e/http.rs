@@ -630,10 +630,90 @@ fn a_grpc_call_goes_through_end_to_end_with_its_trailers() {
         WAIT,
     );
     let said = out.stdout.trim();
-    assert!(said.contains("reply echo:hello trailer kept"), "{said}\n{}", out.stderr);
+    assert!(
+        said.contains("reply echo:hello trailer kept"),
+        "{said}\n{}",
+        out.stderr
+    );
     assert!(
         said.contains("status NOT_FOUND no such thing"),
         "an error status travels in the trailers: {said}\n{}",
         out.stderr
+    );
+}
+
+const RAPID_RESET: &str = r#"
+import socket, sys, h2.connection, h2.config, h2.events
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+s.sendall(c.data_to_send())
+headers = [(":method", "GET"), (":path", "/delay/200"), (":scheme", "http"), (":authority", "x")]
+sent = 0
+try:
+    for i in range(5000):
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, headers, end_stream=True)
+        c.reset_stream(sid)
+        sent += 1
+        if i % 100 == 99:
+            s.sendall(c.data_to_send())
+    s.sendall(c.data_to_send())
+except Exception as e:
+    pass
+code = None
+try:
+    while True:
+        data = s.recv(65536)
+        if not data:
+            break
+        for ev in c.receive_data(data):
+            if isinstance(ev, h2.events.ConnectionTerminated):
+                code = int(ev.error_code)
+        out = c.data_to_send()
+        if out:
+            s.sendall(out)
+except Exception:
+    pass
+print("goaway", code, "sent", sent)
+"#;
+
+#[test]
+fn an_http2_rapid_reset_flood_ends_that_connection_and_is_counted() {
+    let Some(python) = python_with("h2") else {
+        return;
+    };
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let lb = Spliced::start(&config(&a, &b, "pool: a", ""));
+    let web = lb.addr("web");
+    let out = run_command(
+        {
+            let mut c = Command::new(&python);
+            c.args(["-c", RAPID_RESET, &web.to_string()]);
+            c
+        },
+        "",
+        WAIT,
+    );
+    assert!(
+        out.stdout.contains("goaway 11"),
+        "h2 answers the flood with GOAWAY ENHANCE_YOUR_CALM: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    wait_until("the flood is counted", || {
+        lb.metric("spliced_http2_abuse_closed_total", &[("listener", "web")]) >= 1.0
+    });
+    assert!(
+        a.requests() < 1000,
+        "most reset streams never reached the backend: {}",
+        a.requests()
+    );
+    // Everyone else is still served.
+    assert_eq!(
+        curl(&["--http2-prior-knowledge", &url(web, "/")]).status,
+        200
     );
 }
