@@ -29,7 +29,7 @@ use super::{answer, route, tunnel, Body};
 use crate::balance::{self, Backend, Choice, PickContext};
 use crate::clock;
 use crate::config::{HttpListener, UpstreamProtocol};
-use crate::counters::{bump, code_class, unbump};
+use crate::counters::{bump, code_class, unbump, BACKEND_TO_CLIENT, CLIENT_TO_BACKEND};
 use crate::session::MAX_ATTEMPTS;
 use crate::snapshot::{Listener, Pool, Snapshot, UpstreamTls};
 
@@ -174,6 +174,7 @@ impl Pending<'_> {
         } else {
             pool.protocol
         };
+        let request_bytes = content_length(&req).unwrap_or(0);
         let mut req = self.rewrite(req, host.as_deref(), protocol, upgrade);
 
         let mut tried = [0u32; MAX_ATTEMPTS];
@@ -215,6 +216,10 @@ impl Pending<'_> {
             attempts += 1;
             let backend = &pool.backends[index];
             let flight = InFlight::start(self.worker, backend, self.listener.metrics_slot);
+            if attempts == 1 {
+                // The body's length as declared (a chunked body counts 0).
+                flight.bytes(CLIENT_TO_BACKEND, request_bytes);
+            }
             let sender = match self
                 .sender(backend, protocol, pool.upstream_tls.as_ref(), upgrade)
                 .await
@@ -263,7 +268,7 @@ impl Pending<'_> {
                     return resp.map(|body| {
                         Tracked {
                             inner: body.map_err(Into::into).boxed_unsync(),
-                            _flight: flight,
+                            flight,
                         }
                         .boxed_unsync()
                     });
@@ -533,6 +538,14 @@ impl InFlight {
         }
     }
 
+    /// Counts bytes of a request or response body (`dir`: a
+    /// `counters::CLIENT_TO_BACKEND`-style index) to this backend.
+    fn bytes(&self, dir: usize, n: u64) {
+        let w = self.backend.stats.worker(self.worker);
+        bump(&w.bytes[dir], n);
+        bump(&w.by_listener[self.slot].bytes[dir], n);
+    }
+
     /// Counts the response status and the time to its headers.
     fn observe(&self, status: StatusCode, started: Instant) {
         let route = &self.backend.stats.worker(self.worker).by_listener[self.slot];
@@ -554,7 +567,7 @@ impl Drop for InFlight {
 /// A response body that keeps its request counted in flight until it ends.
 struct Tracked {
     inner: Body,
-    _flight: InFlight,
+    flight: InFlight,
 }
 
 impl hyper::body::Body for Tracked {
@@ -565,7 +578,13 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.flight.bytes(BACKEND_TO_CLIENT, data.len() as u64);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

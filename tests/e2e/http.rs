@@ -200,6 +200,11 @@ fn http1_backend_connections_are_kept_alive_and_reused() {
         assert_eq!(curl(&[&url(web, "/")]).status, 200);
     }
     assert_eq!(a.requests(), 20);
+    let served = lb.metric(
+        "spliced_bytes_total",
+        &[("listener", "web"), ("pool", "a"), ("direction", "backend_to_client")],
+    );
+    assert!(served >= 20.0 * 100.0, "response bytes are counted per backend: {served}");
     assert!(
         a.connections() <= 2,
         "sequential requests reuse a kept-alive backend connection (one per worker at most), got {}",
