@@ -28,15 +28,16 @@ import time
 
 from lib import backends, procs, rounds
 from lib.backends import start_backends
-from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR, HERE, IPERF_TESTS, LOAD_CPUS,
-                       OUT, REPS, SMALL_BODY, SMOKE, SPLICED_BIN, SPLICED_BIN_B, TARGETS, TCP_TESTS, TESTS,
-                       WRK_TESTS, log)
+from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR, H2LOAD_TESTS, HERE, HTTPS_TARGETS,
+                       HTTPS_TESTS,
+                       IPERF_TESTS, LOAD_CPUS, OUT, REPS, SMALL_BODY, SMOKE, SPLICED_BIN, SPLICED_BIN_B, TARGETS,
+                       TCP_TESTS, TESTS, WRK_TESTS, log)
 from lib.measure import cpu_list, spliced_metrics
 from lib.meta import run_meta
 from lib.procs import cleanup, have, have_tcpload, on_signal, raise_sysctls
 from lib.publish import make_charts, publish, rerender
 from lib.report import report
-from lib.targets import TARGET_PORTS, admin_port, kind, start_balancer, target_available
+from lib.targets import TARGET_PORTS, admin_port, has_https, kind, setup_tls, start_balancer, target_available
 
 
 def runnable(asked_targets, asked_tests):
@@ -51,6 +52,12 @@ def runnable(asked_targets, asked_tests):
     tests = [t for t in ALL_TESTS if t in asked_tests]  # canonical order: idle last, maxconn after the rounds
     if not have("wrk") and any(t in WRK_TESTS for t in tests):
         raise SystemExit("wrk is not installed (bench/run.sh installs it)")
+    if not have("h2load") and any(t in H2LOAD_TESTS for t in tests):
+        raise SystemExit("h2load is not installed (apt-get install nghttp2-client; bench/run.sh installs it)")
+    if not have("wrk") and "https-new" in tests:
+        raise SystemExit("wrk is not installed (bench/run.sh installs it)")
+    if not have("openssl") and any(t in HTTPS_TESTS for t in tests):
+        raise SystemExit("openssl is not installed (it makes the HTTPS tests' certificate)")
     if not have("iperf3"):
         skipped = [t for t in tests if t in IPERF_TESTS]
         if skipped:
@@ -72,6 +79,9 @@ def runnable(asked_targets, asked_tests):
     if "maxconn" in tests and not target_available("spliced")[0]:
         log("no spliced binary: skipping maxconn")
         tests.remove("maxconn")
+    if any(t in HTTPS_TESTS for t in tests) and not any(t in HTTPS_TARGETS for t in targets):
+        log(f"no target with an https frontend ({' '.join(HTTPS_TARGETS)}): skipping the HTTPS tests")
+        tests = [t for t in tests if t not in HTTPS_TESTS]
     if not targets or not tests:
         raise SystemExit("nothing to run")
     return targets, tests
@@ -134,6 +144,8 @@ def main():
         os.sched_setaffinity(0, set(cpu_list(LOAD_CPUS)))
     targets, tests = runnable(TARGETS, TESTS)
     run, www, spliced_bin, spliced_bins, with_spliced = prepare_run_dir(targets, tests)
+    if any(t in HTTPS_TESTS for t in tests):
+        setup_tls(run)  # before the balancers start: it gives the HTTPS_TARGETS their https frontend
     meta = run_meta(targets, tests, ncpu, spliced_bin, spliced_bins, with_spliced)
     log(f"out: {OUT}; targets: {' '.join(targets)}; tests: {' '.join(tests)}; {REPS} rounds × {DUR} s")
     log(f"load average now: {meta['loadavg_start']}")
@@ -164,7 +176,11 @@ def main():
                         if test == "maxconn":
                             continue
                         for target in order:
-                            if test == "idle":
+                            if test in HTTPS_TESTS and not has_https(target):
+                                continue
+                            if test == "https-idle":
+                                rounds.run_https_idle(ctx, target, rnd)
+                            elif test == "idle":
                                 if target != "direct":
                                     rounds.run_idle(ctx, target, rnd)
                             else:

@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -259,6 +260,57 @@ def http_get(port, path, timeout=5.0):
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
     return status, body
+
+
+def tls_client_context(alpn=("http/1.1",)):
+    """A TLS 1.3 client context that does not verify (the bench's certificate is
+    self-signed) and offers `alpn`."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def https_get(port, path, ctx, session=None, timeout=5.0):
+    """One HTTP/1.1 GET over TLS with Connection: close, resuming `session` if given.
+    -> (status, body, session to resume next, whether this one was resumed, ALPN)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLZeroReturnError:
+                    break
+                except ssl.SSLError as e:  # a close without close_notify, after the body
+                    if data:
+                        break
+                    raise OSError(f"TLS: {e}") from e
+                if not chunk:
+                    break
+                data += chunk
+            # The TLS 1.3 ticket arrives after the handshake: it is there once data was read.
+            sess, reused, alpn = s.session, s.session_reused, s.selected_alpn_protocol()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if b"transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    return status, body, sess, reused, alpn
+
+
+def dechunk(body):
+    out = b""
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size.split(b";")[0] or b"0", 16)
+        if n == 0:
+            break
+        out += rest[:n]
+        body = rest[n + 2:]
+    return out
 
 
 def echo_roundtrip(sock, size=16):
