@@ -21,6 +21,7 @@ runs in its own session/process group and is killed on exit.
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -160,6 +161,11 @@ def main():
         for t in targets:
             if t != "direct":
                 ctx["balancers"][t] = start_balancer(t, run, spliced_bins)
+        if "spliced" in ctx["balancers"]:
+            # spliced's start line says which data-plane engine and TLS provider it runs.
+            with open(os.path.join(run, "spliced.log"), errors="replace") as f:
+                start = next((line for line in f if " spliced started " in line), "")
+            meta["spliced_start"] = {k: v for k, v in re.findall(r"(engine|tls_provider)=(\S+)", start)}
         # The ports the kernel gave (spliced gets new ones at each restart: the
         # command lines in raw/ and the logs in run/ say which).
         meta["ports"] = {"backend_http": list(backends.BACKEND_PORTS), "backend_echo": list(backends.ECHO_PORTS),

@@ -358,11 +358,14 @@ METRICS_KEPT = (
     "spliced_accept_resource_errors_total",
     "spliced_active_connections",
     "spliced_idle_timeouts_total",
+    "spliced_http_requests_total",
+    "spliced_tls_handshakes_total",
 )
 
 
-def spliced_metrics(port, by_label="mode"):
-    """Selected spliced counters summed over labels but `by_label`: {name{value}: sum}
+def spliced_metrics(port, by_label="mode|code_class|result"):
+    """Selected spliced counters summed over labels but `by_label` (a regex alternation
+    of label names: the first one a sample has counts): {name{value}: sum}
     (port: a spliced admin API's; targets.admin_port says which)."""
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
@@ -379,7 +382,7 @@ def spliced_metrics(port, by_label="mode"):
         name, labels, value = m.group(1), m.group(2) or "", m.group(3)
         if name not in METRICS_KEPT:
             continue
-        lab = re.search(by_label + r'="([^"]*)"', labels)
+        lab = re.search(r'(?:' + by_label + r')="([^"]*)"', labels)
         key = f"{name}{{{lab.group(1)}}}" if lab else name
         try:
             out[key] = out.get(key, 0.0) + float(value)

@@ -117,6 +117,8 @@ def run_meta(targets, tests, ncpu, spliced_bin, spliced_bins, with_spliced):
             "haproxy": version(["haproxy", "-v"]),
             "nginx": version(["nginx", "-v"]),
             "wrk": version(["wrk", "-v"]),
+            **({"h2load": version(["h2load", "--version"]), "openssl": version(["openssl", "version"])}
+               if any(t.startswith("https-") for t in tests) else {}),
             "iperf3": version(["iperf3", "-v"]),
             "tcpload": version([procs.TCPLOAD, "--version"]) if have_tcpload() else "not built",
             "kernel": platform.release(),
