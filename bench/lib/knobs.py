@@ -47,7 +47,9 @@ DEFAULT_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "idle"]
 HTTPS_TESTS = ["https-h2", "https-h1", "https-h2-rate", "https-h1-rate", "https-new", "https-resume",
                "https-idle"]
 ALL_TESTS = DEFAULT_TESTS + HTTPS_TESTS + ["maxconn"]  # maxconn: opt-in, spliced only
-SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo"]
+# SMOKE also checks spliced's HTTP mode for a few seconds (h1 keep-alive over TLS with
+# h2load, skipped without it; a full handshake per request with wrk).
+SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "https-h1", "https-new"]
 WRK_TESTS = ("ka", "close", "big")
 IPERF_TESTS = ("ip1", "ip4")
 TCP_TESTS = ("tcprate", "echo")
