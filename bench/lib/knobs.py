@@ -45,17 +45,17 @@ DEFAULT_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "idle"]
 # HTTP mode (TLS termination, an extra https frontend on haproxy, nginx and spliced):
 # opt-in, TESTS=https names them all (README, "HTTP mode").
 HTTPS_TESTS = ["https-h2", "https-h1", "https-h2-rate", "https-h1-rate", "https-new", "https-resume",
-               "https-idle"]
+               "https-close", "https-idle"]
 ALL_TESTS = DEFAULT_TESTS + HTTPS_TESTS + ["maxconn"]  # maxconn: opt-in, spliced only
 # SMOKE also checks spliced's HTTP mode for a few seconds (h1 keep-alive over TLS with
-# h2load, skipped without it; a full handshake per request with wrk).
-SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "https-h1", "https-new"]
+# h2load, skipped without it; a new connection per request with wrk).
+SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "https-h1", "https-close"]
 WRK_TESTS = ("ka", "close", "big")
 IPERF_TESTS = ("ip1", "ip4")
 TCP_TESTS = ("tcprate", "echo")
 # per_cpu = operations per CPU-second
 RATE_TESTS = ("ka", "close", "tcprate", "echo", "https-h2", "https-h1", "https-h2-rate", "https-h1-rate",
-              "https-new", "https-resume")
+              "https-new", "https-resume", "https-close")
 SCALE = env("SCALE", "0") == "1"
 TARGETS = words(env("TARGETS", "spliced" if SMOKE else " ".join(BASE_TARGETS)))
 if SCALE:
@@ -107,13 +107,14 @@ MAXCONN_CHUNK = int(env("MAXCONN_CHUNK", "5000"))
 MAXCONN_TIMEOUT = float(env("MAXCONN_TIMEOUT", "3"))
 MAXCONN_IN_FLIGHT = int(env("MAXCONN_IN_FLIGHT", "1024"))
 # HTTP mode (see README, "HTTP mode"): h2load clients / streams per h2 client, the
-# fixed offered rate (req/s in total) of the -rate tests, wrk connections in
-# https-new, parallel `openssl s_time -reuse` in https-resume, idle TLS connections.
+# fixed offered rate (req/s in total) of the -rate tests, parallel `openssl s_time`
+# processes in https-new (-new) and https-resume (-reuse), wrk connections in
+# https-close, idle TLS connections.
 HTTPS_CONNS = int(env("HTTPS_CONNS", "16"))
 HTTPS_STREAMS = int(env("HTTPS_STREAMS", "10"))
 HTTPS_RATE = int(env("HTTPS_RATE", "8000"))
-HTTPS_NEW_CONNS = int(env("HTTPS_NEW_CONNS", "16"))
-HTTPS_RESUME_CONC = int(env("HTTPS_RESUME_CONC", "4"))
+HTTPS_STIME_CONC = int(env("HTTPS_STIME_CONC", "8"))
+HTTPS_CLOSE_CONNS = int(env("HTTPS_CLOSE_CONNS", "16"))
 HTTPS_IDLE_CONNS = int(env("HTTPS_IDLE_CONNS", "2000"))
 
 # ---------------------------------------------------------------- fixed
@@ -138,8 +139,9 @@ TEST_LABEL = {
     "https-h1": f"HTTPS h1 keep-alive, saturation (h2load --h1 -c{HTTPS_CONNS})",
     "https-h2-rate": f"HTTPS h2 at {HTTPS_RATE} req/s offered (h2load -c{HTTPS_CONNS} -m{HTTPS_STREAMS} --rps)",
     "https-h1-rate": f"HTTPS h1 at {HTTPS_RATE} req/s offered (h2load --h1 -c{HTTPS_CONNS} --rps)",
-    "https-new": f"new TLS connection per request, full handshake (wrk -c{HTTPS_NEW_CONNS} Connection: close)",
-    "https-resume": f"resumed TLS 1.3 handshake per connection ({HTTPS_RESUME_CONC} × openssl s_time -reuse)",
+    "https-new": f"new TLS connection per request, full handshake ({HTTPS_STIME_CONC} × openssl s_time -new)",
+    "https-resume": f"new TLS connection per request, resumed ({HTTPS_STIME_CONC} × openssl s_time -reuse)",
+    "https-close": f"new TLS connection per request, as wrk does it (resumes) (wrk -c{HTTPS_CLOSE_CONNS} Connection: close)",
     "https-idle": f"{HTTPS_IDLE_CONNS} idle TLS connections after one h1 request each (bench/tlshold.py)",
 }
 

@@ -114,6 +114,7 @@ HTTPS_ROWS = [
     ("h1 keep-alive, fixed rate", "https-h1-rate", "req"),
     ("full handshake + 1 request per connection", "https-new", "conn"),
     ("resumed handshake + 1 request per connection", "https-resume", "conn"),
+    ("new connection per request, wrk (resumes)", "https-close", "conn"),
 ]
 # Workers 1 → 2 (title, test, field, format).
 SCALING_ROWS = [
@@ -513,7 +514,7 @@ def https_section(res, meta, targets, tests, m, cell):
             ("Work per proxy CPU-second (requests or connections per CPU-second of the proxy's process tree)",
              "per_cpu", "int", False, "/CPU-s"),
             ("Throughput (requests or connections per second)", "rps", "int", False, "/s"),
-            ("Latency p99 (ms; h2load's per-request log for the -rate tests, wrk's for https-new)",
+            ("Latency p99 (ms; h2load's per-request log for the -rate tests, wrk's for https-close)",
              "p99_ms", "g", True, "p99")):
         rows = []
         for label, test, unit in rows_t:

@@ -81,7 +81,8 @@ def run_test(ctx, target, test, rnd):
             restart_iperf(ctx)
         ctx["jsonl"].write(json.dumps(rec) + "\n")
         ctx["jsonl"].flush()
-        unit = {"tcprate": "conn/s", "echo": "rt/s", "https-new": "conn/s", "https-resume": "conn/s"}.get(test, "req/s")
+        unit = {"tcprate": "conn/s", "echo": "rt/s", "https-new": "conn/s", "https-resume": "conn/s",
+                "https-close": "conn/s"}.get(test, "req/s")
         summary = (
             f"r{rnd} {test:7} {target:17} "
             + (f"{rec['rps']:>9,.0f} {unit} " if rec.get("rps") is not None and test != "big" else "")
