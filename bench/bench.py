@@ -9,6 +9,9 @@ spliced and bench/tcpload); bench/README.md explains the method and the figures.
     bench.py --publish OUT [--to DIR]
                                write DIR/RESULTS.md (default bench/) and DIR/results/
                                (charts, summary.json) from run OUT
+    bench.py --publish-https OUT [--to DIR]
+                               put run OUT's HTTP-mode section into DIR/RESULTS.md
+                               (beside the L4 run there; --publish keeps it)
 
 Everything listens on 127.0.0.1, on ports taken from the kernel at run time (no
 fixed ports: see "Ports" in bench/README.md). Every process this script starts
@@ -36,7 +39,7 @@ from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR,
 from lib.measure import cpu_list, spliced_metrics
 from lib.meta import run_meta
 from lib.procs import cleanup, have, have_tcpload, on_signal, raise_sysctls
-from lib.publish import make_charts, publish, rerender
+from lib.publish import make_charts, publish, publish_https, rerender
 from lib.report import report
 from lib.targets import TARGET_PORTS, admin_port, has_https, kind, setup_tls, start_balancer, target_available
 
@@ -141,6 +144,8 @@ def main():
         return rerender(args[1])
     if args and args[0] == "--publish" and len(args) in (2, 4) and (len(args) == 2 or args[2] == "--to"):
         return publish(args[1], os.path.abspath(args[3]) if len(args) == 4 else HERE)
+    if args and args[0] == "--publish-https" and len(args) in (2, 4) and (len(args) == 2 or args[2] == "--to"):
+        return publish_https(args[1], os.path.abspath(args[3]) if len(args) == 4 else HERE)
     if args:
         raise SystemExit(__doc__)
     signal.signal(signal.SIGTERM, on_signal)

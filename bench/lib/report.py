@@ -13,8 +13,8 @@ runs whose summary.json did not record them.
 import statistics
 
 from lib import procs
-from lib.knobs import (CPU_TESTS, HTTPS_IDLE_CONNS, HTTPS_RATE, HTTPS_TARGETS, HTTPS_TESTS, IDLE_CONNS, IDLE_PING, LB_CPUS, LB_CPUS2, LOAD_CPUS,
-                       QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT, TCP_TESTS, TEST_LABEL)
+from lib.knobs import (CPU_TESTS, HTTPS_IDLE_CONNS, HTTPS_RATE, HTTPS_TARGETS, HTTPS_TESTS, IDLE_CONNS, IDLE_PING,
+                       LB_CPUS, LB_CPUS2, LOAD_CPUS, QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT, TCP_TESTS, TEST_LABEL)
 from lib.targets import SCALE_OF, TARGET_SPEC, kind
 
 # ---------------------------------------------------------------- figures and formats
@@ -491,7 +491,9 @@ def https_section(res, meta, targets, tests, m, cell):
         "`keepalive 64` upstream, spliced `mode: http` (pool `protocol: http1`). Load: "
         + "; ".join(f"`{t}` {TEST_LABEL.get(t, t)}" for _, t, _ in rows_t)
         + (f"; `https-idle` {TEST_LABEL['https-idle']}" if "https-idle" in tests else "")
-        + f". Offered rate of the -rate tests: {kn.get('HTTPS_RATE', HTTPS_RATE)} req/s in total. "
+        + (f". Offered rate of the -rate tests: {kn.get('HTTPS_RATE', HTTPS_RATE)} req/s in total"
+           if any(t.endswith("-rate") for t in tests) else "")
+        + ". "
         "spliced ÷ best = spliced's median ÷ the better of the peers' medians (higher is better, "
         "except p99 and KiB/conn).")
     md.append("")
@@ -588,4 +590,58 @@ def https_section(res, meta, targets, tests, m, cell):
             md.append("")
             md.append(table(["test", "2xx", "4xx", "5xx", "handshakes ok", "failed", "timeout", "accepted"], rows))
             md.append("")
+    return md
+
+
+def https_block(ctx, meta):
+    """The HTTP-mode section of a run on its own, with the method line and its run
+    hygiene, for RESULTS.md beside an L4 run (publish.publish_https)."""
+    res = [x for x in ctx["results"] if x["test"] in HTTPS_TESTS]
+    targets = list(ctx["targets"])
+    tests = [t for t in meta["tests"] if t in HTTPS_TESTS]
+    kn = meta.get("knobs", {})
+    quiet_limit = kn.get("QUIET_LIMIT", QUIET_LIMIT)
+
+    def m(target, test, field):
+        return med([r.get(field) for r in res if r["target"] == target and r["test"] == test])
+
+    def cell(target, test, field, kind_):
+        v = m(target, test, field)
+        n = sum(1 for r in res if r["target"] == target and r["test"] == test and is_timed(r)
+                and r.get("foreign", 0) > quiet_limit)
+        return fnum(v, kind_) + ("*" * min(n, 3) if v is not None else "")
+
+    md = []
+    v = meta.get("versions", {})
+    st = meta.get("spliced_start", {})
+    timed = [r for r in res if is_timed(r)]
+    fc = [r.get("foreign") for r in timed]
+    dirty = [r for r in timed if r.get("foreign", 0) > quiet_limit]
+    body = https_section(res, meta, targets, tests, m, cell)
+    md.append(body[0])
+    md.append("")
+    md.append(
+        f"Method: run `{meta.get('out_name', '?')}`, {meta['date']}, {meta['reps']} rounds × {meta['dur']} s, targets "
+        "alternated (the first one rotates each round), medians over rounds. "
+        f"spliced {v.get('spliced', '?')} (TLS provider {st.get('tls_provider', '?')}, rustls; engine "
+        f"{st.get('engine', '?')}); HAProxy {v.get('haproxy', '?')} and nginx {v.get('nginx', '?')} with Debian's "
+        f"OpenSSL {v.get('openssl', '?')}; h2load {v.get('h2load', '?')}, wrk {v.get('wrk', '?')}; kernel "
+        f"{meta.get('kernel', '?')}, {meta.get('cpus', '?')} vCPUs. Pinning: each proxy alone on CPU "
+        f"{kn.get('LB_CPUS', LB_CPUS)} (spliced `workers: 1`, HAProxy `nbthread 1`, nginx 1 worker; `taskset`), "
+        f"load tool + nginx backend (1 worker) on CPU {kn.get('LOAD_CPUS', LOAD_CPUS)}. Proxy CPU = utime+stime "
+        "of its process tree over the test (/proc). Command: `" + meta.get("command", "TESTS=https bench/run.sh") + "`.")
+    md.append("")
+    md.append(
+        f"Run hygiene: {len(timed)} load tests kept, {sum(1 for r in timed if r.get('attempts', 1) > 1)} repeated; "
+        f"foreign CPU (other people's work on the machine) in kept tests median {fnum(med(fc), 'ratio')}, max "
+        f"{fnum(max(fc) if fc else None, 'ratio')} cores; {len(dirty)} of {len(timed)} above {quiet_limit} cores "
+        "(a `*` per such round after a figure). Load average at start / end: "
+        f"{meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}.")
+    errs = [r for r in res if r.get("error") or r.get("errors") or r.get("non2xx")]
+    for r in errs:
+        md.append(f"- r{r['round']} {r['test']} {r['target']}: " + ", ".join(
+            x for x in [r.get("error"), f"socket errors {r['errors']} {r.get('err_detail')}" if r.get("errors") else None,
+                        f"non-2xx {r['non2xx']}" if r.get("non2xx") else None] if x))
+    md.append("")
+    md += body[2:]
     return md
