@@ -55,11 +55,17 @@ def https_cmd(test, target):
         # It prints `*` per full and `r` per resumed connection; an HTTP/1.0 GET, so
         # the connection closes after the response. One connection at a time per
         # process: several in parallel load the proxy.
-        one = (f"openssl s_time -connect {HOST}:{port} -www /small.txt "
+        # s_time sends "GET PAGE HTTP/1.0\r\n\r\n", no Host (spliced answers that
+        # with a 4xx without asking the backend): PAGE carries a whole HTTP/1.1
+        # request head, so that every proxy forwards the same request as in the
+        # other tests ("X: HTTP/1.0" is then a harmless header).
+        page = "/small.txt HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\nX:"
+        one = (f"openssl s_time -connect {HOST}:{port} -www \"$page\" "
                f"{'-new' if test == 'https-new' else '-reuse'} -time {DUR}")
         # Each into a file of its own (their marks would interleave on one pipe), then all.
         tmp = os.path.join(OUT, "run", "stime.XXXXXX")
-        return ["sh", "-c", f"d=$(mktemp -d {tmp}) && for i in $(seq {HTTPS_STIME_CONC}); do {one} > $d/$i 2>&1 & "
+        return ["sh", "-c", f"page=$(printf '{page}') && d=$(mktemp -d {tmp}) && "
+                            f"for i in $(seq {HTTPS_STIME_CONC}); do {one} > $d/$i 2>&1 & "
                             "done; wait; cat $d/*; rm -rf $d"]
     raise ValueError(test)
 

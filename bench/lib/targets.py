@@ -343,6 +343,21 @@ def https_ready(target):
         with socket.create_connection((HOST, port), timeout=5) as raw:
             with tls_client_context(("h2", "http/1.1")).wrap_socket(raw, server_hostname="localhost") as s:
                 alpn = s.selected_alpn_protocol()
+        # The request s_time sends in https-new/https-resume (see httpstests.https_cmd).
+        with socket.create_connection((HOST, port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX: HTTP/1.0\r\n\r\n")
+                data = b""
+                while True:
+                    try:
+                        chunk = s.recv(65536)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    data += chunk
+        if not data.startswith(b"HTTP/1.1 200") or not data.endswith(SMALL_BODY):
+            return False, f"the s_time request through https gave {data[:80]!r}"
     except OSError as e:
         return False, f"https GET /small.txt failed: {e}"
     TLS_CHECK[target] = {"resumed": resumed[1:], "alpn_h2": alpn}
