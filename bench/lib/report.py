@@ -629,7 +629,8 @@ def https_block(ctx, meta):
         f"{meta.get('kernel', '?')}, {meta.get('cpus', '?')} vCPUs. Pinning: each proxy alone on CPU "
         f"{kn.get('LB_CPUS', LB_CPUS)} (spliced `workers: 1`, HAProxy `nbthread 1`, nginx 1 worker; `taskset`), "
         f"load tool + nginx backend (1 worker) on CPU {kn.get('LOAD_CPUS', LOAD_CPUS)}. Proxy CPU = utime+stime "
-        "of its process tree over the test (/proc). Command: `" + meta.get("command", "TESTS=https bench/run.sh") + "`.")
+        "of its process tree over the test (/proc). Command: `" + meta.get("command", "TESTS=https bench/run.sh") + "`."
+        + (f" {meta['note']}" if meta.get("note") else ""))
     md.append("")
     md.append(
         f"Run hygiene: {len(timed)} load tests kept, {sum(1 for r in timed if r.get('attempts', 1) > 1)} repeated; "
