@@ -9,6 +9,9 @@ spliced and bench/tcpload); bench/README.md explains the method and the figures.
     bench.py --publish OUT [--to DIR]
                                write DIR/RESULTS.md (default bench/) and DIR/results/
                                (charts, summary.json) from run OUT
+    bench.py --publish-https OUT [--to DIR]
+                               put run OUT's HTTP-mode section into DIR/RESULTS.md
+                               (beside the L4 run there; --publish keeps it)
 
 Everything listens on 127.0.0.1, on ports taken from the kernel at run time (no
 fixed ports: see "Ports" in bench/README.md). Every process this script starts
@@ -21,6 +24,7 @@ runs in its own session/process group and is killed on exit.
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -28,15 +32,16 @@ import time
 
 from lib import backends, procs, rounds
 from lib.backends import start_backends
-from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR, HERE, IPERF_TESTS, LOAD_CPUS,
-                       OUT, REPS, SMALL_BODY, SMOKE, SPLICED_BIN, SPLICED_BIN_B, TARGETS, TCP_TESTS, TESTS,
-                       WRK_TESTS, log)
+from lib.knobs import (ALL_TARGETS, ALL_TESTS, BIG_SIZE, CHARTS, CPU_TESTS, DUR, H2LOAD_TESTS, HERE, HTTPS_TARGETS,
+                       HTTPS_TESTS,
+                       IPERF_TESTS, LOAD_CPUS, OUT, REPS, SMALL_BODY, SMOKE, SPLICED_BIN, SPLICED_BIN_B, TARGETS,
+                       TCP_TESTS, TESTS, WRK_TESTS, log)
 from lib.measure import cpu_list, spliced_metrics
 from lib.meta import run_meta
 from lib.procs import cleanup, have, have_tcpload, on_signal, raise_sysctls
-from lib.publish import make_charts, publish, rerender
+from lib.publish import make_charts, publish, publish_https, rerender
 from lib.report import report
-from lib.targets import TARGET_PORTS, admin_port, kind, start_balancer, target_available
+from lib.targets import TARGET_PORTS, admin_port, has_https, kind, setup_tls, start_balancer, target_available
 
 
 def runnable(asked_targets, asked_tests):
@@ -51,6 +56,18 @@ def runnable(asked_targets, asked_tests):
     tests = [t for t in ALL_TESTS if t in asked_tests]  # canonical order: idle last, maxconn after the rounds
     if not have("wrk") and any(t in WRK_TESTS for t in tests):
         raise SystemExit("wrk is not installed (bench/run.sh installs it)")
+    if not have("h2load"):
+        skipped = [t for t in tests if t in H2LOAD_TESTS]
+        if skipped:
+            log(f"h2load is not installed (apt-get install nghttp2-client): skipping {' '.join(skipped)}")
+        tests = [t for t in tests if t not in H2LOAD_TESTS]
+    if not have("wrk") and "https-new" in tests:
+        raise SystemExit("wrk is not installed (bench/run.sh installs it)")
+    if not have("openssl"):
+        skipped = [t for t in tests if t in HTTPS_TESTS]
+        if skipped:
+            log(f"openssl is not installed (it makes the certificate): skipping {' '.join(skipped)}")
+        tests = [t for t in tests if t not in HTTPS_TESTS]
     if not have("iperf3"):
         skipped = [t for t in tests if t in IPERF_TESTS]
         if skipped:
@@ -72,6 +89,9 @@ def runnable(asked_targets, asked_tests):
     if "maxconn" in tests and not target_available("spliced")[0]:
         log("no spliced binary: skipping maxconn")
         tests.remove("maxconn")
+    if any(t in HTTPS_TESTS for t in tests) and not any(t in HTTPS_TARGETS for t in targets):
+        log(f"no target with an https frontend ({' '.join(HTTPS_TARGETS)}): skipping the HTTPS tests")
+        tests = [t for t in tests if t not in HTTPS_TESTS]
     if not targets or not tests:
         raise SystemExit("nothing to run")
     return targets, tests
@@ -124,6 +144,8 @@ def main():
         return rerender(args[1])
     if args and args[0] == "--publish" and len(args) in (2, 4) and (len(args) == 2 or args[2] == "--to"):
         return publish(args[1], os.path.abspath(args[3]) if len(args) == 4 else HERE)
+    if args and args[0] == "--publish-https" and len(args) in (2, 4) and (len(args) == 2 or args[2] == "--to"):
+        return publish_https(args[1], os.path.abspath(args[3]) if len(args) == 4 else HERE)
     if args:
         raise SystemExit(__doc__)
     signal.signal(signal.SIGTERM, on_signal)
@@ -134,6 +156,8 @@ def main():
         os.sched_setaffinity(0, set(cpu_list(LOAD_CPUS)))
     targets, tests = runnable(TARGETS, TESTS)
     run, www, spliced_bin, spliced_bins, with_spliced = prepare_run_dir(targets, tests)
+    if any(t in HTTPS_TESTS for t in tests):
+        setup_tls(run)  # before the balancers start: it gives the HTTPS_TARGETS their https frontend
     meta = run_meta(targets, tests, ncpu, spliced_bin, spliced_bins, with_spliced)
     log(f"out: {OUT}; targets: {' '.join(targets)}; tests: {' '.join(tests)}; {REPS} rounds × {DUR} s")
     log(f"load average now: {meta['loadavg_start']}")
@@ -148,6 +172,11 @@ def main():
         for t in targets:
             if t != "direct":
                 ctx["balancers"][t] = start_balancer(t, run, spliced_bins)
+        if "spliced" in ctx["balancers"]:
+            # spliced's start line says which data-plane engine and TLS provider it runs.
+            with open(os.path.join(run, "spliced.log"), errors="replace") as f:
+                start = next((line for line in f if " spliced started " in line), "")
+            meta["spliced_start"] = {k: v for k, v in re.findall(r"(engine|tls_provider)=(\S+)", start)}
         # The ports the kernel gave (spliced gets new ones at each restart: the
         # command lines in raw/ and the logs in run/ say which).
         meta["ports"] = {"backend_http": list(backends.BACKEND_PORTS), "backend_echo": list(backends.ECHO_PORTS),
@@ -164,7 +193,11 @@ def main():
                         if test == "maxconn":
                             continue
                         for target in order:
-                            if test == "idle":
+                            if test in HTTPS_TESTS and not has_https(target):
+                                continue
+                            if test == "https-idle":
+                                rounds.run_https_idle(ctx, target, rnd)
+                            elif test == "idle":
                                 if target != "direct":
                                     rounds.run_idle(ctx, target, rnd)
                             else:

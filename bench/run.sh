@@ -33,6 +33,7 @@ missing_packages() {
         command -v nginx >/dev/null 2>&1 || pkgs+=(nginx)
         [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || pkgs+=(libnginx-mod-stream)
         command -v iperf3 >/dev/null 2>&1 || pkgs+=(iperf3)
+        command -v h2load >/dev/null 2>&1 || pkgs+=(nghttp2-client)  # the HTTPS tests
     fi
     if [[ $CHARTS == 1 ]] && ! plot_python >/dev/null; then
         pkgs+=(python3-matplotlib)

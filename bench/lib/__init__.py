@@ -7,6 +7,7 @@ this list (bench.py, the entry point, imports any):
     ports      starting a program on ports from the kernel, alone on each
     backends   the HTTP, echo and iperf3 backends every target forwards to
     targets    the balancers: their configs, start/restart, end-to-end checks
+    httpstests the HTTP-mode tests (https-*): h2load, wrk, s_time commands and figures, https-idle
     loadtests  the timed tests (ka close big ip1 ip4 tcprate echo): commands, figures
     holdtests  the held-connection tests (idle, maxconn)
     rounds     rounds: target order, quiet-machine waits, retries, results.jsonl

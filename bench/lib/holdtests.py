@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import select
 import socket
 import subprocess
 import time
@@ -24,40 +23,10 @@ from lib.knobs import (ECHO_SIZE, HOLD_MAX, HOLD_TIMEOUT, HOST, IDLE_CONNS, IDLE
                        MAXCONN_CHUNK, MAXCONN_IN_FLIGHT, MAXCONN_N, MAXCONN_TIMEOUT, OUT, SERVE_MAX, SOURCES, log)
 from lib.measure import echo_check, echo_roundtrip, http_status, nofile_limit, spliced_metrics, tree_mem, wait_unbound
 from lib.ports import spliced_parser, start_reporting
-from lib.procs import kill_group, tail, write
+from lib.procs import LineReader, kill_group, tail, write
 from lib.targets import balancer_ready, launch_balancer, ports, spliced_check, spliced_ready
 
 # ---------------------------------------------------------------- hold processes
-
-
-class LineReader:
-    """Line-wise reads from a pipe with a timeout (select + os.read, no buffering)."""
-
-    def __init__(self, f):
-        self.fd = f.fileno()
-        self.buf = b""
-        self.eof = False
-
-    def readline(self, timeout):
-        end = time.monotonic() + timeout
-        while b"\n" not in self.buf and not self.eof:
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.fd], [], [], left)
-            if not r:
-                return None
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                self.eof = True
-            self.buf += chunk
-        if b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
-        else:
-            line, self.buf = self.buf, b""
-            if not line:
-                return None
-        return line.decode("utf-8", "replace")
 
 
 class Hold:

@@ -42,12 +42,20 @@ SCALE_TARGETS = ["haproxy-t2-splice", "nginx-w2", "spliced-w2"]
 AB_TARGETS = ["spliced-b"]
 ALL_TARGETS = BASE_TARGETS + SCALE_TARGETS + AB_TARGETS
 DEFAULT_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "idle"]
-ALL_TESTS = DEFAULT_TESTS + ["maxconn"]  # maxconn: opt-in, spliced only
-SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo"]
+# HTTP mode (TLS termination, an extra https frontend on haproxy, nginx and spliced):
+# opt-in, TESTS=https names them all (README, "HTTP mode").
+HTTPS_TESTS = ["https-h2", "https-h1", "https-h2-rate", "https-h1-rate", "https-new", "https-resume",
+               "https-close", "https-idle"]
+ALL_TESTS = DEFAULT_TESTS + HTTPS_TESTS + ["maxconn"]  # maxconn: opt-in, spliced only
+# SMOKE also checks spliced's HTTP mode for a few seconds (h1 keep-alive over TLS with
+# h2load, skipped without it; a new connection per request with wrk).
+SMOKE_TESTS = ["ka", "close", "big", "ip1", "ip4", "tcprate", "echo", "https-h1", "https-close"]
 WRK_TESTS = ("ka", "close", "big")
 IPERF_TESTS = ("ip1", "ip4")
 TCP_TESTS = ("tcprate", "echo")
-RATE_TESTS = ("ka", "close", "tcprate", "echo")  # per_cpu = operations per CPU-second
+# per_cpu = operations per CPU-second
+RATE_TESTS = ("ka", "close", "tcprate", "echo", "https-h2", "https-h1", "https-h2-rate", "https-h1-rate",
+              "https-new", "https-resume", "https-close")
 SCALE = env("SCALE", "0") == "1"
 TARGETS = words(env("TARGETS", "spliced" if SMOKE else " ".join(BASE_TARGETS)))
 if SCALE:
@@ -59,6 +67,13 @@ if (SPLICED_BIN_B or SPLICED_REF_B) and "spliced-b" not in TARGETS:
     at = TARGETS.index("spliced") + 1 if "spliced" in TARGETS else len(TARGETS)
     TARGETS.insert(at, "spliced-b")
 TESTS = words(env("TESTS", " ".join(SMOKE_TESTS if SMOKE else DEFAULT_TESTS)))
+if "https" in TESTS:  # the alias for every HTTP-mode test
+    at = TESTS.index("https")
+    TESTS[at:at + 1] = [t for t in HTTPS_TESTS if t not in TESTS]
+# The targets that have an https frontend; the HTTPS tests skip the others.
+HTTPS_TARGETS = ("haproxy", "nginx", "spliced", "spliced-b")
+if "TARGETS" not in os.environ and not SMOKE and TESTS and all(t in HTTPS_TESTS for t in TESTS):
+    TARGETS = [t for t in TARGETS if t in HTTPS_TARGETS]
 LB_CPUS = env("LB_CPUS", "0")  # the balancer under test (1 thread/worker)
 LB_CPUS2 = env("LB_CPUS2", "0-1")  # the 2-thread/worker variants
 LOAD_CPUS = env("LOAD_CPUS", "1")  # backends, load generators, this script
@@ -91,6 +106,16 @@ HOLD_TIMEOUT = float(env("HOLD_TIMEOUT", "120"))  # s for one hold process to re
 MAXCONN_CHUNK = int(env("MAXCONN_CHUNK", "5000"))
 MAXCONN_TIMEOUT = float(env("MAXCONN_TIMEOUT", "3"))
 MAXCONN_IN_FLIGHT = int(env("MAXCONN_IN_FLIGHT", "1024"))
+# HTTP mode (see README, "HTTP mode"): h2load clients / streams per h2 client, the
+# fixed offered rate (req/s in total) of the -rate tests, parallel `openssl s_time`
+# processes in https-new (-new) and https-resume (-reuse), wrk connections in
+# https-close, idle TLS connections.
+HTTPS_CONNS = int(env("HTTPS_CONNS", "16"))
+HTTPS_STREAMS = int(env("HTTPS_STREAMS", "10"))
+HTTPS_RATE = int(env("HTTPS_RATE", "8000"))
+HTTPS_STIME_CONC = int(env("HTTPS_STIME_CONC", "8"))
+HTTPS_CLOSE_CONNS = int(env("HTTPS_CLOSE_CONNS", "16"))
+HTTPS_IDLE_CONNS = int(env("HTTPS_IDLE_CONNS", "2000"))
 
 # ---------------------------------------------------------------- fixed
 
@@ -110,12 +135,21 @@ TEST_LABEL = {
     "echo": f"{ECHO_SIZE} B ping-pong on {ECHO_CONNS} connections (tcpload echo)",
     "idle": f"{IDLE_CONNS} idle connections held (tcpload hold)",
     "maxconn": f"up to {MAXCONN_N} connections held through one spliced",
+    "https-h2": f"HTTPS h2 keep-alive, saturation (h2load -c{HTTPS_CONNS} -m{HTTPS_STREAMS})",
+    "https-h1": f"HTTPS h1 keep-alive, saturation (h2load --h1 -c{HTTPS_CONNS})",
+    "https-h2-rate": f"HTTPS h2 at {HTTPS_RATE} req/s offered (h2load -c{HTTPS_CONNS} -m{HTTPS_STREAMS} --rps)",
+    "https-h1-rate": f"HTTPS h1 at {HTTPS_RATE} req/s offered (h2load --h1 -c{HTTPS_CONNS} --rps)",
+    "https-new": f"new TLS connection per request, full handshake ({HTTPS_STIME_CONC} × openssl s_time -new)",
+    "https-resume": f"new TLS connection per request, resumed ({HTTPS_STIME_CONC} × openssl s_time -reuse)",
+    "https-close": f"new TLS connection per request, as wrk does it (resumes) (wrk -c{HTTPS_CLOSE_CONNS} Connection: close)",
+    "https-idle": f"{HTTPS_IDLE_CONNS} idle TLS connections after one h1 request each (bench/tlshold.py)",
 }
 
 
 # The load tests with CPU accounting and a foreign-load figure (idle and maxconn
 # measure memory and capacity).
-CPU_TESTS = [t for t in ALL_TESTS if t not in ("idle", "maxconn")]
+CPU_TESTS = [t for t in ALL_TESTS if t not in ("idle", "maxconn", "https-idle")]
+H2LOAD_TESTS = ("https-h2", "https-h1", "https-h2-rate", "https-h1-rate")
 
 
 def log(msg):

@@ -17,10 +17,13 @@ from lib import procs
 from lib.knobs import (DUR, ECHO_CONNS, ECHO_SIZE, HERE, HOST, IPERF_TESTS, LB_CPUS, LOAD_CPUS, RATE_CONC,
                        RATE_PAYLOAD, RATE_TESTS, SOURCES, TCP_TESTS, WRK_TESTS)
 from lib.measure import Snapshot, busy_cores, cpu_list, spliced_metrics
+from lib.httpstests import https_cmd, parse_https
 from lib.targets import admin_port, lb_cpus, ports
 
 
 def test_cmd(test, target):
+    if test.startswith("https-"):
+        return https_cmd(test, target)
     http, bulk, tcp = ports(target)
     lua = os.path.join(HERE, "report.lua")
     if test in WRK_TESTS:
@@ -57,6 +60,8 @@ def last_json(out):
 
 def parse_result(test, out, rc):
     """-> dict of figures from the load generator's output (error text if any)."""
+    if test.startswith("https-"):
+        return parse_https(test, out, rc)
     r = {"rc": rc}
     if test in WRK_TESTS:
         m = re.search(r"^BENCH_JSON (\{.*\})$", out, re.M)

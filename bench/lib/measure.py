@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -261,6 +262,57 @@ def http_get(port, path, timeout=5.0):
     return status, body
 
 
+def tls_client_context(alpn=("http/1.1",)):
+    """A TLS 1.3 client context that does not verify (the bench's certificate is
+    self-signed) and offers `alpn`."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def https_get(port, path, ctx, session=None, timeout=5.0):
+    """One HTTP/1.1 GET over TLS with Connection: close, resuming `session` if given.
+    -> (status, body, session to resume next, whether this one was resumed, ALPN)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLZeroReturnError:
+                    break
+                except ssl.SSLError as e:  # a close without close_notify, after the body
+                    if data:
+                        break
+                    raise OSError(f"TLS: {e}") from e
+                if not chunk:
+                    break
+                data += chunk
+            # The TLS 1.3 ticket arrives after the handshake: it is there once data was read.
+            sess, reused, alpn = s.session, s.session_reused, s.selected_alpn_protocol()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if b"transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    return status, body, sess, reused, alpn
+
+
+def dechunk(body):
+    out = b""
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size.split(b";")[0] or b"0", 16)
+        if n == 0:
+            break
+        out += rest[:n]
+        body = rest[n + 2:]
+    return out
+
+
 def echo_roundtrip(sock, size=16):
     """Send `size` bytes on a connected socket and read them back: latency in ms."""
     payload = os.urandom(size)
@@ -306,11 +358,14 @@ METRICS_KEPT = (
     "spliced_accept_resource_errors_total",
     "spliced_active_connections",
     "spliced_idle_timeouts_total",
+    "spliced_http_requests_total",
+    "spliced_tls_handshakes_total",
 )
 
 
-def spliced_metrics(port, by_label="mode"):
-    """Selected spliced counters summed over labels but `by_label`: {name{value}: sum}
+def spliced_metrics(port, by_label="mode|code_class|result"):
+    """Selected spliced counters summed over labels but `by_label` (a regex alternation
+    of label names: the first one a sample has counts): {name{value}: sum}
     (port: a spliced admin API's; targets.admin_port says which)."""
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
@@ -327,7 +382,7 @@ def spliced_metrics(port, by_label="mode"):
         name, labels, value = m.group(1), m.group(2) or "", m.group(3)
         if name not in METRICS_KEPT:
             continue
-        lab = re.search(by_label + r'="([^"]*)"', labels)
+        lab = re.search(r'(?:' + by_label + r')="([^"]*)"', labels)
         key = f"{name}{{{lab.group(1)}}}" if lab else name
         try:
             out[key] = out.get(key, 0.0) + float(value)

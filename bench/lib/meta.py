@@ -17,7 +17,8 @@ import resource
 import subprocess
 
 from lib import procs
-from lib.knobs import (DUR, ECHO_CONNS, ECHO_SIZE, GAP, HOLD_MAX, IDLE_CONNS, IDLE_PING, LB_CPUS, LB_CPUS2,
+from lib.knobs import (DUR, ECHO_CONNS, ECHO_SIZE, GAP, HOLD_MAX, HTTPS_CLOSE_CONNS, HTTPS_CONNS, HTTPS_IDLE_CONNS,
+                       HTTPS_RATE, HTTPS_STIME_CONC, HTTPS_STREAMS, IDLE_CONNS, IDLE_PING, LB_CPUS, LB_CPUS2,
                        LOAD_CPUS, MAXCONN_CHUNK, MAXCONN_N, MAXCONN_TIMEOUT, QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT,
                        RATE_CONC, RATE_PAYLOAD, REPS, RETRIES, ROOT, SCALE, SMOKE, SOURCES, SPLICED_BIN_B, SYSCTL)
 from lib.procs import have_tcpload
@@ -86,6 +87,9 @@ def recorded_knobs():
         "ECHO_SIZE": ECHO_SIZE, "IDLE_CONNS": IDLE_CONNS, "IDLE_PING": IDLE_PING,
         "MAXCONN_N": MAXCONN_N, "MAXCONN_CHUNK": MAXCONN_CHUNK, "MAXCONN_TIMEOUT": MAXCONN_TIMEOUT,
         "HOLD_MAX": HOLD_MAX,
+        "HTTPS_CONNS": HTTPS_CONNS, "HTTPS_STREAMS": HTTPS_STREAMS, "HTTPS_RATE": HTTPS_RATE,
+        "HTTPS_STIME_CONC": HTTPS_STIME_CONC, "HTTPS_CLOSE_CONNS": HTTPS_CLOSE_CONNS,
+        "HTTPS_IDLE_CONNS": HTTPS_IDLE_CONNS,
     }
 
 
@@ -117,6 +121,8 @@ def run_meta(targets, tests, ncpu, spliced_bin, spliced_bins, with_spliced):
             "haproxy": version(["haproxy", "-v"]),
             "nginx": version(["nginx", "-v"]),
             "wrk": version(["wrk", "-v"]),
+            **({"h2load": version(["h2load", "--version"]), "openssl": version(["openssl", "version"])}
+               if any(t.startswith("https-") for t in tests) else {}),
             "iperf3": version(["iperf3", "-v"]),
             "tcpload": version([procs.TCPLOAD, "--version"]) if have_tcpload() else "not built",
             "kernel": platform.release(),

@@ -13,9 +13,11 @@ sets it).
 """
 
 import os
+import select
 import shutil
 import signal
 import subprocess
+import time
 
 from lib.knobs import SYSCTL, TCPLOAD_BIN
 
@@ -131,6 +133,36 @@ def cleanup():
 
 def on_signal(signum, _frame):
     raise SystemExit(128 + signum)
+
+
+class LineReader:
+    """Line-wise reads from a pipe with a timeout (select + os.read, no buffering)."""
+
+    def __init__(self, f):
+        self.fd = f.fileno()
+        self.buf = b""
+        self.eof = False
+
+    def readline(self, timeout):
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buf and not self.eof:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.fd], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.eof = True
+            self.buf += chunk
+        if b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+        else:
+            line, self.buf = self.buf, b""
+            if not line:
+                return None
+        return line.decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------- sysctls (restored by cleanup)

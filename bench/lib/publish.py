@@ -16,7 +16,8 @@ import sys
 
 from lib.knobs import HERE, LB_CPUS, LB_CPUS2, LOAD_CPUS, ROOT, log
 from lib.meta import machine_info
-from lib.report import report, table
+from lib.knobs import HTTPS_TESTS
+from lib.report import https_block, report, table
 from lib.targets import TARGET_SPEC
 
 # ---------------------------------------------------------------- charts
@@ -84,7 +85,7 @@ def publish(out, dest):
     resdir = os.path.join(dest, "results")
     if os.path.isdir(resdir):
         for name in os.listdir(resdir):
-            if name.endswith((".png", ".svg", ".json")):
+            if name.endswith((".png", ".svg", ".json")) and not name.startswith("https-"):
                 os.remove(os.path.join(resdir, name))
     os.makedirs(resdir, exist_ok=True)
     for name, _ in charts:
@@ -135,7 +136,48 @@ def publish(out, dest):
     body = report(ctx, meta, charts, note, chart_prefix="results/", title=False, versions=False)
     md.append(body)
     path = os.path.join(dest, "RESULTS.md")
+    # An HTTP-mode section published on its own (--publish-https) stays, unless this
+    # run has HTTPS tests itself (then its report has the section).
+    old = kept_https_block(path)
+    if old and not any(t in HTTPS_TESTS for t in meta["tests"]):
+        md.append(old)
     with open(path, "w") as f:
         f.write("\n".join(md))
     log(f"written {path} and {resdir}/ ({len(charts)} charts)")
+    return 0
+
+
+HTTPS_BEGIN = "<!-- https-section: bench.py --publish-https OUT writes it, --publish keeps it -->"
+HTTPS_END = "<!-- /https-section -->"
+
+
+def kept_https_block(path):
+    """The marked HTTP-mode block of an existing RESULTS.md, or ""."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return ""
+    a, b = text.find(HTTPS_BEGIN), text.find(HTTPS_END)
+    return text[a:b + len(HTTPS_END)] + "\n" if a >= 0 and b > a else ""
+
+
+def publish_https(out, dest):
+    """bench.py --publish-https OUT [--to DIR]: the HTTP-mode section of run OUT into
+    DIR/RESULTS.md (replacing the one there, or appended), beside the L4 run that
+    --publish wrote; OUT's summary.json goes to DIR/results/https-summary.json."""
+    out = os.path.abspath(out)
+    meta, ctx = load_run(out)
+    if not any(t in HTTPS_TESTS for t in meta["tests"]):
+        raise SystemExit(f"{out} has no HTTPS test")
+    meta["out_name"] = os.path.relpath(out, ROOT) if out.startswith(ROOT) else os.path.basename(out)
+    block = "\n".join([HTTPS_BEGIN] + https_block(ctx, meta) + [HTTPS_END]) + "\n"
+    path = os.path.join(dest, "RESULTS.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    old = kept_https_block(path)
+    text = text.replace(old, block) if old else text.rstrip("\n") + "\n\n" + block
+    with open(path, "w") as f:
+        f.write(text)
+    os.makedirs(os.path.join(dest, "results"), exist_ok=True)
+    shutil.copy2(os.path.join(out, "summary.json"), os.path.join(dest, "results", "https-summary.json"))
+    log(f"written the HTTP-mode section of {path} and {dest}/results/https-summary.json")
     return 0

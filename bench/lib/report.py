@@ -13,8 +13,8 @@ runs whose summary.json did not record them.
 import statistics
 
 from lib import procs
-from lib.knobs import (CPU_TESTS, IDLE_CONNS, IDLE_PING, LB_CPUS, LB_CPUS2, LOAD_CPUS, QUIET_BUDGET, QUIET_LIMIT,
-                       QUIET_WAIT, TCP_TESTS, TEST_LABEL)
+from lib.knobs import (CPU_TESTS, HTTPS_IDLE_CONNS, HTTPS_RATE, HTTPS_TARGETS, HTTPS_TESTS, IDLE_CONNS, IDLE_PING,
+                       LB_CPUS, LB_CPUS2, LOAD_CPUS, QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT, TCP_TESTS, TEST_LABEL)
 from lib.targets import SCALE_OF, TARGET_SPEC, kind
 
 # ---------------------------------------------------------------- figures and formats
@@ -105,6 +105,16 @@ RATIO_ROWS = [
     ("echo rt/CPU-s", "echo", "per_cpu", False),
     ("echo p99 (lower is better)", "echo", "p99_ms", True),
     ("idle KiB/conn (lower is better)", "idle", "kib_per_conn", True),
+]
+# HTTP mode (title, test, unit of work): the rows of the HTTPS tables.
+HTTPS_ROWS = [
+    ("h2 keep-alive, saturation", "https-h2", "req"),
+    ("h1 keep-alive, saturation", "https-h1", "req"),
+    ("h2 keep-alive, fixed rate", "https-h2-rate", "req"),
+    ("h1 keep-alive, fixed rate", "https-h1-rate", "req"),
+    ("full handshake + 1 request per connection", "https-new", "conn"),
+    ("resumed handshake + 1 request per connection", "https-resume", "conn"),
+    ("new connection per request, wrk (resumes)", "https-close", "conn"),
 ]
 # Workers 1 → 2 (title, test, field, format).
 SCALING_ROWS = [
@@ -244,14 +254,14 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
         md.append(table(["target", "held", "RSS before MiB", f"RSS @{idle_n} MiB", "KiB/conn (RSS)",
                          "KiB/conn (PSS)", "fds", "open s", "live"], rows))
         md.append("")
+    if any(t in tests for t in HTTPS_TESTS):
+        md += https_section(res, meta, targets, tests, m, cell)
     one = [t for t in targets if t.startswith("spliced")]
     for s in one:
         w = TARGET_SPEC.get(s, {}).get("workers", 1)
         peers = [t for t in targets if kind(t) in ("haproxy", "nginx") and TARGET_SPEC[t]["workers"] == w]
         if not peers:
             continue
-        md.append(f"## {s} ÷ peer (medians; >1 = {s} higher)")
-        md.append("")
         rows = []
         for title_, test, field, _ in RATIO_ROWS:
             if test not in tests:
@@ -261,6 +271,10 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
                 sv, o = m(s, test, field), m(p, test, field)
                 row.append(fnum(sv / o, "ratio") if sv is not None and o else "–")
             rows.append(row)
+        if not rows:
+            continue  # no L4 test in this run (the HTTPS section has its own ratios)
+        md.append(f"## {s} ÷ peer (medians; >1 = {s} higher)")
+        md.append("")
         md.append(table(["figure"] + peers, rows))
         md.append("")
     if "spliced" in targets and "spliced-b" in targets:
@@ -307,12 +321,13 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
         md.append(f"Median spread over all cells: {statistics.median(spreads):.0f}% (max {max(spreads):.0f}%).")
         md.append("")
     dp_targets = [t for t in ("spliced", "spliced-b") if t in targets]
-    if dp_targets and any(t in timed_tests for t in CPU_TESTS):
+    l4_cpu_tests = [t for t in CPU_TESTS if t not in HTTPS_TESTS]
+    if dp_targets and any(t in timed_tests for t in l4_cpu_tests):
         md.append(f"## {' and '.join(dp_targets)} data path (from {'its' if len(dp_targets) == 1 else 'their'} "
                   "/metrics, delta over each test)")
         md.append("")
         rows = []
-        for test, t in [(test, t) for test in CPU_TESTS for t in dp_targets]:
+        for test, t in [(test, t) for test in l4_cpu_tests for t in dp_targets]:
             rs = [r for r in res if r["target"] == t and r["test"] == test and r.get("spliced")]
             if not rs:
                 continue
@@ -456,4 +471,178 @@ def ab_section(res, meta, tests, m, cell):
                      f"{better}/{len(per)}" if per else "–"])
     md.append(table(["figure", "spliced (A)", "spliced-b (B)", "B ÷ A", "per round", "B better"], rows))
     md.append("")
+    return md
+
+
+def https_section(res, meta, targets, tests, m, cell):
+    """HTTP mode (TLS termination): per-CPU-second work, throughput and p99 of each
+    HTTPS test by target, spliced ÷ the best peer (HAProxy or nginx) for each, idle
+    TLS memory, and spliced's own HTTP/TLS counters."""
+    kn = meta.get("knobs", {})
+    ts = [t for t in targets if t in HTTPS_TARGETS]
+    peers = [t for t in ts if kind(t) in ("haproxy", "nginx")]
+    sp = [t for t in ts if kind(t) == "spliced"]
+    rows_t = [row for row in HTTPS_ROWS if row[1] in tests]
+    md = ["## HTTP mode (TLS termination)", ""]
+    md.append(
+        "Each proxy terminates TLS 1.3 on its https frontend (the run's ECDSA P-256 certificate, ALPN h2 + "
+        "http/1.1, session tickets on) and proxies `GET /small.txt` (13 bytes) over pooled keep-alive "
+        "HTTP/1.1 to the same nginx backends: HAProxy `mode http` + `http-reuse safe`, nginx `proxy_pass` to a "
+        "`keepalive 64` upstream, spliced `mode: http` (pool `protocol: http1`). Load: "
+        + "; ".join(f"`{t}` {TEST_LABEL.get(t, t)}" for _, t, _ in rows_t)
+        + (f"; `https-idle` {TEST_LABEL['https-idle']}" if "https-idle" in tests else "")
+        + (f". Offered rate of the -rate tests: {kn.get('HTTPS_RATE', HTTPS_RATE)} req/s in total"
+           if any(t.endswith("-rate") for t in tests) else "")
+        + ". "
+        "spliced ÷ best = spliced's median ÷ the better of the peers' medians (higher is better, "
+        "except p99 and KiB/conn).")
+    md.append("")
+
+    def best(test, field, lower):
+        vs = [(m(p, test, field), p) for p in peers if m(p, test, field) is not None]
+        if not vs:
+            return None, None
+        return (min if lower else max)(vs)
+
+    def ratio_cols(test, field, lower):
+        out = []
+        for s in sp:
+            bv, bp = best(test, field, lower)
+            sv = m(s, test, field)
+            out.append(f"{sv / bv:.2f} ({bp})" if sv is not None and bv else "–")
+        return out
+
+    for title_, field, k, lower, what in (
+            ("Work per proxy CPU-second (requests or connections per CPU-second of the proxy's process tree)",
+             "per_cpu", "int", False, "/CPU-s"),
+            ("Throughput (requests or connections per second)", "rps", "int", False, "/s"),
+            ("Latency p99 (ms; h2load's per-request log for the -rate tests, wrk's for https-close)",
+             "p99_ms", "g", True, "p99")):
+        rows = []
+        for label, test, unit in rows_t:
+            if field == "p99_ms" and not any(m(t, test, field) is not None for t in ts):
+                continue
+            rows.append([f"{label} (`{test}`)", unit] + [cell(t, test, field, k) for t in ts]
+                        + ratio_cols(test, field, lower))
+        if rows:
+            md.append(f"### {title_}")
+            md.append("")
+            md.append(table(["test", "unit"] + ts + [f"{s} ÷ best" for s in sp], rows, left=2))
+            md.append("")
+    rows = []
+    for label, test, _ in rows_t:
+        row = [f"`{test}`"]
+        for t in ts:
+            v = [r.get("per_cpu") for r in res if r["target"] == t and r["test"] == test and r.get("per_cpu")]
+            mid = statistics.median(v) if v else None
+            row.append(f"{fnum(min(v), 'int')}–{fnum(max(v), 'int')} ({(max(v) - min(v)) / mid * 100:.0f}%)"
+                       if v else "–")
+        row.append("/".join(fnum(m(t, test, "lb_cores"), "ratio") for t in ts))
+        rows.append(row)
+    if rows:
+        md.append("### Spread of the per-CPU-second figures over rounds (min–max, (max−min)/median), proxy cores busy")
+        md.append("")
+        md.append(table(["test"] + ts + [f"cores busy ({'/'.join(ts)})"], rows))
+        md.append("")
+    if "https-idle" in tests:
+        n = kn.get("HTTPS_IDLE_CONNS", HTTPS_IDLE_CONNS)
+        md.append(f"### Idle TLS connections ({n} held through a fresh proxy process)")
+        md.append("")
+        md.append("Each connection: a full TLS 1.3 handshake, one h1 `GET /small.txt`, then idle (bench/tlshold.py). "
+                  "KiB/conn = (RSS with them held − RSS before) ÷ held, RSS of the proxy's process tree.")
+        md.append("")
+        rows = []
+        for t in ts:
+            rs = [r for r in res if r["target"] == t and r["test"] == "https-idle"]
+            if not rs:
+                continue
+            rows.append([t, fnum(med([r.get("held") for r in rs]), "int"),
+                         fnum(med([r.get("rss_before_kib", 0) / 1024 for r in rs]), "1"),
+                         fnum(med([r.get("rss_after_kib", 0) / 1024 for r in rs]), "1"),
+                         fnum(med([r.get("kib_per_conn") for r in rs]), "ratio"),
+                         fnum(med([r.get("pss_kib_per_conn") for r in rs]), "ratio"),
+                         f"{sum(1 for r in rs if r.get('live'))}/{len(rs)}"])
+        bv, bp = best("https-idle", "kib_per_conn", True)
+        md.append(table(["target", "held", "RSS before MiB", "RSS after MiB", "KiB/conn (RSS)", "KiB/conn (PSS)",
+                         "live"], rows))
+        for s in sp:
+            sv = m(s, "https-idle", "kib_per_conn")
+            if sv is not None and bv:
+                md.append("")
+                md.append(f"{s} ÷ best ({bp}): {sv / bv:.2f} KiB/conn ratio (lower is better).")
+        md.append("")
+    for s in sp:
+        rows = []
+        for label, test, _ in rows_t:
+            rs = [r for r in res if r["target"] == s and r["test"] == test and r.get("spliced")]
+            if not rs:
+                continue
+
+            def d(key):
+                return fnum(med([r["spliced"].get(key, 0.0) for r in rs]), "int")
+
+            rows.append([f"`{test}`", d("spliced_http_requests_total{2xx}"),
+                         d("spliced_http_requests_total{4xx}"), d("spliced_http_requests_total{5xx}"),
+                         d("spliced_tls_handshakes_total{ok}"), d("spliced_tls_handshakes_total{failed}"),
+                         d("spliced_tls_handshakes_total{timeout}"), d("spliced_listener_accepted_total")])
+        if rows:
+            md.append(f"### {s}'s own counters (/metrics, delta over each test, medians)")
+            md.append("")
+            md.append(table(["test", "2xx", "4xx", "5xx", "handshakes ok", "failed", "timeout", "accepted"], rows))
+            md.append("")
+    return md
+
+
+def https_block(ctx, meta):
+    """The HTTP-mode section of a run on its own, with the method line and its run
+    hygiene, for RESULTS.md beside an L4 run (publish.publish_https)."""
+    res = [x for x in ctx["results"] if x["test"] in HTTPS_TESTS]
+    targets = list(ctx["targets"])
+    tests = [t for t in meta["tests"] if t in HTTPS_TESTS]
+    kn = meta.get("knobs", {})
+    quiet_limit = kn.get("QUIET_LIMIT", QUIET_LIMIT)
+
+    def m(target, test, field):
+        return med([r.get(field) for r in res if r["target"] == target and r["test"] == test])
+
+    def cell(target, test, field, kind_):
+        v = m(target, test, field)
+        n = sum(1 for r in res if r["target"] == target and r["test"] == test and is_timed(r)
+                and r.get("foreign", 0) > quiet_limit)
+        return fnum(v, kind_) + ("*" * min(n, 3) if v is not None else "")
+
+    md = []
+    v = meta.get("versions", {})
+    st = meta.get("spliced_start", {})
+    timed = [r for r in res if is_timed(r)]
+    fc = [r.get("foreign") for r in timed]
+    dirty = [r for r in timed if r.get("foreign", 0) > quiet_limit]
+    body = https_section(res, meta, targets, tests, m, cell)
+    md.append(body[0])
+    md.append("")
+    md.append(
+        f"Method: run `{meta.get('out_name', '?')}`, {meta['date']}, {meta['reps']} rounds × {meta['dur']} s, targets "
+        "alternated (the first one rotates each round), medians over rounds. "
+        f"spliced {v.get('spliced', '?')} (TLS provider {st.get('tls_provider', '?')}, rustls; engine "
+        f"{st.get('engine', '?')}); HAProxy {v.get('haproxy', '?')} and nginx {v.get('nginx', '?')} with Debian's "
+        f"OpenSSL {v.get('openssl', '?')}; h2load {v.get('h2load', '?')}, wrk {v.get('wrk', '?')}; kernel "
+        f"{meta.get('kernel', '?')}, {meta.get('cpus', '?')} vCPUs. Pinning: each proxy alone on CPU "
+        f"{kn.get('LB_CPUS', LB_CPUS)} (spliced `workers: 1`, HAProxy `nbthread 1`, nginx 1 worker; `taskset`), "
+        f"load tool + nginx backend (1 worker) on CPU {kn.get('LOAD_CPUS', LOAD_CPUS)}. Proxy CPU = utime+stime "
+        "of its process tree over the test (/proc). Command: `" + meta.get("command", "TESTS=https bench/run.sh") + "`."
+        + (f" {meta['note']}" if meta.get("note") else ""))
+    md.append("")
+    md.append(
+        f"Run hygiene: {len(timed)} load tests kept, {sum(1 for r in timed if r.get('attempts', 1) > 1)} repeated; "
+        f"foreign CPU (other people's work on the machine) in kept tests median {fnum(med(fc), 'ratio')}, max "
+        f"{fnum(max(fc) if fc else None, 'ratio')} cores; {len(dirty)} of {len(timed)} above {quiet_limit} cores "
+        "(a `*` per such round after a figure). Load average at start / end: "
+        f"{meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}.")
+    errs = [r for r in res if r.get("error") or r.get("errors") or r.get("non2xx")]
+    for r in errs:
+        md.append(f"- r{r['round']} {r['test']} {r['target']}: " + ", ".join(
+            x for x in [r.get("error"), f"socket errors {r['errors']} {r.get('err_detail')}" if r.get("errors") else None,
+                        f"non-2xx {r['non2xx']}" if r.get("non2xx") else None] if x))
+    md.append("")
+    md += body[2:]
     return md

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from lib import holdtests, procs
+from lib import holdtests, httpstests, procs
 from lib.knobs import GAP, IPERF_TESTS, LOAD_CPUS, OUT, QUIET_BUDGET, QUIET_LIMIT, QUIET_WAIT, RETRIES, log
 from lib.loadtests import run_once, test_cmd
 from lib.measure import cpu_list, foreign_load
@@ -81,11 +81,13 @@ def run_test(ctx, target, test, rnd):
             restart_iperf(ctx)
         ctx["jsonl"].write(json.dumps(rec) + "\n")
         ctx["jsonl"].flush()
-        unit = {"tcprate": "conn/s", "echo": "rt/s"}.get(test, "req/s")
+        unit = {"tcprate": "conn/s", "echo": "rt/s", "https-new": "conn/s", "https-resume": "conn/s",
+                "https-close": "conn/s"}.get(test, "req/s")
         summary = (
             f"r{rnd} {test:7} {target:17} "
-            + (f"{rec['rps']:>9,.0f} {unit} p99 {rec['p99_ms']:.2f} ms "
-               if rec.get("rps") is not None and rec.get("p99_ms") is not None and test != "big" else "")
+            + (f"{rec['rps']:>9,.0f} {unit} " if rec.get("rps") is not None and test != "big" else "")
+            + (f"p99 {rec['p99_ms']:.2f} ms " if rec.get("p99_ms") is not None and test != "big" else "")
+            + (f"{rec['per_cpu']:,.0f}/CPU-s " if test.startswith("https-") and rec.get("per_cpu") else "")
             + (f"{rec['gbps']:6.2f} Gbit/s " if test in ("big", *IPERF_TESTS) and "gbps" in rec else "")
             + f"lb {rec['lb_cores']:.2f} cores, foreign {rec['foreign']:+.2f}"
             + (f" ERR {rec['error']}" if rec.get("error") else "")
@@ -128,6 +130,13 @@ def run_idle(ctx, target, rnd):
     keep(ctx, rec)
     if "held" in rec:  # it got as far as holding connections: the pause after every test
         time.sleep(GAP)
+
+
+def run_https_idle(ctx, target, rnd):
+    """The https-idle test of `target` in round `rnd` (no quiet wait, no repeat), kept."""
+    rec = httpstests.run_https_idle(ctx, target, rnd)
+    keep(ctx, rec)
+    time.sleep(GAP)
 
 
 def run_maxconn(ctx, run, spliced_bin):

@@ -10,13 +10,16 @@ TARGET_PORTS (where each balancer listens now) is assigned here each time one
 """
 
 import os
+import socket
 import subprocess
 import time
 
 from lib import backends
 from lib.backends import nginx_common, start_iperf_server
-from lib.knobs import HOST, LB_CPUS, LB_CPUS2, SMALL_BODY, SPLICED_BIN, SPLICED_BIN_B, SPLICED_REF_B, log
-from lib.measure import echo_check, http_get, http_status, listen_sockets, wait_port, wait_unbound
+from lib.knobs import (HOST, HTTPS_TARGETS, LB_CPUS, LB_CPUS2, SMALL_BODY, SPLICED_BIN, SPLICED_BIN_B,
+                       SPLICED_REF_B, log)
+from lib.measure import (echo_check, http_get, http_status, https_get, listen_sockets, tls_client_context,
+                         wait_port, wait_unbound)
 from lib.ports import spliced_parser, start_on_free_ports, start_reporting
 from lib.procs import have, have_tcpload, write
 
@@ -42,6 +45,13 @@ TARGET_SPEC = {
 # gets new ports from the kernel on every start; HAProxy and nginx try their
 # previous ones first.
 TARGET_PORTS = {}
+# HTTP mode (TLS termination): when the run has HTTPS tests, setup_tls() makes one
+# ECDSA P-256 certificate in the run dir and the HTTPS_TARGETS get a fourth
+# frontend, "https" (TLS 1.3, ALPN h2 + http/1.1, HTTP proxying to the same nginx
+# backends); TARGET_PORTS[t]["https"] is None otherwise.
+TLS = {}  # {"cert": PATH, "key": PATH, "pem": cert + key for HAProxy}; empty: no https frontends
+# What the end-to-end check found per target: ALPN offered h2 -> chosen, TLS resumption.
+TLS_CHECK = {}
 # The 1-worker target each 2-worker one is compared with (scaling curve).
 SCALE_OF = {"haproxy-t2-splice": "haproxy-splice", "nginx-w2": "nginx", "spliced-w2": "spliced"}
 
@@ -53,6 +63,32 @@ def ports(target):
         return backends.BACKEND_PORTS[0], backends.IPERF_PORT, backends.ECHO_PORTS[0]
     tp = TARGET_PORTS[target]
     return tp["http"], tp["bulk"], tp["tcp"]
+
+
+def https_port(target):
+    """The target's https frontend, or None (no HTTPS tests in the run, or a target without one)."""
+    return TARGET_PORTS.get(target, {}).get("https")
+
+
+def has_https(target):
+    return bool(TLS) and target in HTTPS_TARGETS
+
+
+def setup_tls(run):
+    """The run's certificate: ECDSA P-256, self-signed, localhost + 127.0.0.1, made with
+    openssl in OUT/run/tls/ (every HTTPS frontend serves this one)."""
+    d = os.path.join(run, "tls")
+    os.makedirs(d, exist_ok=True)
+    cert, key, pem = (os.path.join(d, n) for n in ("cert.pem", "key.pem", "haproxy.pem"))
+    cp = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                         "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=localhost",
+                         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], capture_output=True, text=True)
+    if cp.returncode != 0:
+        raise SystemExit(f"openssl req failed: {cp.stderr}")
+    with open(pem, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    TLS.update(cert=cert, key=key, pem=pem)
+    return TLS
 
 
 def admin_port(target):
@@ -82,9 +118,17 @@ def haproxy_conf(target, tp):
 
     # maxconn/maxpipes as in research/peer-baseline.md: HAProxy 2.6 refuses to
     # start if its computed fd need exceeds the (unraisable) 20000 limit.
+    https = ""
+    if tp.get("https"):
+        # mode http, TLS 1.3 only, tickets on (HAProxy's default: https-resume resumes),
+        # backend connections reused (http-reuse safe), as research/l7-peer-baseline.md.
+        https = (f"frontend fe_https\n    mode http\n    bind {HOST}:{tp['https']} ssl crt {TLS['pem']} alpn h2,http/1.1\n"
+                 "    default_backend be_https\n"
+                 "backend be_https\n    mode http\n    http-reuse safe\n" + servers(backends.BACKEND_PORTS))
     return (
         f"global\n    nbthread {spec['workers']}\n    maxconn 9644\n    maxpipes 256\n"
-        "defaults\n    mode tcp\n    balance roundrobin\n    maxconn 9644\n"
+        + ("    ssl-default-bind-options ssl-min-ver TLSv1.3\n" if https else "")
+        + "defaults\n    mode tcp\n    balance roundrobin\n    maxconn 9644\n"
         "    timeout connect 5s\n    timeout client 300s\n    timeout server 300s\n"
         + splice
         + f"frontend fe_http\n    bind {HOST}:{http}\n    default_backend be_http\n"
@@ -95,15 +139,31 @@ def haproxy_conf(target, tp):
         + f"frontend fe_tcp\n    bind {HOST}:{tcp}\n    default_backend be_tcp\n"
         + "backend be_tcp\n"
         + servers(backends.ECHO_PORTS)
+        + https
     )
 
 
 def nginx_stream_conf(run, target, tp):
     http, bulk, tcp = tp["http"], tp["bulk"], tp["tcp"]
-    head, _ = nginx_common(run, target, TARGET_SPEC[target]["workers"])
+    head, tmp = nginx_common(run, target, TARGET_SPEC[target]["workers"])
 
     def ups(port_list):
         return " ".join(f"server {HOST}:{p};" for p in port_list)
+
+    https = ""
+    if tp.get("https"):
+        # proxy_pass to a keepalive upstream, TLS 1.3 only, tickets on (nginx's
+        # default), no request limit per client connection (keepalive_requests also
+        # bounds h2 in 1.22: its default 1000 would add handshakes to the h1/h2 tests).
+        https = (
+            "http {\n    access_log off;\n    keepalive_requests 1000000000;\n    keepalive_timeout 300s;\n"
+            + "".join(f"    {k}_temp_path {tmp}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + f"    upstream be_https {{ {ups(backends.BACKEND_PORTS)} keepalive 64; }}\n"
+            f"    server {{\n        listen {HOST}:{tp['https']} ssl http2 backlog=65535;\n"
+            f"        ssl_certificate {TLS['cert']};\n        ssl_certificate_key {TLS['key']};\n"
+            "        ssl_protocols TLSv1.3;\n        ssl_session_tickets on;\n"
+            "        location / { proxy_pass http://be_https; proxy_http_version 1.1;"
+            " proxy_set_header Connection \"\"; }\n    }\n}\n")
 
     # worker_connections counts both sides of a proxied connection: 19900 covers
     # the idle test's 9000 held connections (18000) in one worker.
@@ -119,6 +179,7 @@ def nginx_stream_conf(run, target, tp):
         f"    upstream be_tcp {{ {ups(backends.ECHO_PORTS)} }}\n"
         f"    server {{ listen {HOST}:{tcp} backlog=65535; proxy_pass be_tcp; }}\n"
         "}\n"
+        + https
     )
 
 
@@ -127,17 +188,26 @@ def spliced_conf(target):
     def addrs(port_list):
         return ", ".join(f"{HOST}:{p}" for p in port_list)
 
+    https = has_https(target)
     return (
         f"workers: {TARGET_SPEC[target]['workers']}\n"
         f"admin: {{listen: {HOST}:0}}\n"
-        "listeners:\n"
+        # HTTP mode: the run's certificate (served for no SNI too: clients of
+        # 127.0.0.1 send none), TLS 1.3, ALPN h2 + http/1.1, pooled h1 backends.
+        + (f"tls:\n  - {{name: bench, certs: [{{cert: {TLS['cert']}, key: {TLS['key']}}}], default: localhost}}\n"
+           if https else "")
+        + "listeners:\n"
         f"  - {{name: http, listen: {HOST}:0, pool: http, backlog: 65535}}\n"
         f"  - {{name: bulk, listen: {HOST}:0, pool: bulk, backlog: 65535}}\n"
         f"  - {{name: tcp, listen: {HOST}:0, pool: tcp, backlog: 65535}}\n"
-        "pools:\n"
+        + (f"  - {{name: https, listen: {HOST}:0, mode: http, pool: web, backlog: 65535,"
+           " tls: {store: bench, alpn: [h2, http/1.1], min_version: \"1.3\"}}\n" if https else "")
+        + "pools:\n"
         f"  - {{name: http, algorithm: round_robin, backends: [{addrs(backends.BACKEND_PORTS)}]}}\n"
         f"  - {{name: bulk, algorithm: round_robin, backends: [{HOST}:{backends.IPERF_PORT}]}}\n"
         f"  - {{name: tcp, algorithm: round_robin, backends: [{addrs(backends.ECHO_PORTS)}]}}\n"
+        + (f"  - {{name: web, algorithm: round_robin, backends: [{addrs(backends.BACKEND_PORTS)}]}}\n"
+           if https else "")
     )
 
 
@@ -191,15 +261,18 @@ def launch_balancer(target, run, spliced_bin, lb=None):
         conf = write(os.path.join(run, f"{target}.yaml"), spliced_conf(target))
         exe = spliced_bin_of(target, spliced_bin)
         spliced_check(exe, conf)
+        names = ("http", "bulk", "tcp", "admin") + (("https",) if has_https(target) else ())
         lb, found, why = start_reporting(lb, target, [exe, "run", "-c", conf], cpus, logfile,
-                                         spliced_parser(("http", "bulk", "tcp", "admin")))
+                                         spliced_parser(names))
         if found is None:
             return lb, False, why
-        TARGET_PORTS[target] = {n: found[n] for n in ("http", "bulk", "tcp", "admin")}
+        TARGET_PORTS[target] = {n: found.get(n) for n in ("http", "bulk", "tcp", "admin", "https")}
         return lb, True, ""
 
+    nports = 4 if has_https(target) else 3
+
     def argv_for(pp):
-        tp = {"http": pp[0], "bulk": pp[1], "tcp": pp[2], "admin": None}
+        tp = {"http": pp[0], "bulk": pp[1], "tcp": pp[2], "admin": None, "https": pp[3] if nports == 4 else None}
         if k == "haproxy":
             conf = write(os.path.join(run, f"{target}.cfg"), haproxy_conf(target, tp))
             return ["haproxy", "-db", "-f", conf]
@@ -207,12 +280,13 @@ def launch_balancer(target, run, spliced_bin, lb=None):
         return ["nginx", "-p", run, "-e", f"{run}/{target}.err", "-c", conf]
 
     old = TARGET_PORTS.get(target)
-    first = [old["http"], old["bulk"], old["tcp"]] if old else None
+    first = [old["http"], old["bulk"], old["tcp"]] + ([old["https"]] if nports == 4 else []) if old else None
     try:
-        lb, pp = start_on_free_ports(target, 3, argv_for, logfile, cpus=cpus, proc=lb, first=first)
+        lb, pp = start_on_free_ports(target, nports, argv_for, logfile, cpus=cpus, proc=lb, first=first)
     except SystemExit as e:
         return lb, False, str(e)
-    TARGET_PORTS[target] = {"http": pp[0], "bulk": pp[1], "tcp": pp[2], "admin": None}
+    TARGET_PORTS[target] = {"http": pp[0], "bulk": pp[1], "tcp": pp[2], "admin": None,
+                            "https": pp[3] if nports == 4 else None}
     return lb, True, ""
 
 
@@ -240,11 +314,55 @@ def balancer_ready(target, proc):
                 return False, f"GET /small.txt gave status {status}, body {body[:40]!r}"
     except OSError as e:
         return False, f"GET /small.txt failed: {e} (LISTEN sockets on {http}, accept queues: {listen_sockets(http)})"
+    if https_port(target):
+        ok, why = https_ready(target)
+        if not ok:
+            return False, why
     if have_tcpload():
         for _ in range(3):  # each echo backend once
             ok, why = echo_check(tcp)
             if not ok:
                 return False, f"echo through port {tcp} failed: {why} (LISTEN sockets, accept queues: {listen_sockets(tcp)})"
+    return True, ""
+
+
+def https_ready(target):
+    """Through the https frontend: GET /small.txt over h1 (each backend once, the body
+    checked), a resumed TLS 1.3 handshake (a ticket of the first connection) and
+    ALPN h2 chosen when offered. Resumption and h2 are recorded in TLS_CHECK (a
+    missing one is logged: https-resume/https-h2 then measure something else)."""
+    port = https_port(target)
+    ctx = tls_client_context()
+    sess, resumed = None, []
+    try:
+        for _ in range(4):
+            status, body, sess, reused, _ = https_get(port, "/small.txt", ctx, session=sess)
+            if status != 200 or body != SMALL_BODY:
+                return False, f"https GET /small.txt gave status {status}, body {body[:60]!r}"
+            resumed.append(reused)
+        with socket.create_connection((HOST, port), timeout=5) as raw:
+            with tls_client_context(("h2", "http/1.1")).wrap_socket(raw, server_hostname="localhost") as s:
+                alpn = s.selected_alpn_protocol()
+        # The request s_time sends in https-new/https-resume (see httpstests.https_cmd).
+        with socket.create_connection((HOST, port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX: HTTP/1.0\r\n\r\n")
+                data = b""
+                while True:
+                    try:
+                        chunk = s.recv(65536)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    data += chunk
+        if not data.startswith(b"HTTP/1.1 200") or not data.endswith(SMALL_BODY):
+            return False, f"the s_time request through https gave {data[:80]!r}"
+    except OSError as e:
+        return False, f"https GET /small.txt failed: {e}"
+    TLS_CHECK[target] = {"resumed": resumed[1:], "alpn_h2": alpn}
+    if not all(resumed[1:]) or alpn != "h2":
+        log(f"{target} https: resumption {resumed[1:]}, ALPN with h2 offered: {alpn}")
     return True, ""
 
 
