@@ -344,10 +344,13 @@ impl Pending<'_> {
                     parts.uri = uri;
                 }
                 if !parts.headers.contains_key(header::HOST) {
-                    if let Some(v) = authority
-                        .as_deref()
-                        .and_then(|a| HeaderValue::from_str(a).ok())
-                    {
+                    // HTTP/2 gives :authority; an HTTP/1.0 client may give
+                    // nothing, and an HTTP/1.1 backend needs a Host: then
+                    // the address the client reached.
+                    let host = authority
+                        .clone()
+                        .or_else(|| self.conn.local.map(|a| a.to_string()));
+                    if let Some(v) = host.and_then(|a| HeaderValue::from_str(&a).ok()) {
                         parts.headers.insert(header::HOST, v);
                     }
                 }

@@ -202,9 +202,16 @@ fn http1_backend_connections_are_kept_alive_and_reused() {
     assert_eq!(a.requests(), 20);
     let served = lb.metric(
         "spliced_bytes_total",
-        &[("listener", "web"), ("pool", "a"), ("direction", "backend_to_client")],
+        &[
+            ("listener", "web"),
+            ("pool", "a"),
+            ("direction", "backend_to_client"),
+        ],
     );
-    assert!(served >= 20.0 * 100.0, "response bytes are counted per backend: {served}");
+    assert!(
+        served >= 20.0 * 100.0,
+        "response bytes are counted per backend: {served}"
+    );
     assert!(
         a.connections() <= 2,
         "sequential requests reuse a kept-alive backend connection (one per worker at most), got {}",
@@ -721,4 +728,19 @@ fn an_http2_rapid_reset_flood_ends_that_connection_and_is_counted() {
         curl(&["--http2-prior-knowledge", &url(web, "/")]).status,
         200
     );
+}
+
+#[test]
+fn an_http10_request_without_host_reaches_an_http11_backend_with_one() {
+    let a = HttpBackend::start("a");
+    let b = HttpBackend::start("b");
+    let lb = Spliced::start(&config(&a, &b, "pool: a", ""));
+    let web = lb.addr("web");
+    let mut s = connect(web);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /old HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(answer.contains(&format!("host: {web}\n")), "{answer}");
 }
