@@ -177,6 +177,8 @@ pub struct BackendStats {
 #[derive(Debug, Default)]
 pub struct BackendWorkerStats {
     pub connections: AtomicU64,
+    /// HTTP mode: connections this worker has open to the backend (gauge).
+    pub upstream_open: AtomicU64,
     pub connect_errors_refused: AtomicU64,
     pub connect_errors_timeout: AtomicU64,
     pub connect_errors_other: AtomicU64,

@@ -413,6 +413,7 @@ impl Pending<'_> {
             tls,
             self.listener.connect_timeout,
             upgrade,
+            self.worker.slot,
         )
         .await;
         if let (Ok(Sender::H2(s)), Some(_)) = (&connected, &opening) {

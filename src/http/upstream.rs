@@ -26,9 +26,11 @@ use tokio::sync::Notify;
 use super::{Body, LocalExec};
 use crate::balance::Backend;
 use crate::config::UpstreamProtocol;
+use crate::counters::{bump, unbump, BackendStats};
 use crate::log;
 use crate::snapshot::UpstreamTls;
 use rustls::pki_types::ServerName;
+use std::sync::Arc;
 
 /// Idle HTTP/1.1 connections kept per backend per core.
 const MAX_IDLE_PER_BACKEND: usize = 128;
@@ -189,6 +191,7 @@ pub(super) async fn connect(
     tls: Option<&UpstreamTls>,
     timeout: Duration,
     upgrades: bool,
+    slot: usize,
 ) -> Result<Sender, ConnectError> {
     let addr = backend.addr;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -202,7 +205,14 @@ pub(super) async fn connect(
     };
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return handshake(TokioIo::new(stream), addr, protocol, upgrades).await;
+        return handshake(
+            TokioIo::new(stream),
+            addr,
+            protocol,
+            upgrades,
+            Open::new(backend, slot),
+        )
+        .await;
     };
     let name = server_name(tls.sni.as_deref(), backend)?;
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
@@ -211,7 +221,14 @@ pub(super) async fn connect(
         Ok(Err(e)) => return Err(ConnectError::Tls(e)),
         Ok(Ok(s)) => s,
     };
-    handshake(TokioIo::new(stream), addr, protocol, upgrades).await
+    handshake(
+        TokioIo::new(stream),
+        addr,
+        protocol,
+        upgrades,
+        Open::new(backend, slot),
+    )
+    .await
 }
 
 /// The name a backend's certificate must carry: the pool's `sni`, else the
@@ -231,11 +248,35 @@ fn server_name(sni: Option<&str>, backend: &Backend) -> Result<ServerName<'stati
         .map_err(|e| ConnectError::Tls(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))
 }
 
+/// A connection to a backend, counted open (on its worker's slot) until its
+/// task ends.
+struct Open {
+    stats: Arc<BackendStats>,
+    slot: usize,
+}
+
+impl Open {
+    fn new(backend: &Backend, slot: usize) -> Open {
+        bump(&backend.stats.worker(slot).upstream_open, 1);
+        Open {
+            stats: backend.stats.clone(),
+            slot,
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        unbump(&self.stats.worker(self.slot).upstream_open, 1);
+    }
+}
+
 async fn handshake<I>(
     io: TokioIo<I>,
     addr: SocketAddr,
     protocol: UpstreamProtocol,
     upgrades: bool,
+    open: Open,
 ) -> Result<Sender, ConnectError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -247,6 +288,7 @@ where
                 .await
                 .map_err(ConnectError::Handshake)?;
             tokio::task::spawn_local(async move {
+                let _open = open;
                 let result = if upgrades {
                     conn.with_upgrades().await
                 } else {
@@ -269,6 +311,7 @@ where
                 .await
                 .map_err(ConnectError::Handshake)?;
             tokio::task::spawn_local(async move {
+                let _open = open;
                 if let Err(e) = conn.await {
                     log::debug(
                         "backend connection ended with an error",

@@ -175,6 +175,8 @@ metrics! {
         "HTTP responses by listener, pool and status class (1xx..5xx); pool is empty for answers spliced made before choosing one (404, redirects, refusals).";
     HTTP_REQUEST_DURATION: Histogram "spliced_http_request_duration_seconds" ["listener", "pool"]
         "Time from a request's arrival to its backend's response headers.";
+    HTTP_UPSTREAM_CONNECTIONS: Gauge "spliced_http_upstream_connections" ["pool", "state"]
+        "HTTP mode: connections open to a pool's backends from all workers (state: open; one set per core).";
     HTTP2_ABUSE_CLOSED_TOTAL: Counter "spliced_http2_abuse_closed_total" ["listener"]
         "HTTP/2 client connections closed with ENHANCE_YOUR_CALM (a rapid-reset flood or similar abuse).";
     TLS_HANDSHAKES_TOTAL: Counter "spliced_tls_handshakes_total" ["listener", "result"]

@@ -398,6 +398,17 @@ fn http(out: &mut Exposition, snapshot: &Snapshot) {
             requests.sample([&l.name, "", label], l.stats.sum(|s| &s.http_local[class]));
         }
     }
+    let mut upstream = out.family(&names::HTTP_UPSTREAM_CONNECTIONS);
+    for p in &snapshot.pools {
+        let open: u64 = p
+            .backends
+            .iter()
+            .map(|b| b.stats.sum(|s| &s.upstream_open))
+            .sum();
+        if open > 0 || routes.iter().any(|r| std::ptr::eq(r.pool, p)) {
+            upstream.sample([&p.name, "open"], open);
+        }
+    }
     let mut abuse = out.family(&names::HTTP2_ABUSE_CLOSED_TOTAL);
     for l in snapshot
         .listeners

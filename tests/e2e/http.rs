@@ -188,6 +188,14 @@ fn h2c_with_prior_knowledge_and_an_h2c_pool_multiplex_over_one_connection_per_wo
         "one h2 connection per worker carries every stream, got {}",
         a.connections()
     );
+    let open = lb.metric(
+        "spliced_http_upstream_connections",
+        &[("pool", "a"), ("state", "open")],
+    );
+    assert!(
+        (1.0..=2.0).contains(&open),
+        "open upstream connections: {open}"
+    );
 }
 
 #[test]
