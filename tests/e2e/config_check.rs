@@ -109,3 +109,42 @@ fn version_prints_the_package_version() {
         format!("spliced {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn check_lists_certificates_with_their_expiry_and_names_a_broken_one() {
+    let out = spliced("check", Path::new("conf/http.yaml"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("tls \"main\":"))
+        .unwrap_or_else(|| panic!("no certificate line: {out:?}"));
+    assert!(line.contains("localhost"), "{line}");
+    assert!(
+        line.contains("valid until") && line.contains("expires in"),
+        "{line}"
+    );
+    assert!(line.contains("sha256 "), "{line}");
+
+    let dir = temp_dir();
+    let cert = dir.join("site.pem");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let config = dir.join("bad-cert.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "tls:\n  - name: main\n    certs: [{{ cert: {0}, key: {0} }}]\nlisteners:\n  - {{ name: web, listen: 127.0.0.1:0, mode: http, tls: {{ store: main }}, pool: p }}\npools:\n  - {{ name: p, backends: [127.0.0.1:9] }}\n",
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let out = spliced("check", &config);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&cert.display().to_string()),
+        "the error names the file: {out:?}"
+    );
+    let run = spliced("run", &config);
+    assert_eq!(run.code, Some(1), "run refuses it too: {run:?}");
+    assert!(run.stderr.contains("site.pem"), "{run:?}");
+}
