@@ -13,7 +13,7 @@ this list (bench.py, the entry point, imports any):
     rounds     rounds: target order, quiet-machine waits, retries, results.jsonl
     report     results.md and the figure definitions (plot.py reads them too)
     meta       what summary.json records about the machine and the programs
-    publish    charts, --report and --publish
+    publish    charts, --report, --publish and --publish-https
 
 Why a package: bench.py grew to 2,500 lines in one file; each module here is one
 concept of the method in bench/README.md, so a change to, say, how foreign load is

@@ -1,7 +1,12 @@
 """Turning a finished run into documents: the charts (bench/plot.py, run with an
 interpreter that has matplotlib), `bench.py --report OUT` (results.md again from
-OUT/summary.json) and `bench.py --publish OUT [--to DIR]` (DIR/RESULTS.md with the
-machine, versions, pinning and knobs, and DIR/results/).
+OUT/summary.json), `bench.py --publish OUT [--to DIR]` (DIR/RESULTS.md with the
+machine, versions, pinning and knobs, and DIR/results/) and `bench.py
+--publish-https OUT [--to DIR]` (the HTTP-mode section of DIR/RESULTS.md, its
+charts DIR/results/https-*.png and DIR/results/https-summary.json).
+
+Charts are never a reason for a run or a publication to fail: without matplotlib,
+or when plot.py fails, the report says why it has none.
 
 Why a module of its own: these work on a run directory alone, after the run (or
 on another machine), and must not need anything the run started; the tables
@@ -13,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 from lib.knobs import HERE, LB_CPUS, LB_CPUS2, LOAD_CPUS, ROOT, log
 from lib.meta import machine_info
@@ -37,15 +43,27 @@ def plot_python():
     return None
 
 
-def make_charts(out):
-    """Run bench/plot.py on OUT/summary.json. -> ([(file, caption)], note)."""
+def make_charts(out, summary=None, charts_dir=None):
+    """Run bench/plot.py on OUT/summary.json (writing OUT/charts/), or on the file
+    SUMMARY (writing CHARTS_DIR/). Never raises. -> ([(file, caption)], note)."""
+    try:
+        return _make_charts(out, summary, charts_dir)
+    except Exception as e:  # a chart is never worth a failed run
+        return [], f"plot.py failed: {type(e).__name__}: {e}"
+
+
+def _make_charts(out, summary, charts_dir):
     py = plot_python()
+    again = "--report" if summary is None else "--publish-https"
     if py is None:
         return [], ("skipped: matplotlib is not installed (bench/run.sh installs python3-matplotlib; "
-                    f"then `python3 bench/bench.py --report {out}`)")
-    cp = subprocess.run([py, os.path.join(HERE, "plot.py"), out], capture_output=True, text=True, timeout=300)
+                    f"then `python3 bench/bench.py {again} {out}`)")
+    argv = [py, os.path.join(HERE, "plot.py")] + ([out] if summary is None else [summary, charts_dir])
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     if cp.returncode != 0:
         return [], f"plot.py failed: {(cp.stderr or cp.stdout).strip()[-400:]}"
+    if cp.stderr.strip():
+        log(f"plot.py: {cp.stderr.strip()[-1000:]}")
     charts = []
     for line in cp.stdout.splitlines():
         name, _, caption = line.partition("\t")
@@ -57,9 +75,15 @@ def make_charts(out):
 # ---------------------------------------------------------------- --report and --publish
 
 
+def summary_path(src):
+    """SRC's summary: SRC/summary.json of a run directory, or SRC itself (a file)."""
+    return src if os.path.isfile(src) else os.path.join(src, "summary.json")
+
+
 def load_run(out):
-    """A finished run's meta and a report context (no processes) from OUT/summary.json."""
-    with open(os.path.join(out, "summary.json")) as f:
+    """A finished run's meta and a report context (no processes) from OUT/summary.json
+    (or from OUT, a summary file)."""
+    with open(summary_path(out)) as f:
         data = json.load(f)
     meta = data["meta"]
     ctx = {"targets": meta["targets"], "results": data["results"], "balancers": {}}
@@ -164,20 +188,41 @@ def kept_https_block(path):
 def publish_https(out, dest):
     """bench.py --publish-https OUT [--to DIR]: the HTTP-mode section of run OUT into
     DIR/RESULTS.md (replacing the one there, or appended), beside the L4 run that
-    --publish wrote; OUT's summary.json goes to DIR/results/https-summary.json."""
+    --publish wrote, with its charts as DIR/results/https-*.png; OUT's summary.json
+    goes to DIR/results/https-summary.json, with the run's name (meta.out_name) in
+    it. OUT may also be such a summary file (e.g. DIR/results/https-summary.json
+    itself: the section and the charts again from the published run)."""
     out = os.path.abspath(out)
-    meta, ctx = load_run(out)
+    summary = summary_path(out)
+    with open(summary) as f:
+        data = json.load(f)
+    meta = data["meta"]
+    ctx = {"targets": meta["targets"], "results": data["results"], "balancers": {}}
     if not any(t in HTTPS_TESTS for t in meta["tests"]):
         raise SystemExit(f"{out} has no HTTPS test")
-    meta["out_name"] = os.path.relpath(out, ROOT) if out.startswith(ROOT) else os.path.basename(out)
-    block = "\n".join([HTTPS_BEGIN] + https_block(ctx, meta) + [HTTPS_END]) + "\n"
+    if not os.path.isfile(out) or not meta.get("out_name"):
+        meta["out_name"] = os.path.relpath(out, ROOT) if out.startswith(ROOT) else os.path.basename(out)
+    resdir = os.path.join(dest, "results")
+    os.makedirs(resdir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="https-charts.") as tmp:
+        charts, note = make_charts(out, summary, tmp)
+        charts = [c for c in charts if c[0].startswith("https-")]
+        for name in os.listdir(resdir):  # no chart of an earlier HTTPS run stays
+            if name.startswith("https-") and name.endswith(".png"):
+                os.remove(os.path.join(resdir, name))
+        for name, _ in charts:
+            shutil.copy2(os.path.join(tmp, name), os.path.join(resdir, name))
+    if not charts and not note:
+        note = "no HTTP-mode figures to chart in this run"
+    block = "\n".join([HTTPS_BEGIN] + https_block(ctx, meta, charts, note, "results/") + [HTTPS_END]) + "\n"
     path = os.path.join(dest, "RESULTS.md")
     text = open(path).read() if os.path.exists(path) else ""
     old = kept_https_block(path)
     text = text.replace(old, block) if old else text.rstrip("\n") + "\n\n" + block
     with open(path, "w") as f:
         f.write(text)
-    os.makedirs(os.path.join(dest, "results"), exist_ok=True)
-    shutil.copy2(os.path.join(out, "summary.json"), os.path.join(dest, "results", "https-summary.json"))
-    log(f"written the HTTP-mode section of {path} and {dest}/results/https-summary.json")
+    with open(os.path.join(resdir, "https-summary.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    log(f"written the HTTP-mode section of {path}, {len(charts)} charts and {resdir}/https-summary.json"
+        + (f" (charts: {note})" if note else ""))
     return 0

@@ -169,6 +169,13 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
     def cols(spec):
         return [c for c in spec if c[2] in tests]
 
+    # The https-*.png charts go into the HTTP-mode section, the others under Charts
+    # (and the note there, unless the run has only HTTPS tests).
+    charts = list(charts or [])
+    https_charts = [c for c in charts if c[0].startswith("https-")]
+    charts = [c for c in charts if not c[0].startswith("https-")]
+    only_https = all(t in HTTPS_TESTS for t in tests)
+
     md = []
     if title:
         md += [f"# spliced benchmark — {meta['date']}", ""]
@@ -255,7 +262,8 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
                          "KiB/conn (PSS)", "fds", "open s", "live"], rows))
         md.append("")
     if any(t in tests for t in HTTPS_TESTS):
-        md += https_section(res, meta, targets, tests, m, cell)
+        md += https_section(res, meta, targets, tests, m, cell, https_charts,
+                            chart_note if only_https else None, chart_prefix)
     one = [t for t in targets if t.startswith("spliced")]
     for s in one:
         w = TARGET_SPEC.get(s, {}).get("workers", 1)
@@ -394,7 +402,7 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
         for name, caption in charts:
             md.append(f"![{caption}]({chart_prefix}{name})")
             md.append("")
-    elif chart_note:
+    elif chart_note and not only_https:
         md.append(f"Charts: {chart_note}")
         md.append("")
     md.append("## Run hygiene")
@@ -474,10 +482,12 @@ def ab_section(res, meta, tests, m, cell):
     return md
 
 
-def https_section(res, meta, targets, tests, m, cell):
+def https_section(res, meta, targets, tests, m, cell, charts=(), chart_note=None, chart_prefix="charts/"):
     """HTTP mode (TLS termination): per-CPU-second work, throughput and p99 of each
     HTTPS test by target, spliced ÷ the best peer (HAProxy or nginx) for each, idle
-    TLS memory, and spliced's own HTTP/TLS counters."""
+    TLS memory, the https-*.png charts (CHARTS: [(file, caption)] of plot.py, linked
+    as CHART_PREFIX + file; else CHART_NOTE, why there are none) and spliced's own
+    HTTP/TLS counters."""
     kn = meta.get("knobs", {})
     ts = [t for t in targets if t in HTTPS_TARGETS]
     peers = [t for t in ts if kind(t) in ("haproxy", "nginx")]
@@ -571,6 +581,15 @@ def https_section(res, meta, targets, tests, m, cell):
                 md.append("")
                 md.append(f"{s} ÷ best ({bp}): {sv / bv:.2f} KiB/conn ratio (lower is better).")
         md.append("")
+    if charts:
+        md.append("### Charts")
+        md.append("")
+        for name, caption in charts:
+            md.append(f"![{caption}]({chart_prefix}{name})")
+            md.append("")
+    elif chart_note:
+        md.append(f"Charts: {chart_note}")
+        md.append("")
     for s in sp:
         rows = []
         for label, test, _ in rows_t:
@@ -593,9 +612,10 @@ def https_section(res, meta, targets, tests, m, cell):
     return md
 
 
-def https_block(ctx, meta):
+def https_block(ctx, meta, charts=(), chart_note=None, chart_prefix="results/"):
     """The HTTP-mode section of a run on its own, with the method line and its run
-    hygiene, for RESULTS.md beside an L4 run (publish.publish_https)."""
+    hygiene, for RESULTS.md beside an L4 run (publish.publish_https); charts as in
+    https_section."""
     res = [x for x in ctx["results"] if x["test"] in HTTPS_TESTS]
     targets = list(ctx["targets"])
     tests = [t for t in meta["tests"] if t in HTTPS_TESTS]
@@ -617,7 +637,7 @@ def https_block(ctx, meta):
     timed = [r for r in res if is_timed(r)]
     fc = [r.get("foreign") for r in timed]
     dirty = [r for r in timed if r.get("foreign", 0) > quiet_limit]
-    body = https_section(res, meta, targets, tests, m, cell)
+    body = https_section(res, meta, targets, tests, m, cell, charts, chart_note, chart_prefix)
     md.append(body[0])
     md.append("")
     md.append(
