@@ -315,8 +315,11 @@ async fn serve_http<I>(
         .max_local_error_reset_streams(Some(1024));
     let info = Rc::new(info);
     let service_worker = worker.clone();
+    // Boxed: hyper moves a request's future a few times on its way into
+    // the stream's task (and the task into its slot); a pointer moves
+    // cheaper than the ~3 KB future.
     let service = hyper::service::service_fn(move |req| {
-        proxy::handle(service_worker.clone(), info.clone(), req)
+        Box::pin(proxy::handle(service_worker.clone(), info.clone(), req))
     });
     let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut draining = worker.draining.clone();

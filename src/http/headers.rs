@@ -113,24 +113,25 @@ pub(super) struct Forwarded<'a> {
 
 /// Sets the forwarding headers on a request going to a backend.
 pub(super) fn add_forwarded(h: &mut HeaderMap, f: &Forwarded) {
+    use std::fmt::Write as _;
     let client = match f.client {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    let prior: Vec<String> = if f.trusted {
-        h.get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut xff = prior.join(", ");
-    if !xff.is_empty() {
-        xff.push_str(", ");
+    // Up to four headers more: one grow of the map, not one per insert.
+    h.reserve(4);
+    // The prior hops (from a trusted proxy), then the client; built in one
+    // buffer (an address is at most 45 bytes).
+    let mut xff = String::with_capacity(48);
+    if f.trusted {
+        for prior in h.get_all(&X_FORWARDED_FOR).iter() {
+            if let Ok(prior) = prior.to_str() {
+                xff.push_str(prior);
+                xff.push_str(", ");
+            }
+        }
     }
-    xff.push_str(&client.to_string());
+    let _ = write!(xff, "{client}");
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(&X_FORWARDED_FOR, v);
     }
@@ -144,11 +145,18 @@ pub(super) fn add_forwarded(h: &mut HeaderMap, f: &Forwarded) {
         }
     }
     if !h.contains_key(&X_REQUEST_ID) {
-        let id = format!("{:016x}", f.request_id);
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            h.insert(&X_REQUEST_ID, v);
-        }
+        h.insert(&X_REQUEST_ID, request_id(f.request_id));
     }
+}
+
+/// `id` as 16 lower-case hex digits, without a `String` on the way.
+fn request_id(id: u64) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[(id >> (60 - 4 * i) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&digits).expect("hex digits are a valid header value")
 }
 
 #[cfg(test)]
@@ -227,5 +235,18 @@ mod tests {
         add_forwarded(r.headers_mut(), &f(true));
         assert_eq!(r.headers()["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
         assert_eq!(r.headers()["x-request-id"], "mine");
+        let mut r = req(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
+        add_forwarded(r.headers_mut(), &f(true));
+        assert_eq!(r.headers()["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
+    }
+
+    #[test]
+    fn request_ids_are_16_hex_digits() {
+        assert_eq!(request_id(0), "0000000000000000");
+        assert_eq!(request_id(u64::MAX), "ffffffffffffffff");
+        assert_eq!(request_id(0x0123_4567_89ab_cdef), "0123456789abcdef");
     }
 }

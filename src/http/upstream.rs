@@ -32,7 +32,9 @@ use crate::snapshot::UpstreamTls;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 
-/// Idle HTTP/1.1 connections kept per backend per core.
+/// Idle HTTP/1.1 connections kept per backend per core (busy ones, still
+/// carrying a request, are not counted: there are as many as requests in
+/// flight).
 const MAX_IDLE_PER_BACKEND: usize = 128;
 
 /// What a pooled connection can be reused for: the backend, the protocol,
@@ -125,8 +127,22 @@ impl Upstreams {
         let conns = pools.entry(key).or_default();
         match sender {
             Sender::H1(s) => {
-                if conns.h1.len() < MAX_IDLE_PER_BACKEND && !s.is_closed() {
-                    conns.h1.push(s);
+                if s.is_closed() {
+                    return;
+                }
+                conns.h1.push(s);
+                // The cap is on idle connections: one still carrying its
+                // request does not count (capping busy ones too made every
+                // request beyond the cap's concurrency open, and later
+                // close, a connection of its own). Past the cap, the
+                // oldest idle ones go.
+                if conns.h1.len() > MAX_IDLE_PER_BACKEND {
+                    let mut idle = conns.h1.iter().filter(|s| s.is_ready()).count();
+                    conns.h1.retain(|s| {
+                        let drop = idle > MAX_IDLE_PER_BACKEND && s.is_ready();
+                        idle -= usize::from(drop);
+                        !drop && !s.is_closed()
+                    });
                 }
             }
             Sender::H2(s) => {
