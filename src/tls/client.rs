@@ -68,9 +68,10 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
     }
 }
 
-/// `verify: false`: any certificate, but real signatures.
+/// `verify: false`: any certificate, but real signatures (the module's
+/// tests use it too, to see which certificate a handshake was given).
 #[derive(Debug)]
-struct AnyCertificate;
+pub(super) struct AnyCertificate;
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
