@@ -228,8 +228,13 @@ pub fn code_class(status: u16) -> usize {
     (status / 100).clamp(1, 5) as usize - 1
 }
 
-/// TLS handshake results counted per listener, in this order.
+/// TLS handshake results counted per listener, in this order (the labels
+/// of the `HANDSHAKE_*` indices).
 pub const HANDSHAKE_RESULTS: [&str; 4] = ["ok", "failed", "timeout", "unknown_sni"];
+pub const HANDSHAKE_OK: usize = 0;
+pub const HANDSHAKE_FAILED: usize = 1;
+pub const HANDSHAKE_TIMEOUT: usize = 2;
+pub const HANDSHAKE_UNKNOWN_SNI: usize = 3;
 
 impl BackendStats {
     pub fn new(workers: usize) -> BackendStats {

@@ -27,7 +27,10 @@ use super::worker::{ConnGuard, Worker};
 use super::LocalExec;
 use crate::clock;
 use crate::config::RequestLimits;
-use crate::counters::{bump, unbump, ListenerStats};
+use crate::counters::{
+    bump, unbump, ListenerStats, HANDSHAKE_FAILED, HANDSHAKE_OK, HANDSHAKE_TIMEOUT,
+    HANDSHAKE_UNKNOWN_SNI,
+};
 use crate::limits::{self, ClientKey, Ticket, Verdict};
 use crate::log;
 use crate::outcome::Reject;
@@ -121,12 +124,8 @@ fn admit(worker: &Rc<Worker>, id: u32, stream: TcpStream, peer: SocketAddr) {
     bump(&shared.stats.worker(worker.slot).accepted, 1);
     let reject = |reason: Reject| bump(&ls.rejected[reason.index()], 1);
     let settings = &listener.settings;
-    if let Err(why) = limits::access_allowed(peer.ip(), &settings.allow, &settings.deny) {
-        reject(if why == "deny" {
-            Reject::Deny
-        } else {
-            Reject::NotAllowed
-        });
+    if let Err(reason) = limits::access_allowed(peer.ip(), &settings.allow, &settings.deny) {
+        reject(reason);
         return;
     }
     if listener.stats.active.load(Ordering::Relaxed) >= listener.max_connections as u64 {
@@ -200,20 +199,20 @@ async fn serve(worker: &Rc<Worker>, listener: Arc<Listener>, stream: TcpStream, 
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(Handshake::UnknownSni)) => {
-                    proxy::count_handshake(worker, &listener, "unknown_sni");
+                    count_handshake(worker, &listener, HANDSHAKE_UNKNOWN_SNI);
                     return;
                 }
                 Ok(Err(Handshake::Failed(e))) => {
-                    proxy::count_handshake(worker, &listener, "failed");
+                    count_handshake(worker, &listener, HANDSHAKE_FAILED);
                     log::debug("TLS handshake failed", &[("client", &peer), ("error", &e)]);
                     return;
                 }
                 Err(_) => {
-                    proxy::count_handshake(worker, &listener, "timeout");
+                    count_handshake(worker, &listener, HANDSHAKE_TIMEOUT);
                     return;
                 }
             };
-            proxy::count_handshake(worker, &listener, "ok");
+            count_handshake(worker, &listener, HANDSHAKE_OK);
             let (_, session) = tls.get_ref();
             info.tls = Some(proxy::TlsInfo {
                 sni: session.server_name().map(str::to_owned),
@@ -268,6 +267,14 @@ fn calmed_down(e: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+/// Counts a TLS handshake on its listener (`result`: a `HANDSHAKE_*` index).
+fn count_handshake(worker: &Worker, listener: &Listener, result: usize) {
+    bump(
+        &listener.stats.worker(worker.slot).tls_handshakes[result],
+        1,
+    );
 }
 
 /// How a TLS handshake failed.

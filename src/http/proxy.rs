@@ -50,15 +50,6 @@ pub(super) struct TlsInfo {
     pub version: Option<&'static str>,
 }
 
-/// Counts a TLS handshake on its listener by result ("ok", "failed", "timeout").
-pub(super) fn count_handshake(worker: &Worker, listener: &Listener, result: &str) {
-    let i = crate::counters::HANDSHAKE_RESULTS
-        .iter()
-        .position(|r| *r == result)
-        .unwrap_or(1);
-    bump(&listener.stats.worker(worker.slot).tls_handshakes[i], 1);
-}
-
 /// hyper's service entry point: never fails; every problem is an answer.
 pub(super) async fn handle(
     worker: Rc<Worker>,

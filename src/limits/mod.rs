@@ -334,14 +334,14 @@ impl Ticket {
 }
 
 /// Whether `ip` may connect at all: `deny` is checked first, then `allow`
-/// (empty = everyone). The error is the rejection reason label: `"deny"` or
-/// `"not_allowed"`. IPv4-mapped IPv6 clients match IPv4 networks.
-pub fn access_allowed(ip: IpAddr, allow: &[Cidr], deny: &[Cidr]) -> Result<(), &'static str> {
+/// (empty = everyone). The error is why it is refused: [`Reject::Deny`] or
+/// [`Reject::NotAllowed`]. IPv4-mapped IPv6 clients match IPv4 networks.
+pub fn access_allowed(ip: IpAddr, allow: &[Cidr], deny: &[Cidr]) -> Result<(), Reject> {
     if deny.iter().any(|net| net.contains(ip)) {
-        return Err("deny");
+        return Err(Reject::Deny);
     }
     if !allow.is_empty() && !allow.iter().any(|net| net.contains(ip)) {
-        return Err("not_allowed");
+        return Err(Reject::NotAllowed);
     }
     Ok(())
 }

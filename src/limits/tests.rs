@@ -409,11 +409,17 @@ fn allow_and_deny_lists() {
     let allow = [cidr("10.0.0.0/8")];
     let deny = [cidr("10.9.0.0/16"), cidr("192.0.2.0/24")];
     assert_eq!(access_allowed(ip("10.1.2.3"), &allow, &deny), Ok(()));
-    assert_eq!(access_allowed(ip("10.9.1.1"), &allow, &deny), Err("deny"));
-    assert_eq!(access_allowed(ip("192.0.2.7"), &none, &deny), Err("deny"));
+    assert_eq!(
+        access_allowed(ip("10.9.1.1"), &allow, &deny),
+        Err(Reject::Deny)
+    );
+    assert_eq!(
+        access_allowed(ip("192.0.2.7"), &none, &deny),
+        Err(Reject::Deny)
+    );
     assert_eq!(
         access_allowed(ip("11.0.0.1"), &allow, &deny),
-        Err("not_allowed")
+        Err(Reject::NotAllowed)
     );
     // IPv6.
     let allow6 = [cidr("::1/128"), cidr("2001:db8::/32")];
@@ -421,27 +427,27 @@ fn allow_and_deny_lists() {
     assert_eq!(access_allowed(ip("::1"), &allow6, &deny6), Ok(()));
     assert_eq!(
         access_allowed(ip("::2"), &allow6, &deny6),
-        Err("not_allowed")
+        Err(Reject::NotAllowed)
     );
     assert_eq!(access_allowed(ip("2001:db8:1::1"), &allow6, &deny6), Ok(()));
     assert_eq!(
         access_allowed(ip("2001:db8:bad::1"), &allow6, &deny6),
-        Err("deny")
+        Err(Reject::Deny)
     );
     // An IPv4 client is not in an IPv6-only allow list.
     assert_eq!(
         access_allowed(ip("127.0.0.1"), &allow6, &none),
-        Err("not_allowed")
+        Err(Reject::NotAllowed)
     );
     // IPv4-mapped IPv6 clients match IPv4 networks.
     assert_eq!(access_allowed(ip("::ffff:10.1.2.3"), &allow, &deny), Ok(()));
     assert_eq!(
         access_allowed(ip("::ffff:192.0.2.7"), &allow, &deny),
-        Err("deny")
+        Err(Reject::Deny)
     );
     assert_eq!(
         access_allowed(ip("::ffff:11.0.0.1"), &allow, &deny),
-        Err("not_allowed")
+        Err(Reject::NotAllowed)
     );
 }
 

@@ -61,12 +61,7 @@ impl Session {
         let Some(ip) = self.client_addr.map(|a| a.ip()) else {
             return true;
         };
-        if let Err(why) = limits::access_allowed(ip, &settings.allow, &settings.deny) {
-            let reason = if why == "deny" {
-                Reject::Deny
-            } else {
-                Reject::NotAllowed
-            };
+        if let Err(reason) = limits::access_allowed(ip, &settings.allow, &settings.deny) {
             self.reject(reason, ctx, io);
             return false;
         }
