@@ -334,13 +334,26 @@ impl ListenerStats {
 #[derive(Debug)]
 pub struct Stats {
     workers: Box<[CachePadded<WorkerStats>]>,
+    /// The L4 workers' engine ("io_uring", "epoll"), set once they start.
+    engine: std::sync::OnceLock<&'static str>,
 }
 
 impl Stats {
     pub fn new(workers: usize) -> Stats {
         Stats {
             workers: (0..workers.max(1)).map(|_| Default::default()).collect(),
+            engine: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records which engine the L4 workers run on (the first call wins).
+    pub fn set_engine(&self, name: &'static str) {
+        let _ = self.engine.set(name);
+    }
+
+    /// The L4 workers' engine, `None` before they start.
+    pub fn engine(&self) -> Option<&'static str> {
+        self.engine.get().copied()
     }
 
     #[inline]

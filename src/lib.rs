@@ -28,10 +28,12 @@
 //! `pub(crate)`.
 //! 1. [`config`] (YAML → validated, typed config), [`proto`] (SNI and PROXY
 //!    parsing, pure), `outcome` (why connections end or are refused),
-//!    `sys` (raw syscalls), [`clock`], [`log`].
+//!    `sys` (raw syscalls), [`clock`], [`log`], `reactor` (the completion
+//!    interface the L4 worker drives).
 //! 2. `counters` (per-worker counters), `limits` (per-client limits),
 //!    `tls` (certificate stores, SNI resolver, rustls server configs),
-//!    `uring` (rings, buffer rings, pipes; with `sys` the only `unsafe`).
+//!    `uring` (rings, buffer rings, pipes; with `sys` the only `unsafe`),
+//!    `epoll` (the same interface over readiness, where io_uring is refused).
 //! 3. [`balance`]: `Backend` and the selection algorithms behind one trait.
 //! 4. `snapshot`: the immutable routing view the planes read.
 //! 5. `metrics` (Prometheus exposition), `accesslog` (one line per
@@ -40,7 +42,8 @@
 //!    the shared state, listener binding).
 //! 7. `session`: one connection's life without I/O (inspection, connect
 //!    attempts, the relay, timeouts, accounting), driven by an engine.
-//! 8. `dataplane`: the io_uring engine: workers, the ring, buffers, pipes.
+//! 8. `dataplane`: the L4 workers (on io_uring or epoll), `http`: the
+//!    HTTP plane.
 //! 9. [`control`]: the control thread: start-up, reload, health, admin HTTP.
 //! 10. [`demo`]: built-in backends and load, plugged into `control` by `main`.
 #![deny(unsafe_code)]
@@ -53,6 +56,7 @@ pub mod control;
 pub(crate) mod counters;
 pub(crate) mod dataplane;
 pub mod demo;
+pub(crate) mod epoll;
 pub(crate) mod http;
 pub(crate) mod limits;
 pub mod log;
@@ -60,6 +64,7 @@ pub(crate) mod metrics;
 pub(crate) mod outcome;
 pub(crate) mod plane;
 pub mod proto;
+pub(crate) mod reactor;
 pub(crate) mod session;
 pub(crate) mod snapshot;
 pub(crate) mod sys;
@@ -75,8 +80,10 @@ mod layers {
     use std::path::Path;
 
     const LAYERS: &[&[&str]] = &[
-        &["clock", "config", "log", "outcome", "proto", "sys"],
-        &["counters", "limits", "tls", "uring"],
+        &[
+            "clock", "config", "log", "outcome", "proto", "reactor", "sys",
+        ],
+        &["counters", "epoll", "limits", "tls", "uring"],
         &["balance"],
         &["snapshot"],
         &["accesslog", "metrics"],

@@ -21,6 +21,10 @@ struct Cli {
     log_level: log::Level,
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: log::Format,
+    /// The L4 engine, over the config's `dataplane:` (auto: io_uring when
+    /// allowed, else epoll).
+    #[arg(long, global = true, value_parser = parse_dataplane)]
+    dataplane: Option<config::Dataplane>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -49,6 +53,14 @@ enum Command {
     },
 }
 
+fn parse_dataplane(text: &str) -> Result<config::Dataplane, String> {
+    let all = config::Dataplane::ALL;
+    all.into_iter().find(|d| d.as_str() == text).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|d| d.as_str()).collect();
+        format!("use one of {}", names.join(", "))
+    })
+}
+
 fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
     config::load_file(path).map_err(|errors| {
         eprintln!("{}: invalid configuration:\n{errors}", path.display());
@@ -58,13 +70,18 @@ fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
 
 /// `spliced run`: the balancer on a config file; `Err` with the exit code
 /// when the file is invalid (its errors are printed already).
-fn run_file(config: PathBuf, watch: bool) -> Result<anyhow::Result<()>, ExitCode> {
+fn run_file(
+    config: PathBuf,
+    watch: bool,
+    dataplane: Option<config::Dataplane>,
+) -> Result<anyhow::Result<()>, ExitCode> {
     let c = load(&config)?;
     Ok(control::run(
         c,
         control::RunOptions {
             path: Some(config),
             watch_config: watch,
+            dataplane,
             ..Default::default()
         },
         |_| {},
@@ -107,16 +124,20 @@ fn main() -> ExitCode {
                         c.pools.len(),
                         c.workers
                     );
+                    println!(
+                        "dataplane: {}",
+                        control::describe_dataplane(cli.dataplane.unwrap_or(c.dataplane))
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,
             };
         }
-        (Some(Command::Run { config, watch }), _) => match run_file(config, watch) {
+        (Some(Command::Run { config, watch }), _) => match run_file(config, watch, cli.dataplane) {
             Ok(result) => result,
             Err(code) => return code,
         },
-        (None, Some(config)) => match run_file(config, false) {
+        (None, Some(config)) => match run_file(config, false, cli.dataplane) {
             Ok(result) => result,
             Err(code) => return code,
         },
@@ -128,6 +149,7 @@ fn main() -> ExitCode {
                 // "Until stopped", bounded so nothing runs forever by accident.
                 demo_load: load.then_some(std::time::Duration::from_secs(24 * 3600)),
                 watch_config: false,
+                dataplane: cli.dataplane,
             };
             control::run(c, options, |bound| println!("{}", demo::banner(bound)))
         }),

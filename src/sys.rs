@@ -1,6 +1,7 @@
 //! Thin, safe wrappers over the few raw syscalls spliced makes outside io_uring
-//! (splice, shutdown, eventfd, CPU affinity, SIGPIPE, the fd limit), so that
-//! a second engine (epoll) can use them without the ring. One of the two
+//! (splice, shutdown, eventfd, CPU affinity, SIGPIPE, the fd limit, and the
+//! epoll engine's epoll, accept, connect, recv and poll), so that the second
+//! engine needs no `unsafe` of its own. One of the two
 //! modules allowed to use `unsafe` (with `crate::uring`). Each returns
 //! `io::Result` with the OS error; none of them blocks, because every fd they
 //! touch is non-blocking.
@@ -177,6 +178,116 @@ pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// A non-blocking `recv(2)` into `buf`; `Ok(0)` is EOF.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice for the duration of the call;
+    // the kernel writes at most `buf.len()` bytes into it.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `accept4(2)` of one pending connection, non-blocking and close-on-exec.
+pub fn accept(listen_fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers ask for no peer address; the result is a
+    // new fd or -1.
+    let fd = cvt(unsafe {
+        libc::accept4(
+            listen_fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: a successful accept4 returned this new fd, owned by nothing else.
+    Ok(unsafe { owned_fd(fd) })
+}
+
+/// `connect(2)` of a non-blocking socket: `Err` with EINPROGRESS while the
+/// handshake runs.
+pub fn connect(fd: RawFd, addr: &socket2::SockAddr) -> io::Result<()> {
+    // SAFETY: `addr` points at a valid socket address of `addr.len()` bytes
+    // that outlives the call.
+    cvt(unsafe { libc::connect(fd, addr.as_ptr().cast(), addr.len()) }).map(drop)
+}
+
+/// The pending error of a socket (`SO_ERROR`, cleared by reading), 0 if none.
+pub fn socket_error(fd: RawFd) -> io::Result<i32> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the local `err`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(err)
+}
+
+/// Which of `events` (`POLLIN`/`POLLOUT` bits) `fd` has now, without waiting.
+pub fn poll_now(fd: RawFd, events: i16) -> io::Result<i16> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one local pollfd; timeout 0.
+    cvt(unsafe { libc::poll(&mut p, 1, 0) })?;
+    Ok(p.revents)
+}
+
+/// A new epoll instance (close-on-exec).
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: returns a new fd or -1.
+    let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: a successful epoll_create1 returned this new fd, owned by nothing else.
+    Ok(unsafe { owned_fd(fd) })
+}
+
+/// Adds `fd` to `epoll` for `events`, tagged with `data`.
+pub fn epoll_add(epoll: &impl AsRawFd, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: epoll_ctl reads the one local epoll_event.
+    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
+}
+
+/// Removes `fd` from `epoll` (closing it does too; this is for fds that
+/// stay open).
+pub fn epoll_delete(epoll: &impl AsRawFd, fd: RawFd) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: epoll_ctl ignores the event for EPOLL_CTL_DEL (non-null for
+    // old kernels).
+    cvt(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) }).map(drop)
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for events, written to the front
+/// of `events`; returns how many. EINTR counts as none.
+pub fn epoll_wait(
+    epoll: &impl AsRawFd,
+    events: &mut [libc::epoll_event],
+    timeout_ms: i32,
+) -> io::Result<usize> {
+    let max = events.len().min(i32::MAX as usize) as i32;
+    // SAFETY: the kernel writes at most `max` events into `events`, a live
+    // mutable slice of at least that many.
+    let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, the clock systemd's `MONOTONIC_USEC`

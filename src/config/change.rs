@@ -120,6 +120,8 @@ pub struct BackendDiff {
 pub enum Setting {
     /// `workers`: threads are started once. Needs a restart.
     Workers,
+    /// `dataplane`: the engine is chosen once. Needs a restart.
+    Dataplane,
     /// `admin.listen`, or the `admin:` section added or removed: the admin
     /// socket is bound once. Needs a restart.
     AdminListen,
@@ -136,8 +138,9 @@ pub enum Setting {
 
 impl Setting {
     /// Every setting, in the order a config file lists them.
-    pub const ALL: [Setting; 6] = [
+    pub const ALL: [Setting; 7] = [
         Setting::Workers,
+        Setting::Dataplane,
         Setting::AdminListen,
         Setting::AdminAccess,
         Setting::ShutdownTimeout,
@@ -149,6 +152,7 @@ impl Setting {
     pub fn key(self) -> &'static str {
         match self {
             Setting::Workers => "workers",
+            Setting::Dataplane => "dataplane",
             Setting::AdminListen => "admin.listen",
             Setting::AdminAccess => {
                 "admin.token_file, admin.allowed_hosts, admin.allow_unauthenticated"
@@ -162,7 +166,10 @@ impl Setting {
     /// Whether a running process cannot take this change.
     pub fn needs_restart(self) -> bool {
         match self {
-            Setting::Workers | Setting::AdminListen | Setting::LimitsTableSize => true,
+            Setting::Workers
+            | Setting::Dataplane
+            | Setting::AdminListen
+            | Setting::LimitsTableSize => true,
             Setting::AdminAccess | Setting::ShutdownTimeout | Setting::AccessLog => false,
         }
     }
@@ -171,6 +178,7 @@ impl Setting {
         let listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
         match self {
             Setting::Workers => old.workers != new.workers,
+            Setting::Dataplane => old.dataplane != new.dataplane,
             Setting::AdminListen => listen(old) != listen(new),
             Setting::AdminAccess => match (&old.admin, &new.admin) {
                 (Some(old), Some(new)) => admin_access(old) != admin_access(new),
@@ -680,11 +688,15 @@ mod tests {
     #[test]
     fn workers_limits_table_and_admin_listen_need_a_restart() {
         let set = changes(&[
-            ("workers: 2", "workers: 3\nlimits_table_size: 2048"),
+            (
+                "workers: 2",
+                "workers: 3\ndataplane: epoll\nlimits_table_size: 2048",
+            ),
             ("listen: 127.0.0.1:9090", "listen: 127.0.0.1:9091"),
         ]);
         let restart = [
             Setting::Workers,
+            Setting::Dataplane,
             Setting::AdminListen,
             Setting::LimitsTableSize,
         ];
@@ -992,6 +1004,7 @@ pools:
 
         let config = Config {
             workers: 9,
+            dataplane: Dataplane::Epoll,
             admin: Some(AdminConfig {
                 listen: "127.0.0.1:1".parse().unwrap(),
                 token_file: Some("/x".into()),

@@ -26,6 +26,8 @@ pub const DEFAULT_BACKLOG: u32 = 4096;
 pub struct Config {
     /// Number of data-plane worker threads (`workers: auto` resolved to the CPU count).
     pub workers: usize,
+    /// Which engine runs the L4 plane.
+    pub dataplane: Dataplane,
     /// The admin listener (dashboard, API, metrics); `None` when the config has no `admin:` section.
     pub admin: Option<AdminConfig>,
     /// How long a graceful shutdown waits for open connections.
@@ -210,6 +212,30 @@ pub struct CertFiles {
     /// The certificate chain, leaf first.
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// The L4 plane's engine (`dataplane:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dataplane {
+    /// io_uring when this process may use it, else epoll (said in one line).
+    #[default]
+    Auto,
+    /// io_uring or nothing: start-up fails when it is refused.
+    IoUring,
+    /// epoll, even where io_uring would work.
+    Epoll,
+}
+
+impl Dataplane {
+    pub const ALL: [Dataplane; 3] = [Dataplane::Auto, Dataplane::IoUring, Dataplane::Epoll];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataplane::Auto => "auto",
+            Dataplane::IoUring => "io_uring",
+            Dataplane::Epoll => "epoll",
+        }
+    }
 }
 
 /// How spliced speaks to a pool's backends in `mode: http`.

@@ -37,7 +37,7 @@ raw_section!(
     /// `pools` are list entries already reported as malformed; they stay in
     /// place so the indices in later error paths still match the file.
     RawConfig {
-        workers, shutdown_timeout, admin: RawAdmin, access_log: RawAccessLog,
+        workers, dataplane, shutdown_timeout, admin: RawAdmin, access_log: RawAccessLog,
         limits_table_size, tls: Vec<Option<RawTlsStore>>, listeners: Vec<Option<RawListener>>,
         pools: Vec<Option<RawPool>>,
     }
@@ -1043,6 +1043,7 @@ mod tests {
             keys_of::<RawConfig>(),
             [
                 "workers",
+                "dataplane",
                 "shutdown_timeout",
                 "admin",
                 "access_log",

@@ -87,6 +87,11 @@ impl State {
     }
 }
 
+/// What engine the L4 plane would run on here (for `spliced check`).
+pub fn describe_dataplane(wanted: crate::config::Dataplane) -> String {
+    dataplane::describe(wanted)
+}
+
 /// Reads the admin token file: its contents without surrounding whitespace.
 pub fn read_token(config: &Config) -> anyhow::Result<Option<String>> {
     let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
@@ -123,6 +128,9 @@ pub struct RunOptions {
     pub demo_load: Option<std::time::Duration>,
     /// Re-read the config file when it changes, as on SIGHUP.
     pub watch_config: bool,
+    /// The engine from the command line (`--dataplane`), over the file's
+    /// `dataplane:`.
+    pub dataplane: Option<crate::config::Dataplane>,
 }
 
 /// Sends client traffic to a listener for a while: the demo's load generator,
@@ -167,7 +175,7 @@ pub fn run_with(
     on_ready: impl FnOnce(&Bound),
 ) -> anyhow::Result<()> {
     sys::ignore_sigpipe();
-    dataplane::probe()?;
+    let engine = dataplane::choose(options.dataplane.unwrap_or(config.dataplane))?;
     let (soft, hard) = sys::raise_nofile_limit();
     let workers = config.workers;
     let token = read_token(&config)?;
@@ -271,7 +279,14 @@ pub fn run_with(
         let (exit_tx, mut exit_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let (l4_sockets, http_sockets) = planes::split_by_mode(&state.inner().config, sockets);
         let exits = planes::Exits::new(exit_tx);
-        let planes = planes::Planes::start(&shared, workers, l4_sockets, http_sockets, exits.clone())?;
+        let planes = planes::Planes::start(
+            &shared,
+            engine,
+            workers,
+            l4_sockets,
+            http_sockets,
+            exits.clone(),
+        )?;
         let engine = planes.engine();
         state.inner().plane = Some(Box::new(planes));
 

@@ -1,4 +1,4 @@
-//! The data planes, driven as one: the io_uring L4 plane for `mode: tcp`
+//! The data planes, driven as one: the L4 plane (io_uring or epoll) for `mode: tcp`
 //! listeners and the HTTP plane for `mode: http` ones. The HTTP plane's
 //! workers start only when there is an HTTP listener (at start-up, or when a
 //! reload adds the first one), so an L4-only balancer runs no extra threads.
@@ -61,12 +61,13 @@ impl Planes {
     /// Starts the L4 workers, and the HTTP workers if any listener needs them.
     pub(super) fn start(
         shared: &Arc<Shared>,
+        engine: dataplane::Engine,
         workers: usize,
         l4_sockets: Vec<WorkerSockets>,
         http_sockets: Vec<WorkerSockets>,
         exits: Exits,
     ) -> anyhow::Result<Planes> {
-        let l4 = dataplane::start(shared, l4_sockets, exits.starting(workers))
+        let l4 = dataplane::start(engine, shared, l4_sockets, exits.starting(workers))
             .context("cannot start worker threads")?;
         let planes = Planes {
             l4: Box::new(l4),

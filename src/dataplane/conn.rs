@@ -1,4 +1,4 @@
-//! What the io_uring engine holds for one connection (its two sockets, the
+//! What a worker holds for one connection (its two sockets, the
 //! receive buffers and pipes its directions hold, the timers the kernel reads
 //! at submit, the count of operations in flight), and the session's [`Io`]
 //! over the ring: each request of the sans-IO [`Session`] becomes a
@@ -18,10 +18,11 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use super::token::{Op, Token};
 use crate::balance::Backend;
 use crate::counters::WorkerStats;
+use crate::reactor::{BufId, Reactor};
 use crate::session::{Dir, Io, Session, C2B};
 use crate::snapshot::Listener;
 use crate::sys;
-use crate::uring::{BufId, Pipe, PipePool, Ring};
+use crate::uring::{Pipe, PipePool};
 
 /// A live connection in the worker's slab.
 pub struct Slot {
@@ -74,8 +75,8 @@ impl Resources {
 /// The session's view of the engine while it handles one event of one
 /// connection: the worker's ring, buffers and pipes plus that connection's
 /// resources.
-pub struct UringIo<'a> {
-    pub ring: &'a mut Ring,
+pub struct ReactorIo<'a, R: Reactor> {
+    pub ring: &'a mut R,
     pub pipes: &'a mut PipePool,
     pub stats: &'a WorkerStats,
     /// Pumps to continue after this round of completions.
@@ -89,7 +90,7 @@ pub struct UringIo<'a> {
     pub gen: u32,
 }
 
-impl UringIo<'_> {
+impl<R: Reactor> ReactorIo<'_, R> {
     fn token(&self, op: Op) -> u64 {
         Token::new(op, self.slot, self.gen).encode()
     }
@@ -107,7 +108,7 @@ impl UringIo<'_> {
     }
 }
 
-impl Io for UringIo<'_> {
+impl<R: Reactor> Io for ReactorIo<'_, R> {
     fn recv(&mut self, dir: Dir, poll_first: bool) {
         let t = self.token(Op::Recv(dir));
         let (src, _) = self.res.ends(dir);

@@ -1,7 +1,8 @@
-//! The io_uring L4 data plane: worker threads, each with its own io_uring and
-//! its own SO_REUSEPORT socket per listener (thread-per-core, nothing shared
-//! but the snapshot pointer and atomic counters). This module spawns and pins
-//! the workers and drives them for the control thread as a
+//! The L4 data plane: worker threads, each with its own engine (an io_uring,
+//! or the epoll engine where io_uring is refused) and its own SO_REUSEPORT
+//! socket per listener (thread-per-core, nothing shared but the snapshot
+//! pointer and atomic counters). This module chooses the engine, spawns and
+//! pins the workers and drives them for the control thread as a
 //! [`crate::plane::Plane`]; it also shares the fd limit out (`fd_budget`).
 
 mod conn;
@@ -16,6 +17,8 @@ use std::thread::JoinHandle;
 
 use socket2::Socket;
 
+use crate::config::Dataplane;
+use crate::epoll::Poller;
 use crate::log;
 use crate::plane::{Plane, Shared, WorkerSockets};
 use crate::sys;
@@ -96,10 +99,29 @@ impl WorkerHandle {
     }
 }
 
-/// The io_uring L4 plane: one pinned worker thread per entry of the sockets
-/// it was started with.
-pub struct UringPlane {
+/// The L4 plane: one pinned worker thread per entry of the sockets it was
+/// started with, all on one engine.
+pub struct L4Plane {
+    engine: Engine,
     workers: Vec<WorkerHandle>,
+}
+
+/// How the L4 workers reach the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    IoUring,
+    /// Readiness (epoll) with inline syscalls, where io_uring is refused.
+    Epoll,
+}
+
+impl Engine {
+    /// The name logs, metrics and the API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::IoUring => "io_uring",
+            Engine::Epoll => "epoll",
+        }
+    }
 }
 
 /// Fails when io_uring cannot be used here (old kernel, seccomp, sysctl),
@@ -108,13 +130,57 @@ pub fn probe() -> io::Result<()> {
     Ring::probe().map_err(io::Error::other)
 }
 
+/// What `spliced check` says about the engine `wanted` would run here.
+pub fn describe(wanted: Dataplane) -> String {
+    let probed = probe();
+    match (wanted, probed) {
+        (Dataplane::Epoll, _) => "epoll (dataplane: epoll)".to_owned(),
+        (Dataplane::IoUring, Ok(())) => "io_uring (dataplane: io_uring)".to_owned(),
+        (Dataplane::IoUring, Err(e)) => {
+            format!("io_uring (dataplane: io_uring), which will NOT start here: {e}")
+        }
+        (Dataplane::Auto, Ok(())) => "io_uring (dataplane: auto; io_uring works here)".to_owned(),
+        (Dataplane::Auto, Err(e)) => {
+            format!("epoll (dataplane: auto; io_uring cannot be used here: {e})")
+        }
+    }
+}
+
+/// The engine `wanted` names. `auto` takes io_uring when this process may
+/// use it and otherwise epoll, saying so in one line with the reason and the
+/// fix; `io_uring` fails with that reason instead.
+pub fn choose(wanted: Dataplane) -> io::Result<Engine> {
+    match wanted {
+        Dataplane::IoUring => probe().map(|()| Engine::IoUring),
+        Dataplane::Epoll => Ok(Engine::Epoll),
+        Dataplane::Auto => match probe() {
+            Ok(()) => Ok(Engine::IoUring),
+            Err(e) => {
+                log::warn(
+                    "io_uring cannot be used here: the L4 data plane runs on epoll instead",
+                    &[
+                        ("reason", &e),
+                        (
+                            "fix",
+                            &"allow io_uring_setup, io_uring_enter and io_uring_register (conf/seccomp/spliced.json), or set `dataplane: epoll` to choose epoll without this warning",
+                        ),
+                    ],
+                );
+                Ok(Engine::Epoll)
+            }
+        },
+    }
+}
+
 /// Starts one worker per entry of `sockets`, pinned to the allowed CPUs in
 /// turn. `on_exit` runs on each worker thread as it ends.
 pub fn start(
+    engine: Engine,
     shared: &Arc<Shared>,
     sockets: Vec<WorkerSockets>,
     on_exit: impl Fn() + Send + Sync + 'static,
-) -> io::Result<UringPlane> {
+) -> io::Result<L4Plane> {
+    shared.stats.set_engine(engine.name());
     let cpus = sys::allowed_cpus();
     let on_exit = Arc::new(on_exit);
     let mut workers = Vec::new();
@@ -136,9 +202,30 @@ pub fn start(
                         );
                     }
                 }
-                let result =
-                    worker::Worker::new(id, shared.clone(), socks, worker_wake, command_rx)
-                        .and_then(|w| w.run());
+                let result = match engine {
+                    Engine::IoUring => Ring::new().map_err(io::Error::other).and_then(|ring| {
+                        worker::Worker::new(
+                            id,
+                            ring,
+                            shared.clone(),
+                            socks,
+                            worker_wake,
+                            command_rx,
+                        )?
+                        .run()
+                    }),
+                    Engine::Epoll => Poller::new().and_then(|poller| {
+                        worker::Worker::new(
+                            id,
+                            poller,
+                            shared.clone(),
+                            socks,
+                            worker_wake,
+                            command_rx,
+                        )?
+                        .run()
+                    }),
+                };
                 if let Err(e) = result {
                     log::error(
                         "worker stopped with an error",
@@ -156,12 +243,12 @@ pub fn start(
             commands,
         });
     }
-    Ok(UringPlane { workers })
+    Ok(L4Plane { engine, workers })
 }
 
-impl Plane for UringPlane {
+impl Plane for L4Plane {
     fn engine(&self) -> &'static str {
-        "io_uring"
+        self.engine.name()
     }
 
     fn listen(&self, id: u32, sockets: Vec<Socket>) {

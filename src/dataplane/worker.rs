@@ -1,8 +1,9 @@
-//! One data-plane worker: its own io_uring, its own SO_REUSEPORT socket per
-//! listener, a slab of connections, a provided-buffer ring and a pipe pool. It
-//! accepts, hands each connection to a sans-IO [`Session`] (which decides
+//! One data-plane worker: its own engine (an io_uring, or the epoll engine's
+//! emulation of one: any [`Reactor`]), its own SO_REUSEPORT socket per
+//! listener, a slab of connections, a pool of receive buffers and a pipe pool.
+//! It accepts, hands each connection to a sans-IO [`Session`] (which decides
 //! everything from inspection to the last byte), turns the session's requests
-//! into ring submissions and inline syscalls (`conn::UringIo`), feeds the
+//! into submissions and inline syscalls (`conn::ReactorIo`), feeds the
 //! completions back, and frees a connection once nothing is in flight. It
 //! never blocks, never takes a lock and never touches the filesystem.
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{SockRef, Socket};
 
-use super::conn::{Resources, Slot, UringIo};
+use super::conn::{ReactorIo, Resources, Slot};
 use super::token::{Op, Token, GEN_MASK, NO_SLOT};
 use super::Command;
 use crate::accesslog::Record;
@@ -23,9 +24,10 @@ use crate::clock;
 use crate::counters::{bump, WorkerStats};
 use crate::outcome::{Reject, Termination};
 use crate::plane::Shared;
+use crate::reactor::{Completion, Reactor};
 use crate::session::{self, Ctx, Dir, Phase, Rng, Session, RECV_BUFFER};
 use crate::sys;
-use crate::uring::{Completion, PipePool, Ring};
+use crate::uring::PipePool;
 
 /// Provided buffers per worker and their size. WHY 256 × 32 KiB (8 MiB of
 /// address space, touched lazily): research/uring-datapath.md found 64 KiB+
@@ -63,9 +65,10 @@ struct ListenSocket {
     backing_off: bool,
 }
 
-pub struct Worker {
+pub struct Worker<R: Reactor> {
     id: usize,
-    ring: Ring,
+    /// The engine: an io_uring, or the epoll engine's completion queue.
+    ring: R,
     pipes: PipePool,
     shared: Arc<Shared>,
     slots: Vec<Option<Slot>>,
@@ -97,15 +100,15 @@ pub struct Worker {
     rng: Rng,
 }
 
-impl Worker {
+impl<R: Reactor> Worker<R> {
     pub fn new(
         id: usize,
+        mut ring: R,
         shared: Arc<Shared>,
         sockets: Vec<(u32, Socket)>,
         wake: OwnedFd,
         commands: Receiver<Command>,
-    ) -> io::Result<Worker> {
-        let mut ring = Ring::new().map_err(io::Error::other)?;
+    ) -> io::Result<Worker<R>> {
         ring.provide_buffers(BUF_GROUP, BUF_COUNT, BUF_SIZE)?;
         let pipes_max = shared
             .pipes_per_worker
@@ -436,7 +439,7 @@ impl Worker {
     /// Runs `f` on the session in `slot` with the worker's context and the
     /// session's view of the ring, then frees the slot if that closed it and
     /// nothing is in flight.
-    fn drive(&mut self, slot: u32, f: impl FnOnce(&mut Session, &mut Ctx, &mut UringIo)) {
+    fn drive(&mut self, slot: u32, f: impl FnOnce(&mut Session, &mut Ctx, &mut ReactorIo<R>)) {
         let Worker {
             id,
             ring,
@@ -456,7 +459,7 @@ impl Worker {
         let Some(Some(s)) = slots.get_mut(slot as usize) else {
             return;
         };
-        let mut io = UringIo {
+        let mut io = ReactorIo {
             ring,
             pipes,
             stats: shared.stats.worker(*id),

@@ -77,6 +77,8 @@ metrics! {
     // The process.
     WORKERS: Gauge "spliced_workers" []
         "Number of data-plane worker threads.";
+    DATAPLANE_INFO: Gauge "spliced_dataplane_info" ["engine"]
+        "1, labelled with the engine the L4 workers run on (io_uring, or epoll where io_uring is refused or dataplane: epoll).";
 
     // Backends: traffic, per listener routing to the backend's pool.
     CONNECTIONS_TOTAL: Counter "spliced_connections_total" ["listener", "pool", "backend"]

@@ -70,6 +70,9 @@ pub(super) fn render_at(
 fn process(out: &mut Exposition, stats: &Stats) {
     out.family(&names::WORKERS)
         .sample([], stats.workers().count());
+    if let Some(engine) = stats.engine() {
+        out.family(&names::DATAPLANE_INFO).sample([engine], 1);
+    }
 }
 
 /// Traffic from one listener to one pool, counted in the listener's slot of

@@ -116,6 +116,7 @@ fn exposition() -> String {
     let config = config::parse_str(CONFIG).expect("the fixture config is valid");
     let snapshot = Snapshot::build(&config, &LISTENER_IDS, WORKERS, None);
     let stats = Stats::new(WORKERS);
+    stats.set_engine("io_uring");
 
     for w in 0..WORKERS {
         let mut next = Distinct::worker(w);

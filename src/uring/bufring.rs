@@ -10,9 +10,7 @@ use io_uring::types::BufRingEntry;
 
 use super::ring::Ring;
 
-/// A buffer's id within its ring, as reported in a receive completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufId(pub u16);
+pub use crate::reactor::BufId;
 
 /// Anonymous memory from mmap, unmapped on drop.
 struct Mapping {

@@ -15,6 +15,5 @@ mod bufring;
 mod pipe;
 mod ring;
 
-pub use bufring::BufId;
 pub use pipe::{Pipe, PipePool};
-pub use ring::{Completion, Ring, RESERVED_BITS};
+pub use ring::{Ring, RESERVED_BITS};

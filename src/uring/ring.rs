@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::bufring::{BufId, BufRing};
+use super::bufring::BufRing;
+use crate::reactor::{BufId, Completion, Reactor};
 
 /// Why a ring could not be created, phrased for the one-line start-up error.
 #[derive(Debug, thiserror::Error)]
@@ -39,33 +40,6 @@ impl RingError {
             Some(libc::ENOMEM) => RingError::MemLock(e),
             _ => RingError::Other(e),
         }
-    }
-}
-
-/// One completion, copied out of the completion queue. An accept's new
-/// socket arrives owned (`accepted`): whoever takes it closes it.
-#[derive(Debug)]
-pub struct Completion {
-    pub user_data: u64,
-    pub result: i32,
-    pub flags: u32,
-    accepted: Option<OwnedFd>,
-}
-
-impl Completion {
-    /// The socket a successful accept produced (once; `None` after, and for
-    /// every other operation).
-    pub fn take_accepted(&mut self) -> Option<OwnedFd> {
-        self.accepted.take()
-    }
-
-    /// A multishot operation that posted this completion will post more.
-    pub fn more(&self) -> bool {
-        cqueue::more(self.flags)
-    }
-    /// The provided buffer a receive landed in, if any.
-    pub fn buffer(&self) -> Option<BufId> {
-        cqueue::buffer_select(self.flags).map(BufId)
     }
 }
 
@@ -197,9 +171,11 @@ impl Ring {
         })
     }
 
-    /// Checks at start-up that this process may use io_uring at all.
+    /// Checks at start-up that this process may use io_uring as the workers
+    /// do: a ring with their flags and a provided-buffer ring (Linux 5.19+).
     pub fn probe() -> Result<(), RingError> {
-        IoUring::new(8).map(drop).map_err(RingError::classify)
+        let mut ring = Ring::new()?;
+        ring.provide_buffers(0, 2, 4096).map_err(RingError::Other)
     }
 
     pub(super) fn submitter(&self) -> io_uring::Submitter<'_> {
@@ -245,40 +221,42 @@ impl Ring {
         user_data
     }
 
-    /// Maps and registers the ring's provided buffers: `count` (a power of
-    /// two) buffers of `buf_size` bytes as buffer group `group`.
-    pub fn provide_buffers(&mut self, group: u16, count: u16, buf_size: u32) -> io::Result<()> {
-        assert!(count <= 0x7ffe, "buffer ids must fit the lease bits");
-        self.bufs = Some(BufRing::new(self, group, count, buf_size)?);
-        Ok(())
-    }
-
     fn bufs(&self) -> &BufRing {
         self.bufs
             .as_ref()
             .expect("provide_buffers before receiving")
     }
 
+    fn push(&mut self, entry: squeue::Entry) {
+        self.push_all(std::slice::from_ref(&entry));
+    }
+}
+
+impl Reactor for Ring {
+    /// Maps and registers the ring's provided buffers: `count` (a power of
+    /// two) buffers of `buf_size` bytes as buffer group `group`.
+    fn provide_buffers(&mut self, group: u16, count: u16, buf_size: u32) -> io::Result<()> {
+        assert!(count <= 0x7ffe, "buffer ids must fit the lease bits");
+        self.bufs = Some(BufRing::new(self, group, count, buf_size)?);
+        Ok(())
+    }
+
     /// The bytes `offset..offset+len` of received buffer `id`.
-    pub fn buffer(&self, id: BufId, offset: u32, len: u32) -> &[u8] {
+    fn buffer(&self, id: BufId, offset: u32, len: u32) -> &[u8] {
         self.bufs().slice(id, offset, len)
     }
 
     /// Gives received buffer `id` back (once no send reads it any more).
-    pub fn recycle(&mut self, id: BufId) {
+    fn recycle(&mut self, id: BufId) {
         self.bufs
             .as_mut()
             .expect("provide_buffers before receiving")
             .recycle(id);
     }
 
-    fn push(&mut self, entry: squeue::Entry) {
-        self.push_all(std::slice::from_ref(&entry));
-    }
-
     /// Multishot accept on a listening socket; accepted fds are non-blocking
     /// and arrive owned in their completion ([`Completion::take_accepted`]).
-    pub fn accept_multi(&mut self, listen_fd: RawFd, user_data: u64) {
+    fn accept_multi(&mut self, listen_fd: RawFd, user_data: u64) {
         let e = opcode::AcceptMulti::new(types::Fd(listen_fd))
             .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build()
@@ -290,7 +268,7 @@ impl Ring {
     /// follow: the connect's (`-ECANCELED` when the timeout fired) and the
     /// timeout's. The ring keeps copies of `addr` and `timeout` until the
     /// kernel has read them.
-    pub fn connect(
+    fn connect(
         &mut self,
         fd: RawFd,
         addr: &socket2::SockAddr,
@@ -315,7 +293,7 @@ impl Ring {
     /// `poll_first`: the caller expects no data yet (the last read was short
     /// and its bytes were just forwarded), so the kernel arms its readiness
     /// poll at once instead of first trying a receive that would fail.
-    pub fn recv_provided(&mut self, fd: RawFd, poll_first: bool, user_data: u64) {
+    fn recv_provided(&mut self, fd: RawFd, poll_first: bool, user_data: u64) {
         let bufs = self.bufs();
         let ioprio = if poll_first { RECVSEND_POLL_FIRST } else { 0 };
         let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), bufs.buf_size())
@@ -330,7 +308,7 @@ impl Ring {
     /// Sends `len` bytes of received buffer `id` starting at `offset`. The
     /// buffer stays lent to the kernel until this send's completion is
     /// drained; giving it back meanwhile only takes effect then.
-    pub fn send_buf(&mut self, fd: RawFd, id: BufId, offset: u32, len: u32, user_data: u64) {
+    fn send_buf(&mut self, fd: RawFd, id: BufId, offset: u32, len: u32, user_data: u64) {
         let user_data = Self::caller_data(user_data) | ((id.0 as u64 + 1) << LEASE_SHIFT);
         let bufs = self.bufs.as_mut().expect("provide_buffers before sending");
         bufs.lend(id);
@@ -343,7 +321,7 @@ impl Ring {
     }
 
     /// One-shot readiness poll (`libc::POLLIN` / `POLLOUT` bits).
-    pub fn poll(&mut self, fd: RawFd, events: u32, multi: bool, user_data: u64) {
+    fn poll(&mut self, fd: RawFd, events: u32, multi: bool, user_data: u64) {
         let e = opcode::PollAdd::new(types::Fd(fd), events)
             .multi(multi)
             .build()
@@ -353,7 +331,7 @@ impl Ring {
 
     /// A timer that completes once after `after` (the ring keeps the
     /// timespec until the kernel has read it).
-    pub fn timeout(&mut self, after: Duration, user_data: u64) {
+    fn timeout(&mut self, after: Duration, user_data: u64) {
         let ts = self.kept.keep_timespec(after);
         let e = opcode::Timeout::new(ts)
             .build()
@@ -362,7 +340,7 @@ impl Ring {
     }
 
     /// Cancels every operation in flight on `fd`.
-    pub fn cancel_fd(&mut self, fd: RawFd, user_data: u64) {
+    fn cancel_fd(&mut self, fd: RawFd, user_data: u64) {
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
             .build()
             .user_data(Self::caller_data(user_data));
@@ -371,7 +349,7 @@ impl Ring {
 
     /// Submits what is queued and waits for at least one completion, or until
     /// `max_wait` passes (`Some(ZERO)`: do not sleep, only run deferred work).
-    pub fn submit_and_wait(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+    fn submit_and_wait(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
         let res = match max_wait {
             None => self.ring.submit_and_wait(1),
             Some(d) => {
@@ -398,7 +376,7 @@ impl Ring {
     }
 
     /// Moves every available completion into `out` (cleared first).
-    pub fn drain_completions(&mut self, out: &mut Vec<Completion>) {
+    fn drain_completions(&mut self, out: &mut Vec<Completion>) {
         out.clear();
         let mut cq = self.ring.completion();
         cq.sync();
@@ -423,7 +401,8 @@ impl Ring {
             out.push(Completion {
                 user_data: user_data & !RESERVED_BITS,
                 result: c.result(),
-                flags: c.flags(),
+                buffer: cqueue::buffer_select(c.flags()).map(BufId),
+                more: cqueue::more(c.flags()),
                 accepted,
             });
         }
@@ -433,6 +412,8 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use std::net::{TcpListener, TcpStream};
+
+    use crate::reactor::Reactor;
     use std::os::fd::AsRawFd;
 
     use super::*;

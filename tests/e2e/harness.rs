@@ -39,6 +39,15 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// The L4 engine every spawned spliced is told to use (`--dataplane`), from
+/// `SPLICED_TEST_DATAPLANE` (`scripts/test.sh` runs the L4 suite once per
+/// engine); unset: the config's choice (`auto`).
+pub fn test_dataplane() -> Option<String> {
+    std::env::var("SPLICED_TEST_DATAPLANE")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 impl Spliced {
     /// Starts spliced with `yaml` and waits until every listener (and the admin
     /// listener, if configured) has been logged as bound.
@@ -71,10 +80,11 @@ impl Spliced {
             }
             None => Command::new(BIN),
         };
+        command.args(["run", "-c"]).arg(path).args(extra);
+        if let Some(engine) = test_dataplane() {
+            command.args(["--dataplane", &engine]);
+        }
         let mut child = command
-            .args(["run", "-c"])
-            .arg(path)
-            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -413,15 +413,22 @@ fn fds_below(pid: i32, limit: usize) -> usize {
         .count()
 }
 
-/// Whether process `pid` has `n` io_uring instances open.
+/// Whether process `pid` has the engine instances of `n` workers open: `n`
+/// io_uring instances, or on the epoll engine `n` epoll instances beside the
+/// four the control and health threads' tokio runtimes make before any
+/// worker starts (counted with `ls -l /proc/PID/fd`).
 fn has_rings(pid: i32, n: usize) -> bool {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
+    let (kind, expected) = match test_dataplane().as_deref() {
+        Some("epoll") => ("eventpoll", n + 4),
+        _ => ("io_uring", n),
+    };
     dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|t| t.to_string_lossy().contains("io_uring"))
+        .filter(|t| t.to_string_lossy().contains(kind))
         .count()
-        == n
+        == expected
 }
 
 /// spliced under `prlimit --nofile=LIMIT:LIMIT`, once start-up is complete:

@@ -103,6 +103,7 @@ pub(super) fn validate(raw: RawConfig, resolve: Resolve, errors: &mut Collector)
     }
     Some(Config {
         workers: settings.workers?,
+        dataplane: settings.dataplane?,
         admin: admin.map(|admin| admin.ok_or(())).transpose().ok()?,
         shutdown_timeout: settings.shutdown_timeout?,
         limits_table_size: settings.limits_table_size?,

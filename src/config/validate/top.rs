@@ -1,5 +1,6 @@
-//! The settings at the top level of the file: `workers`, `shutdown_timeout`
-//! and `limits_table_size` (the sections under it have files of their own).
+//! The settings at the top level of the file: `workers`, `dataplane`,
+//! `shutdown_timeout` and `limits_table_size` (the sections under it have
+//! files of their own).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -8,14 +9,23 @@ use serde_yaml::Value;
 
 use super::fields::Fields;
 use crate::config::bounds;
-use crate::config::model::{DEFAULT_LIMITS_TABLE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
+use crate::config::model::{Dataplane, DEFAULT_LIMITS_TABLE_SIZE, DEFAULT_SHUTDOWN_TIMEOUT};
 use crate::config::raw::RawConfig;
 use crate::config::value::count::{whole_number, Count};
+use crate::config::value::word::Word;
 use crate::config::value::{duration, Bad};
+
+/// `dataplane`: the L4 engine.
+const DATAPLANE: Word<'static, Dataplane> = Word {
+    all: &Dataplane::ALL,
+    name: Dataplane::as_str,
+    what: "data plane engine",
+};
 
 /// The top-level settings, each `None` when it was bad (and reported).
 pub(super) struct Settings {
     pub workers: Option<usize>,
+    pub dataplane: Option<Dataplane>,
     pub shutdown_timeout: Option<Duration>,
     pub limits_table_size: Option<usize>,
 }
@@ -23,6 +33,7 @@ pub(super) struct Settings {
 pub(super) fn settings(raw: &RawConfig, f: &mut Fields) -> Settings {
     Settings {
         workers: f.or("workers", &raw.workers, auto_workers(), workers),
+        dataplane: f.or("dataplane", &raw.dataplane, Dataplane::Auto, DATAPLANE),
         shutdown_timeout: f.or(
             "shutdown_timeout",
             &raw.shutdown_timeout,
