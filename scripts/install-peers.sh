@@ -33,6 +33,9 @@ py_has() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/nul
 py_has websockets || missing+=(python3-websockets)
 py_has h2 || missing+=(python3-h2)
 py_has grpc || missing+=(python3-grpcio)
+# libseccomp's Python binding: tests/e2e/engines.rs runs spliced under a filter
+# that refuses io_uring as default container profiles do.
+py_has seccomp || missing+=(python3-seccomp)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -35,6 +35,12 @@ cargo clippy --all-targets --release -- -D warnings
 echo "== cargo test"
 # Release build: the e2e tests move hundreds of MiB through the balancer.
 cargo test --release -- --test-threads="${TEST_THREADS:-2}"
+echo "== the L4 end-to-end tests again, on the epoll engine (dataplane: epoll)"
+# The same tests, not copies: the harness passes --dataplane epoll to every
+# spliced it starts. The HTTP plane, the dashboard and config checks do not
+# depend on the L4 engine and ran once above.
+SPLICED_TEST_DATAPLANE=epoll cargo test --release --test e2e -- --test-threads="${TEST_THREADS:-2}" \
+  --skip http:: --skip https:: --skip dashboard:: --skip config_check:: --skip engines::
 echo "== bench/tcpload (the benchmark's TCP load tool: fmt, clippy, tests)"
 cargo fmt --manifest-path bench/tcpload/Cargo.toml -- --check
 cargo clippy --manifest-path bench/tcpload/Cargo.toml --all-targets --release -- -D warnings

@@ -711,3 +711,6 @@ impl Reactor for Poller {
         std::mem::swap(out, &mut self.done);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -682,6 +682,27 @@ pub fn peer_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Debian's Python (not a pyenv shim) when it has `module`; `None`, after
+/// printing that the test is skipped, when it lacks it and
+/// SPLICED_REQUIRE_PEERS is not set (with it set, the test fails instead).
+pub fn python_with(module: &str) -> Option<String> {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let required =
+            std::env::var("SPLICED_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "/usr/bin/python3 lacks {module}: run scripts/install-peers.sh"
+        );
+        eprintln!("SKIPPED: /usr/bin/python3 lacks {module}");
+        return None;
+    }
+    Some("/usr/bin/python3".into())
+}
+
 /// A child process (a peer such as `openssl s_server` or nginx) whose stdout
 /// and stderr are collected as they come; killed when dropped.
 pub struct Proc {

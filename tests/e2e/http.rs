@@ -369,25 +369,6 @@ fn a_slow_backend_gets_504_and_sigterm_lets_a_request_in_flight_finish() {
     assert!(lb.wait_exit(WAIT).is_some());
 }
 
-/// The Python with Debian's `websockets` (not a pyenv shim without it).
-fn python_with(module: &str) -> Option<String> {
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let required =
-            std::env::var("SPLICED_REQUIRE_PEERS").is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "/usr/bin/python3 lacks {module}: run scripts/install-peers.sh"
-        );
-        eprintln!("SKIPPED: /usr/bin/python3 lacks {module}");
-        return None;
-    }
-    Some("/usr/bin/python3".into())
-}
-
 const WS_ECHO_SERVER: &str = r#"
 import asyncio, sys, websockets
 async def echo(ws, *args):

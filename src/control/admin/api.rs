@@ -301,6 +301,7 @@ fn pools_json(state: &State) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "demo": state.demo.is_some(),
+        "dataplane": state.shared.stats.engine(),
         "token_required": inner.token.is_some(),
         "listeners": listeners,
         "pools": pools,
