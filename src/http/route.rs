@@ -68,6 +68,8 @@ mod tests {
             }),
             path_prefix: prefix.map(Into::into),
             pool: PoolId(pool),
+            sticky: None,
+            rate_limits: Vec::new(),
         }
     }
 
