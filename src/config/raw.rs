@@ -113,7 +113,8 @@ raw_section!(
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(super) enum RawRateLimits {
-    One(RawRateLimit),
+    /// Boxed: one limit is many times the size of a list.
+    One(Box<RawRateLimit>),
     /// `None` items mark entries already reported.
     Many(Vec<Option<RawRateLimit>>),
 }
