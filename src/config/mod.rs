@@ -1764,6 +1764,13 @@ pools:
             .map(|r| config.pool(r.pool).name.as_str())
             .collect();
         assert_eq!(pools, ["api", "api", "web"]);
+        assert_eq!(http.routes[0].rate_limits.len(), 2);
+        assert_eq!(http.routes[1].rate_limits[0].key, RateLimitKey::Ip);
+        let sticky = http.routes[2].sticky.as_ref().unwrap();
+        assert_eq!(
+            (sticky.cookie.as_str(), sticky.same_site),
+            ("SPLICED", Some(SameSite::Lax))
+        );
         assert_eq!(config.pool(https.pool.unwrap()).name, "web");
         let redirect = &config.listeners[1];
         assert_eq!(redirect.http.as_ref().unwrap().redirect_https, Some(8443));
