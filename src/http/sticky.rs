@@ -26,7 +26,23 @@ pub(super) fn pinned(sticky: &StickyRoute, headers: &mut HeaderMap) -> Option<us
     let mut pinned = None;
     let mut kept: Vec<HeaderValue> = Vec::new();
     for value in headers.get_all(COOKIE) {
-        let mut rest: Vec<u8> = Vec::with_capacity(value.len());
+        let (ours, others) =
+            pairs(value.as_bytes()).fold(
+                (0, 0),
+                |(o, t), (n, _)| {
+                    if n == name {
+                        (o + 1, t)
+                    } else {
+                        (o, t + 1)
+                    }
+                },
+            );
+        if ours == 0 {
+            // Not touched: a clone shares the received bytes.
+            kept.push(value.clone());
+            continue;
+        }
+        let mut rest: Vec<u8> = Vec::new();
         for (n, v) in pairs(value.as_bytes()) {
             if n == name {
                 if pinned.is_none() {
@@ -41,8 +57,8 @@ pub(super) fn pinned(sticky: &StickyRoute, headers: &mut HeaderMap) -> Option<us
             rest.push(b'=');
             rest.extend_from_slice(v);
         }
-        if let Ok(v) = HeaderValue::from_bytes(&rest) {
-            if !rest.is_empty() {
+        if others > 0 {
+            if let Ok(v) = HeaderValue::from_bytes(&rest) {
                 kept.push(v);
             }
         }
