@@ -431,6 +431,55 @@ mod tests {
         Listener::new(&l, 0, 0, Arc::new(ListenerStats::new(1)))
     }
 
+    fn http_config(route_keys: &str) -> Config {
+        let yaml = format!(
+            "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    routes:\n      - {{ match: {{ path_prefix: /a/ }}, pool: p{route_keys} }}\n      - {{ pool: p{route_keys} }}\npools:\n  - {{ name: p, backends: [127.0.0.1:1, 127.0.0.1:2] }}\n"
+        );
+        config::parse_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn route_limits_with_the_same_labels_share_a_counter_that_survives_a_rebuild() {
+        let keys = ", rate_limit: [{ key: ip, rate: 1/s }, { key: \"header:X-Key\", rate: 1/s }]";
+        let first = Snapshot::build(&http_config(keys), &[1], 1, None);
+        let routes = &first.listeners[0].routes;
+        assert_eq!(routes.len(), 2);
+        let (a, b) = (&routes[0].limits, &routes[1].limits);
+        assert!(Arc::ptr_eq(&a[0].rejected, &b[0].rejected), "one ip series");
+        assert!(!Arc::ptr_eq(&a[0].rejected, &a[1].rejected));
+        assert_ne!(a[0].scope, b[0].scope, "but each route its own buckets");
+        assert_eq!(a[1].header.as_ref().map(|h| h.as_str()), Some("x-key"));
+        let faster = keys.replace("rate: 1/s", "rate: 5/s");
+        let second = Snapshot::build(&http_config(&faster), &[1], 1, Some(&first));
+        let again = &second.listeners[0].routes[0].limits;
+        assert!(Arc::ptr_eq(&again[0].rejected, &a[0].rejected));
+        assert_eq!(again[0].scope, a[0].scope, "a new rate keeps the buckets");
+        assert_ne!(again[0].rate, a[0].rate, "and applies");
+    }
+
+    #[test]
+    fn sticky_routes_set_cookies_that_name_no_address() {
+        let first = Snapshot::build(
+            &http_config(", sticky: { cookie: SRV, ttl: 1h, secure: true, same_site: strict }"),
+            &[1],
+            1,
+            None,
+        );
+        let sticky = first.listeners[0].routes[0].sticky.as_ref().unwrap();
+        assert_eq!(sticky.set_cookie.len(), 2);
+        let cookie = sticky.set_cookie[0].to_str().unwrap();
+        let id = crate::balance::sticky::encode(sticky.ids.id_of(0).unwrap());
+        assert_eq!(
+            cookie,
+            format!("SRV={id}; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Strict")
+        );
+        assert!(!cookie.contains("127.0.0.1"));
+        assert!(first.listeners[0]
+            .routes
+            .iter()
+            .all(|r| r.limits.is_empty()));
+    }
+
     #[test]
     fn exact_beats_wildcard_and_longest_suffix_wins() {
         let l = listener(&[
