@@ -392,16 +392,35 @@ fn requests_admitted_across_workers_stay_within_five_percent_of_the_configured_r
     const WINDOW: Duration = Duration::from_secs(2);
     let a = HttpBackend::start("a");
     let route = "        rate_limit: { key: ip, rate: 200/s, burst: 20 }\n";
-    let lb = Spliced::start(&config(&[&a], route));
+    let yaml = config(&[&a], route).replace(
+        "      - pool: p\n",
+        "      - { match: { path_prefix: /free/ }, pool: p }\n      - pool: p\n",
+    );
+    let lb = Spliced::start(&yaml);
     let web = lb.addr("web");
-    // Connections spread over both workers by SO_REUSEPORT; eight clients
-    // offer several times the rate.
+    // SO_REUSEPORT spreads connections over both workers by their ports:
+    // open clients (each answered once, on an unlimited route) until at
+    // least eight are open and both workers have accepted some.
+    let mut clients = Vec::new();
+    let workers_used = |lb: &Spliced| {
+        lb.metrics()
+            .iter()
+            .filter(|(k, v)| k.starts_with("spliced_worker_accepted_total{") && **v > 0.0)
+            .count()
+    };
+    while clients.len() < 8 || workers_used(&lb) < 2 {
+        assert!(clients.len() < 64, "every connection went to one worker");
+        let mut c = Client::new(web);
+        assert_eq!(c.get("/free/", "").0, 200);
+        clients.push(c);
+    }
+    let warm_up = clients.len() as u64;
     let started = Instant::now();
     let counts: Vec<(u64, u64, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
                 s.spawn(move || {
-                    let mut c = Client::new(web);
                     let (mut ok, mut limited) = (0u64, 0u64);
                     let mut last = Instant::now();
                     while started.elapsed() < WINDOW {
@@ -437,7 +456,7 @@ fn requests_admitted_across_workers_stay_within_five_percent_of_the_configured_r
         "admitted {admitted}, expected {expected:.0}: {:.1}% off",
         off * 100.0
     );
-    assert_eq!(a.requests(), admitted);
+    assert_eq!(a.requests(), admitted + warm_up);
     let limited = lb.metric(
         "spliced_http_rate_limited_total",
         &[("listener", "web"), ("pool", "p"), ("key", "ip")],
