@@ -330,6 +330,35 @@ impl ListenerStats {
     }
 }
 
+/// HTTP requests answered 429 by one route limit, per worker; shared by every
+/// limit with the same `{listener, pool, key}` labels and kept across
+/// reloads by them.
+#[derive(Debug)]
+pub struct RateLimitedStats {
+    per_worker: Box<[CachePadded<AtomicU64>]>,
+}
+
+impl RateLimitedStats {
+    pub fn new(workers: usize) -> RateLimitedStats {
+        RateLimitedStats {
+            per_worker: (0..workers.max(1)).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// The counter only worker `w` writes.
+    #[inline]
+    pub fn worker(&self, w: usize) -> &AtomicU64 {
+        &self.per_worker[w]
+    }
+
+    pub fn sum(&self) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// Process-wide counters: one padded slot per worker.
 #[derive(Debug)]
 pub struct Stats {

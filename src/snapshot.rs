@@ -8,13 +8,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::header::{HeaderName, HeaderValue};
+
+use crate::balance::sticky::{self, StickyIds};
 use crate::balance::{Backend, Policy, Tier};
 use crate::config::{
-    Config, HealthCheck, ListenerConfig, ProxyProtocolAccept, SniPattern, SniRoute,
-    UpstreamProtocol,
+    Config, HealthCheck, ListenerConfig, MissingKey, ProxyProtocolAccept, RateLimitKey, SniPattern,
+    SniRoute, Sticky, UpstreamProtocol, DEFAULT_IPV6_PREFIX,
 };
-use crate::counters::{BackendStats, ListenerStats, LISTENER_SLOTS};
-use crate::limits::Scope;
+use crate::counters::{BackendStats, ListenerStats, RateLimitedStats, LISTENER_SLOTS};
+use crate::limits::{RequestRate, Scope};
 use crate::tls::ReloadableStore;
 
 pub struct Snapshot {
@@ -53,6 +56,74 @@ pub struct Listener {
     /// The store it resolves from, asked before the handshake whether the
     /// client's SNI has a certificate at all.
     pub tls_store: Option<Arc<ReloadableStore>>,
+    /// `mode: http`: what each route (parallel to `settings.http.routes`)
+    /// needs per request beyond its match and pool.
+    pub routes: Vec<RouteState>,
+}
+
+/// A route's sticky cookie and rate limits, prepared for the data path.
+#[derive(Default)]
+pub struct RouteState {
+    pub sticky: Option<StickyRoute>,
+    pub limits: Vec<RouteLimit>,
+}
+
+/// A route's `sticky:` over its pool's backends.
+pub struct StickyRoute {
+    pub cookie: String,
+    pub ids: StickyIds,
+    /// The `Set-Cookie` value pinning each backend (by index in the pool).
+    pub set_cookie: Vec<HeaderValue>,
+}
+
+impl StickyRoute {
+    fn new(s: &Sticky, pool: &Pool) -> StickyRoute {
+        let key = match &s.secret {
+            Some(secret) => secret.0.as_bytes().to_vec(),
+            None => sticky::derived_key(&s.cookie),
+        };
+        let ids = StickyIds::new(&key, &pool.name, &pool.backends);
+        let set_cookie = (0..pool.backends.len())
+            .map(|i| {
+                let id = ids.id_of(i).map(sticky::encode).unwrap_or_default();
+                let mut text = format!("{}={id}; Path=/", s.cookie);
+                if let Some(ttl) = s.ttl {
+                    text.push_str(&format!("; Max-Age={}", ttl.as_secs().max(1)));
+                }
+                if s.secure {
+                    text.push_str("; Secure");
+                }
+                if s.http_only {
+                    text.push_str("; HttpOnly");
+                }
+                if let Some(same_site) = s.same_site {
+                    text.push_str("; SameSite=");
+                    text.push_str(same_site.attribute());
+                }
+                // Validation keeps the name a token and the id is hex.
+                HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+            })
+            .collect();
+        StickyRoute {
+            cookie: s.cookie.clone(),
+            ids,
+            set_cookie,
+        }
+    }
+}
+
+/// One `rate_limit:` entry of a route.
+pub struct RouteLimit {
+    /// `None`: the client's address; else this request header's value.
+    pub header: Option<HeaderName>,
+    pub missing: MissingKey,
+    pub scope: Scope,
+    pub rate: RequestRate,
+    /// IPv6 clients are keyed by this prefix (the listener's `limits.ipv6_prefix`).
+    pub ipv6_prefix: u8,
+    /// The `key` label, as written.
+    pub label: String,
+    pub rejected: Arc<RateLimitedStats>,
 }
 
 pub struct Pool {
@@ -95,7 +166,7 @@ impl Snapshot {
         workers: usize,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
-        let pools = config
+        let pools: Vec<Pool> = config
             .pools
             .iter()
             .map(|p| {
@@ -151,7 +222,9 @@ impl Snapshot {
                     .and_then(|s| s.listeners.iter().find(|old| old.name == l.name))
                     .map(|old| old.stats.clone())
                     .unwrap_or_else(|| Arc::new(ListenerStats::new(workers)));
-                Arc::new(Listener::new(l, listener_ids[index], index, stats))
+                let mut listener = Listener::new(l, listener_ids[index], index, stats);
+                listener.routes = route_states(l, &pools, workers, previous);
+                Arc::new(listener)
             })
             .collect();
         Snapshot {
@@ -179,8 +252,87 @@ impl Listener {
             metrics_slot: id as usize % LISTENER_SLOTS,
             server_config: None,
             tls_store: None,
+            routes: Vec::new(),
         }
     }
+}
+
+/// The prepared state of `l`'s HTTP routes, reusing the 429 counters that
+/// `previous` had for the same `{listener, pool, key}`.
+fn route_states(
+    l: &ListenerConfig,
+    pools: &[Pool],
+    workers: usize,
+    previous: Option<&Snapshot>,
+) -> Vec<RouteState> {
+    let Some(http) = &l.http else {
+        return Vec::new();
+    };
+    let ipv6_prefix = l
+        .limits
+        .as_ref()
+        .map_or(DEFAULT_IPV6_PREFIX, |lim| lim.ipv6_prefix);
+    // (pool, key label) → counter: those of the previous snapshot's
+    // listener of this name first, then any made below, so that limits with
+    // the same labels share one series.
+    let mut counters: Vec<(String, String, Arc<RateLimitedStats>)> = previous
+        .and_then(|s| {
+            let old = s.listeners.iter().find(|old| old.name == l.name)?;
+            let routes = &old.settings.http.as_ref()?.routes;
+            Some(
+                routes
+                    .iter()
+                    .zip(&old.routes)
+                    .flat_map(|(route, state)| {
+                        let pool = s.pools.get(route.pool.0).map_or("", |p| p.name.as_str());
+                        state
+                            .limits
+                            .iter()
+                            .map(move |r| (pool.to_owned(), r.label.clone(), r.rejected.clone()))
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let mut counter = |pool: &str, label: &str| {
+        if let Some((_, _, c)) = counters.iter().find(|(p, k, _)| p == pool && k == label) {
+            return c.clone();
+        }
+        let c = Arc::new(RateLimitedStats::new(workers));
+        counters.push((pool.to_owned(), label.to_owned(), c.clone()));
+        c
+    };
+    http.routes
+        .iter()
+        .enumerate()
+        .map(|(i, route)| {
+            let pool = &pools[route.pool.0];
+            RouteState {
+                sticky: route.sticky.as_ref().map(|s| StickyRoute::new(s, pool)),
+                limits: route
+                    .rate_limits
+                    .iter()
+                    .map(|limit| {
+                        let label = limit.key.label();
+                        RouteLimit {
+                            header: match &limit.key {
+                                RateLimitKey::Ip => None,
+                                RateLimitKey::Header(name) => {
+                                    HeaderName::from_bytes(name.as_bytes()).ok()
+                                }
+                            },
+                            missing: limit.missing,
+                            scope: Scope::route_limit(&l.name, i, &pool.name, &label),
+                            rate: RequestRate::new(limit.rate, limit.burst),
+                            ipv6_prefix,
+                            rejected: counter(&pool.name, &label),
+                            label,
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 impl Pool {
@@ -277,6 +429,55 @@ mod tests {
             })
             .collect();
         Listener::new(&l, 0, 0, Arc::new(ListenerStats::new(1)))
+    }
+
+    fn http_config(route_keys: &str) -> Config {
+        let yaml = format!(
+            "listeners:\n  - name: web\n    listen: 127.0.0.1:0\n    mode: http\n    routes:\n      - {{ match: {{ path_prefix: /a/ }}, pool: p{route_keys} }}\n      - {{ pool: p{route_keys} }}\npools:\n  - {{ name: p, backends: [127.0.0.1:1, 127.0.0.1:2] }}\n"
+        );
+        config::parse_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn route_limits_with_the_same_labels_share_a_counter_that_survives_a_rebuild() {
+        let keys = ", rate_limit: [{ key: ip, rate: 1/s }, { key: \"header:X-Key\", rate: 1/s }]";
+        let first = Snapshot::build(&http_config(keys), &[1], 1, None);
+        let routes = &first.listeners[0].routes;
+        assert_eq!(routes.len(), 2);
+        let (a, b) = (&routes[0].limits, &routes[1].limits);
+        assert!(Arc::ptr_eq(&a[0].rejected, &b[0].rejected), "one ip series");
+        assert!(!Arc::ptr_eq(&a[0].rejected, &a[1].rejected));
+        assert_ne!(a[0].scope, b[0].scope, "but each route its own buckets");
+        assert_eq!(a[1].header.as_ref().map(|h| h.as_str()), Some("x-key"));
+        let faster = keys.replace("rate: 1/s", "rate: 5/s");
+        let second = Snapshot::build(&http_config(&faster), &[1], 1, Some(&first));
+        let again = &second.listeners[0].routes[0].limits;
+        assert!(Arc::ptr_eq(&again[0].rejected, &a[0].rejected));
+        assert_eq!(again[0].scope, a[0].scope, "a new rate keeps the buckets");
+        assert_ne!(again[0].rate, a[0].rate, "and applies");
+    }
+
+    #[test]
+    fn sticky_routes_set_cookies_that_name_no_address() {
+        let first = Snapshot::build(
+            &http_config(", sticky: { cookie: SRV, ttl: 1h, secure: true, same_site: strict }"),
+            &[1],
+            1,
+            None,
+        );
+        let sticky = first.listeners[0].routes[0].sticky.as_ref().unwrap();
+        assert_eq!(sticky.set_cookie.len(), 2);
+        let cookie = sticky.set_cookie[0].to_str().unwrap();
+        let id = crate::balance::sticky::encode(sticky.ids.id_of(0).unwrap());
+        assert_eq!(
+            cookie,
+            format!("SRV={id}; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Strict")
+        );
+        assert!(!cookie.contains("127.0.0.1"));
+        assert!(first.listeners[0]
+            .routes
+            .iter()
+            .all(|r| r.limits.is_empty()));
     }
 
     #[test]

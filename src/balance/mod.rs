@@ -11,6 +11,7 @@ mod maglev;
 mod p2c;
 mod random;
 mod round_robin;
+pub mod sticky;
 mod weighted;
 
 use std::net::IpAddr;

@@ -326,8 +326,16 @@ fn http_routes<'a>(config: &'a Config, routes: &'a [HttpRoute]) -> Vec<impl Part
                 host,
                 path_prefix,
                 pool,
+                sticky,
+                rate_limits,
             } = route;
-            (host, path_prefix, pool_name(config, *pool))
+            (
+                host,
+                path_prefix,
+                pool_name(config, *pool),
+                sticky,
+                rate_limits,
+            )
         })
         .collect()
 }
@@ -964,6 +972,8 @@ pools:
                 host: Some(SniPattern::Exact("a.example".into())),
                 path_prefix: Some("/".into()),
                 pool: PoolId(0),
+                sticky: None,
+                rate_limits: Vec::new(),
             }],
         }));
         let diff = listener_diff(&old_http, 1, &new_http, 1).unwrap();

@@ -1543,21 +1543,29 @@ pools:
                         host: Some(SniPattern::Exact("api.example.com".into())),
                         path_prefix: Some("/v1/".into()),
                         pool: PoolId(1),
+                        sticky: None,
+                        rate_limits: Vec::new(),
                     },
                     HttpRoute {
                         host: Some(SniPattern::Suffix(".example.com".into())),
                         path_prefix: None,
                         pool: PoolId(0),
+                        sticky: None,
+                        rate_limits: Vec::new(),
                     },
                     HttpRoute {
                         host: None,
                         path_prefix: Some("/ws/".into()),
                         pool: PoolId(1),
+                        sticky: None,
+                        rate_limits: Vec::new(),
                     },
                     HttpRoute {
                         host: None,
                         path_prefix: None,
                         pool: PoolId(0),
+                        sticky: None,
+                        rate_limits: Vec::new(),
                     },
                 ],
             }
@@ -1608,7 +1616,7 @@ pools:
         assert_eq!(
             lines,
             [
-                "listeners[0].routes[4].weight: is not a known key: allowed keys here: match, pool",
+                "listeners[0].routes[4].weight: is not a known key: allowed keys here: match, pool, sticky, rate_limit",
                 r#"listeners[0].tls.store: "mian" does not name a tls store: did you mean main? stores defined: main"#,
                 r#"listeners[0].tls.alpn: "h2, h2" lists h2 twice: list each protocol once"#,
                 r#"listeners[0].tls.min_version: "1.1" is not a TLS version spliced accepts: use "1.2" (the default) or "1.3"; older versions are not offered"#,
@@ -1756,10 +1764,149 @@ pools:
             .map(|r| config.pool(r.pool).name.as_str())
             .collect();
         assert_eq!(pools, ["api", "api", "web"]);
+        assert_eq!(http.routes[0].rate_limits.len(), 2);
+        assert_eq!(http.routes[1].rate_limits[0].key, RateLimitKey::Ip);
+        let sticky = http.routes[2].sticky.as_ref().unwrap();
+        assert_eq!(
+            (sticky.cookie.as_str(), sticky.same_site),
+            ("SPLICED", Some(SameSite::Lax))
+        );
         assert_eq!(config.pool(https.pool.unwrap()).name, "web");
         let redirect = &config.listeners[1];
         assert_eq!(redirect.http.as_ref().unwrap().redirect_https, Some(8443));
         assert_eq!(config.pools[1].protocol, UpstreamProtocol::H2c);
+    }
+
+    const HTTP_ROUTE: &str = "\
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    mode: http
+    routes:
+      - ROUTE
+pools:
+  - { name: web, backends: [127.0.0.1:9001] }
+";
+
+    fn route(yaml: &str) -> Result<HttpRoute, ConfigErrors> {
+        check(&HTTP_ROUTE.replace("ROUTE", yaml))
+            .map(|mut c| c.listeners.remove(0).http.unwrap().routes.remove(0))
+    }
+
+    #[test]
+    fn sticky_and_rate_limits_are_read_with_their_defaults() {
+        let r =
+            route("{ pool: web, sticky: { cookie: SRV }, rate_limit: { key: ip, rate: 20/s } }")
+                .unwrap();
+        assert_eq!(
+            r.sticky,
+            Some(Sticky {
+                cookie: "SRV".into(),
+                ttl: None,
+                secure: false,
+                http_only: true,
+                same_site: None,
+                secret: None,
+            })
+        );
+        assert_eq!(
+            r.rate_limits,
+            [RateLimit {
+                key: RateLimitKey::Ip,
+                rate: 20.0,
+                burst: 20,
+                missing: MissingKey::Ip,
+            }]
+        );
+        let r = route(
+            "{ pool: web, sticky: { cookie: S, ttl: 1h, secure: true, http_only: false, same_site: none, secret: 0123456789abcdefXYZ },
+          rate_limit: [ { key: \"header:X-API-Key\", rate: 600/m, burst: 3, missing: skip }, { key: ip, rate: 0.5/s } ] }",
+        )
+        .unwrap();
+        let sticky = r.sticky.unwrap();
+        assert_eq!(sticky.ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(sticky.same_site, Some(SameSite::None));
+        assert_eq!(
+            sticky.secret,
+            Some(StickySecret("0123456789abcdefXYZ".into()))
+        );
+        assert!(
+            !format!("{sticky:?}").contains("0123456789"),
+            "secret printed"
+        );
+        assert_eq!(
+            r.rate_limits[0].key,
+            RateLimitKey::Header("X-API-Key".into())
+        );
+        assert_eq!((r.rate_limits[0].rate, r.rate_limits[0].burst), (10.0, 3));
+        assert_eq!(r.rate_limits[0].missing, MissingKey::Skip);
+        assert_eq!(r.rate_limits[1].burst, 1, "a second's worth, at least 1");
+        let session = route("{ pool: web, sticky: { cookie: S, ttl: 0s } }").unwrap();
+        assert_eq!(session.sticky.unwrap().ttl, None);
+    }
+
+    #[test]
+    fn bad_sticky_and_rate_limits_name_their_path() {
+        let shown = route(
+            "{ pool: web, sticky: { cookie: \"a b\", ttl: 5, same_site: lx, secret: short, path: / },
+          rate_limit: [ { key: ip, rate: 5, missing: skip }, { key: \"header:\", rate: 1/h }, { key: ip, rate: 1/s }, { rate: 1/s, burst: 0 }, 7 ] }",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "listeners[0].routes[0].sticky.path: is not a known key: allowed keys here: cookie, ttl, secure, http_only, same_site, secret",
+                "listeners[0].routes[0].rate_limit[4]: \"7\" is a number, not a rate limit: each rate limit is a mapping of key, rate, burst, missing, e.g. - { key: ip, rate: 20/s, burst: 40 }",
+                r#"listeners[0].routes[0].sticky.cookie: "a b" is not a valid cookie name: use letters, digits and !#$%&'*+-.^_`|~ only, e.g. SPLICED"#,
+                r#"listeners[0].routes[0].sticky.ttl: "5" is a number without a unit: add a unit, e.g. 30s (units: ms, s, m, h)"#,
+                r#"listeners[0].routes[0].sticky.same_site: "lx" is not a known SameSite value: use one of strict, lax, none"#,
+                "listeners[0].routes[0].sticky.secret: is shorter than 16 characters: give at least 16 random characters, e.g. the output of `openssl rand -base64 32`, the same on every instance",
+                r#"listeners[0].routes[0].rate_limit[0].rate: "5" is a number without a unit: add /s or /m, e.g. 5/s (per second) or 5/m (per minute)"#,
+                r#"listeners[0].routes[0].rate_limit[0].missing: "skip" is only for key: "header:NAME" (every request has an address): remove missing"#,
+                r#"listeners[0].routes[0].rate_limit[1].key: "header:" does not name a valid header: use ip, or "header:NAME" with a request header's name, e.g. "header:X-API-Key""#,
+                r#"listeners[0].routes[0].rate_limit[1].rate: "1/h" has an unknown unit "/h": write requests per second or per minute, e.g. 50/s or 30/m"#,
+                r#"listeners[0].routes[0].rate_limit[2].key: "ip" is already the key of rate_limit[0]: give each limit of a route its own key, or merge the two"#,
+                r#"listeners[0].routes[0].rate_limit[3].key: is missing: add key: ip, or key: "header:X-API-Key" to count requests by a header"#,
+                r#"listeners[0].routes[0].rate_limit[3].burst: "0" is out of range: use a whole number of at least 1"#,
+            ]
+        );
+        let shown =
+            route("{ pool: web, sticky: {}, rate_limit: { key: id, rate: 1/s, brust: 2 } }")
+                .unwrap_err()
+                .to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "listeners[0].routes[0].rate_limit.brust: is not a known key: did you mean burst? allowed keys here: key, rate, burst, missing",
+                "listeners[0].routes[0].sticky.cookie: is missing: add cookie: <the cookie's name>, e.g. cookie: SPLICED",
+                r#"listeners[0].routes[0].rate_limit.key: "id" is not a rate limit key: use ip, or "header:NAME" with a request header's name, e.g. "header:X-API-Key""#,
+            ]
+        );
+        let shown = route("{ pool: web, sticky: { cookie: S, same_site: none } }")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            shown,
+            r#"listeners[0].routes[0].sticky.same_site: "none" needs secure: true (browsers refuse SameSite=None cookies without Secure): add secure: true, or use same_site: lax"#
+        );
+    }
+
+    #[test]
+    fn a_reload_that_changes_sticky_or_a_limit_changes_the_routes() {
+        let before = check(
+            &HTTP_ROUTE.replace("ROUTE", "{ pool: web, rate_limit: { key: ip, rate: 1/s } }"),
+        )
+        .unwrap();
+        let after = check(
+            &HTTP_ROUTE.replace("ROUTE", "{ pool: web, rate_limit: { key: ip, rate: 2/s } }"),
+        )
+        .unwrap();
+        assert_ne!(before, after);
+        let changes = ChangeSet::between(&before, &after);
+        assert!(format!("{changes:?}").contains("routes"), "{changes:?}");
     }
 
     /// Each `tests/fixtures/bad/X.yaml` must be rejected, and every line of the

@@ -192,6 +192,123 @@ pub struct HttpRoute {
     /// The path starts with this.
     pub path_prefix: Option<String>,
     pub pool: PoolId,
+    /// Cookie-based session affinity to one backend of `pool`.
+    pub sticky: Option<Sticky>,
+    /// Per-request rate limits, each checked in order (empty: none).
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// A route's `sticky:`: the first response sets a cookie naming the backend
+/// (by an opaque keyed MAC of the pool and backend names), later requests
+/// carrying it go back there while it is eligible.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sticky {
+    pub cookie: String,
+    /// `Max-Age` of the cookie; `None`: a session cookie (gone when the
+    /// browser closes).
+    pub ttl: Option<Duration>,
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: Option<SameSite>,
+    /// The MAC key the backend ids are made with; `None`: a key derived from
+    /// the cookie name (stable, but public: anyone can compute the id of a
+    /// backend whose address they guess).
+    pub secret: Option<StickySecret>,
+}
+
+/// The `sticky.secret` text; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StickySecret(pub String);
+
+impl std::fmt::Debug for StickySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StickySecret(..)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub const ALL: [SameSite; 3] = [SameSite::Strict, SameSite::Lax, SameSite::None];
+
+    /// As written in the config (lower case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "strict",
+            SameSite::Lax => "lax",
+            SameSite::None => "none",
+        }
+    }
+
+    /// As the `SameSite=` cookie attribute spells it.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// Default `sticky.http_only`: scripts have no business reading it.
+pub const DEFAULT_STICKY_HTTP_ONLY: bool = true;
+
+/// One of a route's `rate_limit:` entries: requests per second per key
+/// (GCRA, shared by all workers), over which spliced answers 429.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub key: RateLimitKey,
+    /// Requests per second.
+    pub rate: f64,
+    /// Requests allowed at once above the rate (default: a second's worth,
+    /// at least 1).
+    pub burst: u32,
+    /// What a request without the header counts as (`key: header:...` only).
+    pub missing: MissingKey,
+}
+
+/// What a request is counted by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitKey {
+    /// The client's address (IPv6 by the listener's `limits.ipv6_prefix`, /64 by default).
+    Ip,
+    /// The value of this request header (the name as written in the config).
+    Header(String),
+}
+
+impl RateLimitKey {
+    /// As written in the config, and as the metrics' `key` label.
+    pub fn label(&self) -> String {
+        match self {
+            RateLimitKey::Ip => "ip".to_owned(),
+            RateLimitKey::Header(name) => format!("header:{name}"),
+        }
+    }
+}
+
+/// A header-keyed limit's answer to a request without the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Count it by the client's address, in this limit's own buckets.
+    Ip,
+    /// This limit does not apply to it.
+    Skip,
+}
+
+impl MissingKey {
+    pub const ALL: [MissingKey; 2] = [MissingKey::Ip, MissingKey::Skip];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingKey::Ip => "ip",
+            MissingKey::Skip => "skip",
+        }
+    }
 }
 
 /// A certificate store (`tls:` item).

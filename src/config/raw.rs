@@ -98,7 +98,30 @@ raw_section!(
 raw_section!(
     /// One item of a `mode: http` listener's `routes:`; no `match` is a
     /// catch-all.
-    RawHttpRoute { #[serde(rename = "match")] conditions: RawRouteMatch, pool }
+    RawHttpRoute {
+        #[serde(rename = "match")] conditions: RawRouteMatch, pool, sticky: RawSticky,
+        rate_limit: RawRateLimits,
+    }
+);
+
+raw_section!(
+    /// A route's `sticky:`, cookie-based session affinity.
+    RawSticky { cookie, ttl, secure, http_only, same_site, secret }
+);
+
+/// A route's `rate_limit:`, one limit or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawRateLimits {
+    /// Boxed: one limit is many times the size of a list.
+    One(Box<RawRateLimit>),
+    /// `None` items mark entries already reported.
+    Many(Vec<Option<RawRateLimit>>),
+}
+
+raw_section!(
+    /// One per-request rate limit of a route.
+    RawRateLimit { key, rate, burst, missing }
 );
 
 raw_section!(
@@ -368,20 +391,12 @@ fn entry_at(
 /// One of a `mode: http` listener's `routes:`; an empty `match:` is the
 /// same as none (a catch-all).
 fn http_route_at(mut item: Value, path: &YamlPath, errors: &mut Collector) -> Option<Mapping> {
-    const PLANNED: [(&str, &str); 4] = [
-        (
-            "rate_limit",
-            "remove it for now; the listener's limits: apply per client",
-        ),
+    const PLANNED: [(&str, &str); 2] = [
         (
             "retry",
             "remove it for now; the listener's retries: apply to connect failures",
         ),
         ("cache", "remove it for now; responses are not cached yet"),
-        (
-            "sticky",
-            "remove it for now, or use a pool with algorithm: ip_hash",
-        ),
     ];
     refuse_planned(&mut item, path, &PLANNED, errors);
     const EXAMPLE: &str =
@@ -401,6 +416,37 @@ fn http_route_at(mut item: Value, path: &YamlPath, errors: &mut Collector) -> Op
         true,
         errors,
     );
+    // An empty `sticky:` is reported: `cookie` is required.
+    sub_section(
+        &mut route,
+        "sticky",
+        path,
+        keys_of::<RawSticky>(),
+        false,
+        errors,
+    );
+    if let Some(limits) = route.remove("rate_limit") {
+        let at = path.key("rate_limit");
+        let limits = match limits {
+            Value::Sequence(_) => {
+                list_at(limits, &at, "rate limit", errors, |item, path, errors| {
+                    let example = "e.g. - { key: ip, rate: 20/s, burst: 40 }";
+                    entry_at(
+                        item,
+                        path,
+                        keys_of::<RawRateLimit>(),
+                        ("rate limit", example),
+                        errors,
+                    )
+                })
+            }
+            other => mapping_at(other, &at, keys_of::<RawRateLimit>(), errors)
+                .map_or(Value::Null, Value::Mapping),
+        };
+        if !limits.is_null() {
+            route.insert(Value::from("rate_limit"), limits);
+        }
+    }
     Some(route)
 }
 

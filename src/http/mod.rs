@@ -16,7 +16,9 @@
 //! request-head timers), `proxy` (one request: route,
 //! backend, retries), `route`, `headers` (forwarding headers, hop-by-hop,
 //! smuggling checks), `upstream` (per-core backend connection pools),
-//! `tunnel` (upgraded connections), `answer` (responses spliced makes),
+//! `sticky` (a route's session cookie), `rate_limit` (a route's
+//! per-request limits), `tunnel` (upgraded connections), `answer`
+//! (responses spliced makes),
 //! `logged` (the per-request access-log line).
 
 mod answer;
@@ -25,7 +27,9 @@ mod deadline;
 mod headers;
 mod logged;
 mod proxy;
+mod rate_limit;
 mod route;
+mod sticky;
 mod tunnel;
 mod upstream;
 mod worker;

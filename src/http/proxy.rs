@@ -25,7 +25,7 @@ use super::headers::{self, Forwarded};
 use super::logged::{self, Draft, Served};
 use super::upstream::{self, Sender};
 use super::worker::Worker;
-use super::{answer, route, tunnel, Body};
+use super::{answer, rate_limit, route, sticky, tunnel, Body};
 use crate::balance::{self, Backend, Choice, PickContext};
 use crate::clock;
 use crate::config::{HttpListener, UpstreamProtocol};
@@ -146,18 +146,34 @@ impl Pending<'_> {
     async fn proxy(&self, mut req: Request<Incoming>, served: &mut Served) -> Response<Body> {
         let started = Instant::now();
         let host = route::request_host(&req);
-        let routed = route::pick(
-            &self.http.routes,
-            self.listener.pool,
-            host.as_deref(),
-            req.uri().path(),
-        );
+        let route_at = route::matching(&self.http.routes, host.as_deref(), req.uri().path());
+        let routed = route_at
+            .map(|i| self.http.routes[i].pool.0)
+            .or(self.listener.pool);
         let Some(pool_index) = routed else {
             self.count_local(StatusCode::NOT_FOUND);
             return answer::plain(StatusCode::NOT_FOUND, "no route for this request");
         };
         let pool = &self.snapshot.pools[pool_index];
         served.pool = Some(pool_index);
+        // The route's sticky cookie and rate limits (`sticky`, `rate_limit`).
+        let features = route_at.and_then(|i| self.listener.routes.get(i));
+        if let Some(limits) = features.map(|f| &f.limits[..]).filter(|l| !l.is_empty()) {
+            let refused = rate_limit::check(
+                limits,
+                req.headers(),
+                self.conn.client.ip(),
+                &self.worker.shared.limiter,
+                self.worker.slot,
+                clock::now_ns(),
+            );
+            if let Some(resp) = refused {
+                self.count_local(StatusCode::TOO_MANY_REQUESTS);
+                return resp;
+            }
+        }
+        let sticky = features.and_then(|f| f.sticky.as_ref());
+        let pinned = sticky.and_then(|s| sticky::pinned(s, req.headers_mut()));
         let upgrade = headers::wants_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let protocol = if upgrade {
@@ -180,14 +196,26 @@ impl Pending<'_> {
                 random: self.worker.random(),
             };
             let seen = &tried[..attempts];
-            let choice = balance::choose(
-                &pool.backends,
-                &pool.primary,
-                &pool.backup,
-                &pool.policy,
-                &pick,
-                &|i| seen.contains(&(i as u32)),
-            );
+            // A pinned backend is taken while it is eligible (up, in
+            // service, not ejected, not full); else the pool balances anew.
+            let stuck = pinned.filter(|&i| {
+                attempts == 0
+                    && pool
+                        .backends
+                        .get(i)
+                        .is_some_and(|b| b.eligible(pick.now_ms))
+            });
+            let choice = match stuck {
+                Some(i) => Choice::Backend(i),
+                None => balance::choose(
+                    &pool.backends,
+                    &pool.primary,
+                    &pool.backup,
+                    &pool.policy,
+                    &pick,
+                    &|i| seen.contains(&(i as u32)),
+                ),
+            };
             let index = match choice {
                 Choice::Backend(i) | Choice::FailOpen(i) => i,
                 Choice::AllFull => {
@@ -247,6 +275,9 @@ impl Pending<'_> {
                     let backend_upgrade = (status == StatusCode::SWITCHING_PROTOCOLS)
                         .then(|| hyper::upgrade::on(&mut resp));
                     headers::strip_hop_by_hop(resp.headers_mut(), backend_upgrade.is_some());
+                    if let Some(sticky) = sticky {
+                        sticky::reissue(sticky, pinned, index, resp.headers_mut());
+                    }
                     if let (Some(client), Some(backend)) = (client_upgrade, backend_upgrade) {
                         self.conn.activity.upgraded();
                         let idle = self.http.timeouts.tunnel_idle;

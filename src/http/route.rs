@@ -35,24 +35,29 @@ fn host_matches(pattern: &SniPattern, host: &str) -> bool {
 
 /// The pool index for a request to `host` and `path`: the first route whose
 /// every condition matches, else `default`.
+#[cfg(test)]
 pub(super) fn pick(
     routes: &[HttpRoute],
     default: Option<usize>,
     host: Option<&str>,
     path: &str,
 ) -> Option<usize> {
-    routes
-        .iter()
-        .find(|r| {
-            r.host
-                .as_ref()
-                .is_none_or(|p| host.is_some_and(|h| host_matches(p, h)))
-                && r.path_prefix
-                    .as_deref()
-                    .is_none_or(|pre| path.starts_with(pre))
-        })
-        .map(|r| r.pool.0)
+    matching(routes, host, path)
+        .map(|i| routes[i].pool.0)
         .or(default)
+}
+
+/// The index of the first route whose every condition matches a request to
+/// `host` and `path`.
+pub(super) fn matching(routes: &[HttpRoute], host: Option<&str>, path: &str) -> Option<usize> {
+    routes.iter().position(|r| {
+        r.host
+            .as_ref()
+            .is_none_or(|p| host.is_some_and(|h| host_matches(p, h)))
+            && r.path_prefix
+                .as_deref()
+                .is_none_or(|pre| path.starts_with(pre))
+    })
 }
 
 #[cfg(test)]
@@ -68,6 +73,8 @@ mod tests {
             }),
             path_prefix: prefix.map(Into::into),
             pool: PoolId(pool),
+            sticky: None,
+            rate_limits: Vec::new(),
         }
     }
 

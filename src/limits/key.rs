@@ -43,6 +43,14 @@ impl Scope {
     pub fn listener(name: &str) -> Scope {
         Scope(HASHER.hash_one(("listener", name)))
     }
+
+    /// The namespace of one `rate_limit:` entry of an HTTP route: the
+    /// listener's name, the route's position and pool, and the limit's key
+    /// as written, so a reload that keeps them keeps the buckets, and two
+    /// limits never spend one bucket at two prices.
+    pub fn route_limit(listener: &str, route: usize, pool: &str, key: &str) -> Scope {
+        Scope(HASHER.hash_one(("route_limit", listener, route as u64, pool, key)))
+    }
 }
 
 /// A client, as the limits see it: its address (IPv6 reduced to a prefix) in
@@ -80,6 +88,12 @@ impl ClientKey {
             }
         };
         ClientKey::from_hash(h)
+    }
+
+    /// The key of a request header's value (an API key, a tenant) in
+    /// `scope`. Never equal to an address's key but by a 64-bit collision.
+    pub fn of_value(scope: Scope, value: &[u8]) -> ClientKey {
+        ClientKey::from_hash(HASHER.hash_one((scope.0, "value", value)))
     }
 
     /// Folds a hash onto the usable key space (never EMPTY or CLAIMING).
@@ -165,6 +179,17 @@ mod tests {
             ClientKey::in_scope(Scope::GLOBAL, ip, 64),
             ClientKey::new(ip, 64)
         );
+    }
+
+    #[test]
+    fn values_are_keyed_apart_per_scope() {
+        let a = Scope::route_limit("web", 0, "api", "header:X-API-Key");
+        let b = Scope::route_limit("web", 1, "api", "header:X-API-Key");
+        assert_eq!(a, Scope::route_limit("web", 0, "api", "header:X-API-Key"));
+        assert_ne!(a, b);
+        assert_eq!(ClientKey::of_value(a, b"k1"), ClientKey::of_value(a, b"k1"));
+        assert_ne!(ClientKey::of_value(a, b"k1"), ClientKey::of_value(a, b"k2"));
+        assert_ne!(ClientKey::of_value(a, b"k1"), ClientKey::of_value(b, b"k1"));
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! [`Limiter::bandwidth_grant`] before forwarding bytes when the listener has
 //! `per_ip_bandwidth`.
 //!
+//! The HTTP plane also counts requests: a route's `rate_limit:` entries each
+//! have a [`Scope::route_limit`], a key from the client address or a header
+//! value ([`ClientKey::of_value`]) in it, and [`Limiter::request`] per
+//! request with the entry's [`RequestRate`]. They share the one table (and
+//! its bound) with the per-client connection state.
+//!
 //! ## Reloads
 //! The [`Limiter`] is created once per process and holds no config: every call
 //! takes the listener's current [`Limits`]. A reload that changes a rate, a
@@ -124,6 +130,25 @@ fn connection_rate(rate: f64, burst: Option<u32>) -> (u64, u64) {
     (interval, interval.saturating_mul(burst))
 }
 
+/// A route's per-request rate (`rate_limit:`) as GCRA needs it; compute it
+/// once per snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRate {
+    interval_ns: u64,
+    tolerance_ns: u64,
+}
+
+impl RequestRate {
+    /// `rate` requests per second with `burst` at once.
+    pub fn new(rate: f64, burst: u32) -> RequestRate {
+        let (interval_ns, tolerance_ns) = connection_rate(rate, Some(burst.max(1)));
+        RequestRate {
+            interval_ns,
+            tolerance_ns,
+        }
+    }
+}
+
 /// The bucket shape of a `per_ip_bandwidth`.
 fn byte_rate(bytes_per_sec: u64) -> ByteRate {
     ByteRate::new(
@@ -199,6 +224,19 @@ impl Limiter {
             }
         }
         Verdict::Admit(Ticket::uncounted(key))
+    }
+
+    /// Counts one request of `key` (in a route limit's [`Scope`]) under
+    /// `rate` at `now_ns`: `Ok` admits it, `Err(ns)` refuses it and says how
+    /// long until one would be admitted. The key's slot in the shared table
+    /// holds only this limit's bucket (keys of other scopes hash apart).
+    pub fn request(&self, key: ClientKey, rate: RequestRate, now_ns: u64) -> Result<(), u64> {
+        let Some(index) = self.table.find_or_claim(key, now_ns) else {
+            // WHY fail open: as in `admit`, only a lost race gets here.
+            return Ok(());
+        };
+        let tat = &self.table.slot(index).conn_tat;
+        gcra_take(tat, now_ns, rate.interval_ns, rate.tolerance_ns, 1)
     }
 
     /// Uncounts a closed connection. A ticket whose slot has since gone to

@@ -620,3 +620,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn requests_get_the_burst_then_the_rate_and_say_when_to_retry() {
+    let limiter = Limiter::with_salt(64, 7);
+    let scope = Scope::route_limit("web", 0, "api", "header:X-API-Key");
+    let a = ClientKey::of_value(scope, b"alice");
+    let b = ClientKey::of_value(scope, b"bob");
+    let rate = RequestRate::new(10.0, 3);
+    let now = 100 * SEC;
+    for _ in 0..3 {
+        assert_eq!(limiter.request(a, rate, now), Ok(()));
+    }
+    assert_eq!(limiter.request(a, rate, now), Err(100 * MS));
+    // Another key has its own bucket.
+    assert_eq!(limiter.request(b, rate, now), Ok(()));
+    assert_eq!(limiter.request(a, rate, now + 100 * MS), Ok(()));
+    assert!(limiter.request(a, rate, now + 100 * MS).is_err());
+}
+
+#[test]
+fn requests_admitted_by_many_threads_stay_at_rate_times_time_plus_burst() {
+    let limiter = Limiter::with_salt(64, 7);
+    let key = ClientKey::of_value(Scope::route_limit("l", 0, "p", "ip"), b"k");
+    let rate = RequestRate::new(100.0, 20);
+    let admitted = std::sync::atomic::AtomicU64::new(0);
+    let start = 10 * SEC;
+    // Four threads each offer 4000 requests over 2 simulated seconds.
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (limiter, admitted) = (&limiter, &admitted);
+            s.spawn(move || {
+                for i in 0..4000u64 {
+                    let now = start + (i * 2 * SEC) / 4000 + t;
+                    if limiter.request(key, rate, now).is_ok() {
+                        admitted.fetch_add(1, Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let n = admitted.load(Relaxed);
+    assert!(
+        (219..=221).contains(&n),
+        "admitted {n}, expected 100/s × 2 s + 20"
+    );
+}

@@ -179,6 +179,8 @@ metrics! {
         "Time from a request's arrival to its backend's response headers.";
     HTTP_UPSTREAM_CONNECTIONS: Gauge "spliced_http_upstream_connections" ["pool", "state"]
         "HTTP mode: connections open to a pool's backends from all workers (state: open; one set per core).";
+    HTTP_RATE_LIMITED_TOTAL: Counter "spliced_http_rate_limited_total" ["listener", "pool", "key"]
+        "HTTP requests answered 429 by a route's rate_limit, by listener, pool and the limit's key (ip or header:NAME).";
     HTTP2_ABUSE_CLOSED_TOTAL: Counter "spliced_http2_abuse_closed_total" ["listener"]
         "HTTP/2 client connections closed with ENHANCE_YOUR_CALM (a rapid-reset flood or similar abuse).";
     TLS_HANDSHAKES_TOTAL: Counter "spliced_tls_handshakes_total" ["listener", "result"]

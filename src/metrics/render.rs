@@ -412,6 +412,24 @@ fn http(out: &mut Exposition, snapshot: &Snapshot) {
             upstream.sample([&p.name, "open"], open);
         }
     }
+    let mut limited = out.family(&names::HTTP_RATE_LIMITED_TOTAL);
+    for l in &snapshot.listeners {
+        let Some(http) = &l.settings.http else {
+            continue;
+        };
+        // Limits with the same labels share one counter: each is shown once.
+        let mut shown: Vec<*const crate::counters::RateLimitedStats> = Vec::new();
+        for (route, state) in http.routes.iter().zip(&l.routes) {
+            let pool = &snapshot.pools[route.pool.0].name;
+            for limit in &state.limits {
+                let ptr = std::sync::Arc::as_ptr(&limit.rejected);
+                if !shown.contains(&ptr) {
+                    shown.push(ptr);
+                    limited.sample([&l.name, pool, &limit.label], limit.rejected.sum());
+                }
+            }
+        }
+    }
     let mut abuse = out.family(&names::HTTP2_ABUSE_CLOSED_TOTAL);
     for l in snapshot
         .listeners

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub struct HttpBackend {
     pub addr: SocketAddr,
+    name: &'static str,
     pub requests: Arc<AtomicU64>,
     pub connections: Arc<AtomicU64>,
     /// Requests seen per HTTP version ("HTTP/1.1", "HTTP/2.0").
@@ -93,11 +94,17 @@ impl HttpBackend {
         });
         HttpBackend {
             addr,
+            name,
             requests,
             connections,
             h2_requests,
             stop: Some(stop),
         }
+    }
+
+    /// The name it answers with (`backend: NAME`, `x-backend`).
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     pub fn requests(&self) -> u64 {

@@ -13,6 +13,7 @@ mod harness;
 mod health;
 mod http;
 mod http_backend;
+mod http_features;
 mod https;
 mod idle;
 mod in_process;

@@ -3,6 +3,7 @@
 //! listener has in either mode are read by `listener`.
 
 use super::fields::Fields;
+use super::route;
 use super::tls::StoreNames;
 use super::PoolNames;
 use crate::config::bounds;
@@ -198,11 +199,21 @@ fn http_routes(
             let first = earlier.first(host.as_ref(), prefix.as_deref(), &at);
             r.here(first);
         }
+        let sticky = match &route.sticky {
+            None => Some(None),
+            Some(s) => route::sticky(s, r.section("sticky")).map(Some),
+        };
+        let rate_limits = match &route.rate_limit {
+            None => Some(Vec::new()),
+            Some(limits) => route::rate_limits(limits, &mut r),
+        };
         list.push((|| {
             Some(HttpRoute {
                 host: host?,
                 path_prefix: prefix?,
                 pool: pool?,
+                sticky: sticky?,
+                rate_limits: rate_limits?,
             })
         })());
     }

@@ -23,6 +23,7 @@ mod http;
 mod limits;
 mod listener;
 mod pool;
+mod route;
 mod tls;
 mod top;
 

@@ -6,7 +6,8 @@ use serde_yaml::Value;
 
 use super::{Bad, Kind};
 
-/// Highest `per_ip_rate`, new connections per second: one every microsecond
+/// Highest `per_ip_rate` (new connections per second) and `rate_limit.rate`
+/// (requests per second): one every microsecond
 /// from a single client is no longer a limit on anything a host can accept,
 /// and keeps the rate limiter's interval arithmetic well inside nanoseconds.
 const MAX_CONNECTION_RATE: f64 = 1_000_000.0;
@@ -24,55 +25,69 @@ impl Kind for ConnectionRate {
     type Out = f64;
 
     fn read(&self, value: &Value) -> Result<f64, Bad> {
-        const FIX: &str = "write new connections per second or per minute, e.g. 50/s or 30/m";
-        let add_unit =
-            |n: &str| format!("add /s or /m, e.g. {n}/s (per second) or {n}/m (per minute)");
-        let text = match value {
-            Value::String(text) => text.trim(),
-            Value::Number(n) => {
-                let n = n.to_string();
-                return Err(Bad::new(
-                    Some(&n),
-                    "is a number without a unit",
-                    add_unit(&n),
-                ));
-            }
-            other => return Err(Bad::not_a(other, "a rate", FIX)),
-        };
-        let fail = |problem: &str, fix: &str| Err(Bad::new(Some(text), problem, fix));
-        let (number, unit) = text.split_once('/').unwrap_or((text, ""));
-        let number = number.trim();
-        let per_second = match unit.trim() {
-            "s" => 1.0,
-            "m" => 60.0,
-            "" if decimal(number).is_some() => {
-                return fail("is a number without a unit", &add_unit(number));
-            }
-            unit if !unit.is_empty() && decimal(number).is_some() => {
-                return fail(&format!("has an unknown unit \"/{unit}\""), FIX);
-            }
-            _ => return fail("is not a rate", FIX),
-        };
-        let Some(number) = decimal(number) else {
-            return fail("is not a rate", FIX);
-        };
-        let rate = number / per_second;
-        if rate <= 0.0 {
-            return fail(
-                "must be more than zero",
-                "use e.g. 50/s, or remove per_ip_rate for no rate limit",
-            );
-        }
-        if rate > MAX_CONNECTION_RATE {
-            return fail(
-                "is out of range",
-                &format!(
-                    "use at most {MAX_CONNECTION_RATE}/s, or remove per_ip_rate for no rate limit"
-                ),
-            );
-        }
-        Ok(rate)
+        per_second(value, "new connections", "per_ip_rate")
     }
+}
+
+/// A route's `rate_limit.rate`: `100/s` or `600/m`, in requests per second.
+pub(in crate::config) struct RequestRate;
+
+impl Kind for RequestRate {
+    type Out = f64;
+
+    fn read(&self, value: &Value) -> Result<f64, Bad> {
+        per_second(value, "requests", "rate_limit")
+    }
+}
+
+/// A count of `what` per second or minute, as a rate per second; `key` is
+/// what to remove for no limit, in the fixes.
+fn per_second(value: &Value, what: &str, key: &str) -> Result<f64, Bad> {
+    let fix = format!("write {what} per second or per minute, e.g. 50/s or 30/m");
+    let add_unit = |n: &str| format!("add /s or /m, e.g. {n}/s (per second) or {n}/m (per minute)");
+    let text = match value {
+        Value::String(text) => text.trim(),
+        Value::Number(n) => {
+            let n = n.to_string();
+            return Err(Bad::new(
+                Some(&n),
+                "is a number without a unit",
+                add_unit(&n),
+            ));
+        }
+        other => return Err(Bad::not_a(other, "a rate", fix)),
+    };
+    let fail = |problem: &str, fix: &str| Err(Bad::new(Some(text), problem, fix));
+    let (number, unit) = text.split_once('/').unwrap_or((text, ""));
+    let number = number.trim();
+    let per_second = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "" if decimal(number).is_some() => {
+            return fail("is a number without a unit", &add_unit(number));
+        }
+        unit if !unit.is_empty() && decimal(number).is_some() => {
+            return fail(&format!("has an unknown unit \"/{unit}\""), &fix);
+        }
+        _ => return fail("is not a rate", &fix),
+    };
+    let Some(number) = decimal(number) else {
+        return fail("is not a rate", &fix);
+    };
+    let rate = number / per_second;
+    if rate <= 0.0 {
+        return fail(
+            "must be more than zero",
+            &format!("use e.g. 50/s, or remove {key} for no rate limit"),
+        );
+    }
+    if rate > MAX_CONNECTION_RATE {
+        return fail(
+            "is out of range",
+            &format!("use at most {MAX_CONNECTION_RATE}/s, or remove {key} for no rate limit"),
+        );
+    }
+    Ok(rate)
 }
 
 /// `per_ip_bandwidth`: `10MB/s`, `512KiB/s`, in bytes per second.
@@ -185,6 +200,18 @@ mod tests {
             rate("50").unwrap_err(),
             r#""50" is a number without a unit: add /s or /m, e.g. 50/s (per second) or 50/m (per minute)"#
         );
+    }
+
+    #[test]
+    fn request_rates_say_requests() {
+        let rate = |yaml: &str| read(&RequestRate, yaml);
+        assert_eq!(rate("100/s"), Ok(100.0));
+        assert_eq!(rate("600/m"), Ok(10.0));
+        assert_eq!(
+            rate("fast").unwrap_err(),
+            r#""fast" is not a rate: write requests per second or per minute, e.g. 50/s or 30/m"#
+        );
+        assert!(rate("0/s").unwrap_err().contains("remove rate_limit"));
     }
 
     #[test]
