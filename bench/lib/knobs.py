@@ -34,7 +34,7 @@ def words(text):
 SMOKE = env("SMOKE", "0") == "1"
 REPS = int(env("REPS", "1" if SMOKE else "3"))
 DUR = int(env("DUR", "2" if SMOKE else "5"))
-BASE_TARGETS = ["direct", "haproxy", "haproxy-splice", "nginx", "spliced"]
+BASE_TARGETS = ["direct", "haproxy", "haproxy-splice", "nginx", "spliced", "spliced-epoll"]
 # Two threads/workers on LB_CPUS2: opt-in (TARGETS=... or SCALE=1).
 SCALE_TARGETS = ["haproxy-t2-splice", "nginx-w2", "spliced-w2"]
 # A second spliced build (SPLICED_BIN_B, or SPLICED_REF_B built by run.sh) with the same

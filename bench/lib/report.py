@@ -285,6 +285,20 @@ def report(ctx, meta, charts=None, chart_note=None, chart_prefix="charts/", titl
         md.append("")
         md.append(table(["figure"] + peers, rows))
         md.append("")
+    if "spliced" in targets and "spliced-epoll" in targets:
+        # The io_uring engine's lead over the epoll one (same config, same CPU).
+        rows = []
+        for title_, test, field, _ in RATIO_ROWS:
+            if test not in tests:
+                continue
+            a, b = m("spliced", test, field), m("spliced-epoll", test, field)
+            rows.append([title_, cell("spliced", test, field, "g"), cell("spliced-epoll", test, field, "g"),
+                         fnum(a / b, "ratio") if a is not None and b else "–"])
+        if rows:
+            md.append("## io_uring ÷ epoll engine (spliced ÷ spliced-epoll, medians; >1 = io_uring higher)")
+            md.append("")
+            md.append(table(["figure", "spliced (io_uring)", "spliced-epoll", "io_uring ÷ epoll"], rows))
+            md.append("")
     if "spliced" in targets and "spliced-b" in targets:
         md += ab_section(res, meta, tests, m, cell)
     pairs = [(SCALE_OF[t], t) for t in targets if t in SCALE_OF and SCALE_OF[t] in targets]

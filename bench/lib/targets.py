@@ -34,6 +34,9 @@ TARGET_SPEC = {
     "haproxy-splice": {"kind": "haproxy", "workers": 1, "splice": True},
     "nginx": {"kind": "nginx", "workers": 1},
     "spliced": {"kind": "spliced", "workers": 1},
+    # The same config on the epoll engine (`dataplane: epoll`), for where io_uring
+    # is refused: its cost beside io_uring, and beside HAProxy (also epoll).
+    "spliced-epoll": {"kind": "spliced", "workers": 1, "dataplane": "epoll"},
     "haproxy-t2-splice": {"kind": "haproxy", "workers": 2, "splice": True},
     "nginx-w2": {"kind": "nginx", "workers": 2},
     "spliced-w2": {"kind": "spliced", "workers": 2},
@@ -191,6 +194,7 @@ def spliced_conf(target):
     https = has_https(target)
     return (
         f"workers: {TARGET_SPEC[target]['workers']}\n"
+        f"dataplane: {TARGET_SPEC[target].get('dataplane', 'auto')}\n"
         f"admin: {{listen: {HOST}:0}}\n"
         # HTTP mode: the run's certificate (served for no SNI too: clients of
         # 127.0.0.1 send none), TLS 1.3, ALPN h2 + http/1.1, pooled h1 backends.
