@@ -7,6 +7,7 @@ mod autoscaling;
 mod balancing;
 mod config_check;
 mod dashboard;
+mod deploy;
 mod hardening;
 mod harness;
 mod health;
