@@ -189,3 +189,38 @@ pub async fn generate_load(addr: SocketAddr, duration: Duration) {
         let _ = t.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_moves_the_listeners_and_the_admin_api_but_not_the_backends() {
+        let ip: IpAddr = "0.0.0.0".parse().unwrap();
+        let (plain, moved) = (config().unwrap(), config_on(ip).unwrap());
+        for (a, b) in plain.listeners.iter().zip(&moved.listeners) {
+            assert_eq!(b.listen, SocketAddr::new(ip, a.listen.port()));
+        }
+        let admin = moved.admin.as_ref().unwrap();
+        assert_eq!(admin.listen, SocketAddr::new(ip, 9090));
+        assert!(
+            admin.allow_unauthenticated,
+            "the flag is the operator's say-so"
+        );
+        assert_eq!(
+            plain.pools[0]
+                .backends
+                .iter()
+                .map(|b| b.addr)
+                .collect::<Vec<_>>(),
+            moved.pools[0]
+                .backends
+                .iter()
+                .map(|b| b.addr)
+                .collect::<Vec<_>>(),
+            "the demo backends stay on loopback"
+        );
+        let loopback = config_on("127.0.0.2".parse().unwrap()).unwrap();
+        assert!(!loopback.admin.unwrap().allow_unauthenticated);
+    }
+}
