@@ -242,10 +242,11 @@ fn spliced_serves_traffic_reloads_and_stops_under_the_shipped_seccomp_profile() 
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Guards the profile's reason to exist: it allows the three io_uring
-/// calls, denies by default, and the helper that proves it does refuse
-/// what a profile leaves out (spliced says io_uring is refused when they
-/// are denied and the io_uring engine is asked for).
+/// Guards the profile's reason to exist: it denies by default, allows the
+/// three io_uring calls and none of the dangerous ones, and the helper that
+/// proves it really refuses what a profile leaves out (so the test above
+/// cannot pass by filtering nothing). `seccomp_exec.py --deny` stands for a
+/// runtime default profile without io_uring, for the epoll fallback's test.
 #[test]
 fn the_seccomp_profile_denies_by_default_and_allows_io_uring() {
     let profile: serde_json::Value =
@@ -282,8 +283,8 @@ fn the_seccomp_profile_denies_by_default_and_allows_io_uring() {
     if !python_seccomp() {
         return;
     }
-    // The helper really filters: `ls` cannot even start with getdents denied
-    // by a profile that allows nothing else it needs.
+    // The helper really filters: under a profile that allows only a handful
+    // of calls (no openat, so no shared library loads), spliced cannot start.
     let dir = temp_dir();
     let empty = dir.join("deny-all.json");
     std::fs::write(
