@@ -2,7 +2,8 @@
 # The whole test suite, as README.md gives it: installs what the tests need on
 # a fresh Debian/Ubuntu machine (a C compiler, util-linux's prlimit, Chromium
 # and playwright-core for the dashboard test, Prometheus and promtool, nginx
-# with its stream module and openssl for the TLS and PROXY protocol peers), then
+# with its stream module and openssl for the TLS and PROXY protocol peers;
+# podman, python3-seccomp and kubernetes-validate for the deployment files), then
 # runs formatting and lint checks, the unit tests and the end-to-end tests
 # (real sockets on loopback).
 set -euo pipefail

@@ -5,7 +5,7 @@
 //! measured.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +18,23 @@ pub const DEMO_YAML: &str = include_str!("../conf/demo.yaml");
 pub fn config() -> anyhow::Result<Config> {
     config::parse_str(DEMO_YAML)
         .map_err(|e| anyhow::anyhow!("the built-in demo config is invalid:\n{e}"))
+}
+
+/// The demo's config with its listeners and admin API on `ip` instead of
+/// 127.0.0.1 (`spliced demo --bind 0.0.0.0`, as a container needs for its
+/// published ports); the demo backends stay on loopback. Naming a
+/// non-loopback address on the command line is the operator's say-so for an
+/// admin API without a token (`admin.allow_unauthenticated`), as in a file.
+pub fn config_on(ip: IpAddr) -> anyhow::Result<Config> {
+    let mut c = config()?;
+    for l in &mut c.listeners {
+        l.listen.set_ip(ip);
+    }
+    if let Some(admin) = &mut c.admin {
+        admin.listen.set_ip(ip);
+        admin.allow_unauthenticated = !ip.is_loopback();
+    }
+    Ok(c)
 }
 
 /// Starts one demo backend per backend address in `config`; each answers every
@@ -170,5 +187,40 @@ pub async fn generate_load(addr: SocketAddr, duration: Duration) {
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_moves_the_listeners_and_the_admin_api_but_not_the_backends() {
+        let ip: IpAddr = "0.0.0.0".parse().unwrap();
+        let (plain, moved) = (config().unwrap(), config_on(ip).unwrap());
+        for (a, b) in plain.listeners.iter().zip(&moved.listeners) {
+            assert_eq!(b.listen, SocketAddr::new(ip, a.listen.port()));
+        }
+        let admin = moved.admin.as_ref().unwrap();
+        assert_eq!(admin.listen, SocketAddr::new(ip, 9090));
+        assert!(
+            admin.allow_unauthenticated,
+            "the flag is the operator's say-so"
+        );
+        assert_eq!(
+            plain.pools[0]
+                .backends
+                .iter()
+                .map(|b| b.addr)
+                .collect::<Vec<_>>(),
+            moved.pools[0]
+                .backends
+                .iter()
+                .map(|b| b.addr)
+                .collect::<Vec<_>>(),
+            "the demo backends stay on loopback"
+        );
+        let loopback = config_on("127.0.0.2".parse().unwrap()).unwrap();
+        assert!(!loopback.admin.unwrap().allow_unauthenticated);
     }
 }

@@ -50,6 +50,17 @@ enum Command {
         /// Also generate some traffic through it, so the dashboard has something to show.
         #[arg(long)]
         load: bool,
+        /// Listen on this address instead of 127.0.0.1 (e.g. 0.0.0.0 in a
+        /// container); the demo backends stay on loopback, and the admin API
+        /// beyond loopback has no token.
+        #[arg(long, value_name = "IP")]
+        bind: Option<std::net::IpAddr>,
+    },
+    /// Exit 0 if the admin API at ADDR answers 200 on /health, 1 otherwise:
+    /// a container HEALTHCHECK for images without curl.
+    Health {
+        #[arg(value_name = "ADDR", default_value = "127.0.0.1:9090")]
+        addr: std::net::SocketAddr,
     },
 }
 
@@ -141,7 +152,20 @@ fn main() -> ExitCode {
             Ok(result) => result,
             Err(code) => return code,
         },
-        (Some(Command::Demo { load }), _) => demo::config().and_then(|c| {
+        (Some(Command::Health { addr }), _) => {
+            return match control::admin::probe_health(addr, std::time::Duration::from_secs(3)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spliced health: {addr}: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        (Some(Command::Demo { load, bind }), _) => match bind {
+            Some(ip) => demo::config_on(ip),
+            None => demo::config(),
+        }
+        .and_then(|c| {
             demo::start_backends(&c)?;
             let options = control::RunOptions {
                 path: None,

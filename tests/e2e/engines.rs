@@ -1,18 +1,26 @@
 //! Which engine the L4 plane runs on: `dataplane: auto` falls back to epoll
 //! when io_uring is refused the way default container seccomp profiles refuse
-//! it (io_uring_setup/enter/register answer EPERM), says so in one line, and
+//! it (the shipped profile, conf/seccomp/spliced.json, with
+//! io_uring_setup/enter/register answering EPERM), says so in one line, and
 //! serves traffic; `dataplane: io_uring` refuses to start there with the
 //! reason; `spliced check` says what would run. (The rest of the L4 suite
 //! runs once per engine: scripts/test.sh sets SPLICED_TEST_DATAPLANE=epoll.)
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::harness::*;
 
-/// The wrapper that execs spliced under a filter refusing io_uring.
-fn refuse_io_uring() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seccomp/refuse_io_uring.py")
+/// The arguments that make `python3` exec a program under the shipped
+/// seccomp profile with the three io_uring calls refused (EPERM): what a
+/// default Docker or containerd profile allows, roughly.
+fn refuse_io_uring() -> Vec<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    vec![
+        format!("{root}/tests/fixtures/seccomp_exec.py"),
+        format!("{root}/conf/seccomp/spliced.json"),
+        "--deny".into(),
+        "io_uring_setup,io_uring_enter,io_uring_register".into(),
+    ]
 }
 
 /// These tests choose the engine themselves; under the harness-wide
@@ -33,12 +41,11 @@ fn auto_falls_back_to_epoll_under_a_seccomp_filter_that_refuses_io_uring() {
     let Some(python) = python_with("seccomp") else {
         return;
     };
-    let script = refuse_io_uring();
+    let wrapper = refuse_io_uring();
+    let mut prefix = vec![python.as_str()];
+    prefix.extend(wrapper.iter().map(String::as_str));
     let a = Backend::named("a");
-    let lb = Spliced::start_with(
-        &[&python, script.to_str().unwrap()],
-        &simple_config(&[a.addr], ""),
-    );
+    let lb = Spliced::start_with(&prefix, &simple_config(&[a.addr], ""));
     let log = lb.log_text();
     assert_eq!(
         lb.log_count("the L4 data plane runs on epoll instead"),
@@ -75,7 +82,7 @@ fn io_uring_required_under_that_filter_refuses_to_start_with_the_reason() {
     )
     .unwrap();
     let out = Command::new(&python)
-        .arg(refuse_io_uring())
+        .args(refuse_io_uring())
         .args([BIN, "run", "-c"])
         .arg(&path)
         .output()
@@ -88,7 +95,7 @@ fn io_uring_required_under_that_filter_refuses_to_start_with_the_reason() {
     // `spliced check` tells ahead of time, and what `auto` would do instead.
     let check = |extra: &[&str]| {
         let out = Command::new(&python)
-            .arg(refuse_io_uring())
+            .args(refuse_io_uring())
             .args([BIN, "check", "-c"])
             .arg(&path)
             .args(extra)

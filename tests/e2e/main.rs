@@ -7,6 +7,7 @@ mod autoscaling;
 mod balancing;
 mod config_check;
 mod dashboard;
+mod deploy;
 mod engines;
 mod hardening;
 mod harness;

@@ -266,6 +266,50 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
     }
 }
 
+/// `spliced health`: one `GET /health` to the admin API at `addr` (an
+/// unspecified address such as 0.0.0.0 is asked on loopback), `Ok` on 200.
+/// The client side of a container HEALTHCHECK, so an image needs no curl;
+/// blocking and bounded by `timeout` for the connect and for each read and
+/// write, since it runs alone in its own short-lived process.
+pub fn probe_health(addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    use std::io::{Error, Read, Write};
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    // The status line is all we need; "HTTP/1.1 200 " is 13 bytes.
+    let mut head = [0u8; 64];
+    let mut n = 0;
+    while n < 13 {
+        match s.read(&mut head[n..])? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.split(' ').nth(1).unwrap_or("");
+    if status == "200" {
+        Ok(())
+    } else {
+        let first = line.lines().next().unwrap_or("").trim();
+        Err(Error::other(format!("/health answered {first:?}, not 200")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
