@@ -369,6 +369,25 @@ impl Listener {
         self.pool.unwrap_or(0)
     }
 
+    /// Every pool this listener sends traffic to: its default pool, then its
+    /// SNI (or HTTP) routes' pools, each once, in that order (as the metrics
+    /// and the API count them).
+    pub fn pools(&self) -> Vec<usize> {
+        let sni = self.settings.sni_routes.iter().map(|r| r.pool.0);
+        let http = self
+            .settings
+            .http
+            .iter()
+            .flat_map(|h| h.routes.iter().map(|r| r.pool.0));
+        let mut pools: Vec<usize> = Vec::new();
+        for p in self.pool.into_iter().chain(sni).chain(http) {
+            if !pools.contains(&p) {
+                pools.push(p);
+            }
+        }
+        pools
+    }
+
     /// Whether new connections must be read before a backend is chosen (a
     /// PROXY header to accept, or a ClientHello to route by).
     pub fn inspects(&self) -> bool {

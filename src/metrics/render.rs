@@ -88,19 +88,7 @@ struct Route<'a> {
 fn routes(snapshot: &Snapshot) -> Vec<Route<'_>> {
     let mut routes = Vec::new();
     for l in &snapshot.listeners {
-        let sni = l.settings.sni_routes.iter().map(|r| r.pool.0);
-        let http = l
-            .settings
-            .http
-            .iter()
-            .flat_map(|h| h.routes.iter().map(|r| r.pool.0));
-        let mut pools: Vec<usize> = Vec::new();
-        for p in l.pool.into_iter().chain(sni).chain(http) {
-            if !pools.contains(&p) {
-                pools.push(p);
-            }
-        }
-        routes.extend(pools.into_iter().map(|p| Route {
+        routes.extend(l.pools().into_iter().map(|p| Route {
             listener: &l.name,
             slot: l.metrics_slot,
             pool: &snapshot.pools[p],

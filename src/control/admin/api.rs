@@ -214,7 +214,7 @@ fn pools_json(state: &State) -> Value {
         .iter()
         .filter(|l| l.settings.http.is_some())
         .flat_map(|l| {
-            listener_pools(l)
+            l.pools()
                 .into_iter()
                 .map(move |p| (p, l.name.as_str(), l.metrics_slot))
         })
@@ -310,24 +310,6 @@ fn pools_json(state: &State) -> Value {
     })
 }
 
-/// The pools an HTTP (or TCP) listener sends traffic to: its default pool,
-/// then its routes' pools, each once (as the metrics count them).
-fn listener_pools(l: &Listener) -> Vec<usize> {
-    let sni = l.settings.sni_routes.iter().map(|r| r.pool.0);
-    let http = l
-        .settings
-        .http
-        .iter()
-        .flat_map(|h| h.routes.iter().map(|r| r.pool.0));
-    let mut pools: Vec<usize> = Vec::new();
-    for p in l.pool.into_iter().chain(sni).chain(http) {
-        if !pools.contains(&p) {
-            pools.push(p);
-        }
-    }
-    pools
-}
-
 /// One value per status class, from `f(class index)`.
 fn by_class(f: impl Fn(usize) -> u64) -> [u64; CODE_CLASSES] {
     std::array::from_fn(f)
@@ -376,7 +358,7 @@ fn http_listener_json(
             })
         })
         .collect();
-    let pools = listener_pools(l);
+    let pools = l.pools();
     let backends = || {
         pools
             .iter()
